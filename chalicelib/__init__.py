@@ -1,0 +1,3 @@
+"""Items service: everything here ships with the Lambda package."""
+
+__version__ = "1.0.0"

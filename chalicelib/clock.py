@@ -1,0 +1,30 @@
+"""Time in the service's one wire format: RFC 3339, UTC, millisecond precision, ``Z`` suffix.
+
+Stored timestamps use the same fixed-width format, so they compare correctly as strings in
+DynamoDB condition and key expressions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def now() -> datetime:
+    return truncate(datetime.now(timezone.utc))
+
+
+def truncate(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def format_timestamp(moment: datetime) -> str:
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def now_text() -> str:
+    return format_timestamp(now())
+
+
+def epoch_seconds(moment: datetime) -> int:
+    return int(moment.timestamp())

@@ -1,0 +1,105 @@
+"""Single-table layout and DynamoDB value conversion.
+
+One table holds everything, partitioned by tenant so isolation is structural, not a filter:
+
+| record            | pk               | sk                          |
+| ----------------- | ---------------- | --------------------------- |
+| item              | ``T#<tenant>``   | ``ITEM#<item id>``          |
+| attachment        | ``T#<tenant>``   | ``ATT#<item id>#<att id>``  |
+| import            | ``T#<tenant>``   | ``IMPORT#<import id>``      |
+| idempotency entry | ``T#<tenant>``   | ``IDEMPOTENCY#<hash>``      |
+| API key (lookup)  | ``KEY#<sha256>`` | ``KEY``                     |
+| API key (listing) | ``T#<tenant>``   | ``APIKEY#<key id>``         |
+
+Work for the cleanup job is found through the sparse ``due-index`` GSI: a record that will need
+cleaning carries ``due_pk`` (one of a few shards, so no single index partition gets hot) and
+``due_at`` (when). Records without them are not in the index, so a cleanup run reads only what
+is due: O(expired), never a ``Scan``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+DUE_INDEX = "due-index"
+DUE_SHARDS = 8
+
+_serializer: Any = None
+_deserializer: Any = None
+
+
+def tenant_pk(tenant: str) -> str:
+    return f"T#{tenant}"
+
+
+def due_pk(pk: str, sk: str) -> str:
+    return f"DUE#{zlib.crc32(f'{pk}|{sk}'.encode()) % DUE_SHARDS}"
+
+
+def all_due_pks() -> list[str]:
+    return [f"DUE#{shard}" for shard in range(DUE_SHARDS)]
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    global _serializer
+    if _serializer is None:
+        from boto3.dynamodb.types import TypeSerializer
+
+        _serializer = TypeSerializer()
+    result: dict[str, Any] = _serializer.serialize(value)
+    return result
+
+
+def to_item(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: to_attr(value) for key, value in record.items()}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    global _deserializer
+    if _deserializer is None:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        _deserializer = TypeDeserializer()
+    return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+def is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def old_item_of(exc: ClientError) -> dict[str, Any] | None:
+    """The item as it was when a condition failed (``ReturnValuesOnConditionCheckFailure``)."""
+    item = exc.response.get("Item")
+    return from_item(item) if item else None
+
+
+class Expression:
+    """Builds expression attribute names and values with generated placeholders."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, *path: str) -> str:
+        parts = []
+        for part in path:
+            placeholder = f"#n{len(self.names)}"
+            self.names[placeholder] = part
+            parts.append(placeholder)
+        return ".".join(parts)
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = to_attr(value)
+        return placeholder
+
+    def kwargs(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        if self.names:
+            result["ExpressionAttributeNames"] = self.names
+        if self.values:
+            result["ExpressionAttributeValues"] = self.values
+        return result

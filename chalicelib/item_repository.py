@@ -1,0 +1,306 @@
+"""Items in DynamoDB: keys, conditional writes, one round trip per operation.
+
+Every write is conditional on the item being alive (present and not expired) and, when the
+client sent ``If-Match``, on its version. On a failed condition DynamoDB hands back the item as it
+was (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so telling 404 from 412 costs no extra read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from chalicelib import aws, clock
+from chalicelib.dynamo import Expression, due_pk, from_item, is_condition_failure, old_item_of, tenant_pk, to_item
+from chalicelib.models import data_size
+
+ITEM_PREFIX = "ITEM#"
+# DynamoDB's TTL is only a safety net behind the cleanup job, which also removes attached files;
+# give the job a week to get there first.
+TTL_GRACE = timedelta(days=7)
+
+# ``None``: no If-Match; ``"*"``: any existing version; a set: one of these versions.
+Precondition = None | Literal["*"] | frozenset[int]
+
+_LIVE = "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > {now})"
+
+
+class ItemExists(Exception):
+    pass
+
+
+class ConditionFailed(Exception):
+    """A conditional write did not apply; ``current`` is the live item, or None if there is none."""
+
+    def __init__(self, current: dict[str, Any] | None) -> None:
+        super().__init__("condition failed")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class ItemFields:
+    """The writable fields of an item, validated."""
+
+    name: str
+    description: str | None
+    tags: list[str]
+    data: dict[str, Any]
+    expires_at: datetime | None
+
+
+def is_live(record: dict[str, Any], now_text: str) -> bool:
+    expires_at = record.get("expires_at")
+    return expires_at is None or expires_at > now_text
+
+
+def to_api(record: dict[str, Any]) -> dict[str, Any]:
+    """The stored record as the API shows it."""
+    return {
+        "id": record["id"],
+        "name": record["name"],
+        "description": record.get("description"),
+        "tags": record.get("tags", []),
+        "data": record.get("data", {}),
+        "expires_at": record.get("expires_at"),
+        "version": int(record["version"]),
+        "created_at": record["created_at"],
+        "updated_at": record["updated_at"],
+    }
+
+
+def _expiry_attributes(pk: str, sk: str, expires_at: datetime) -> dict[str, Any]:
+    return {
+        "expires_at": clock.format_timestamp(expires_at),
+        "ttl": clock.epoch_seconds(expires_at + TTL_GRACE),
+        "due_pk": due_pk(pk, sk),
+        "due_at": clock.format_timestamp(expires_at),
+    }
+
+
+def _version_condition(expr: Expression, precondition: Precondition) -> str:
+    if precondition is None or precondition == "*":
+        return ""
+    if not precondition:
+        return " AND attribute_not_exists(pk)"  # nothing can match: an impossible condition
+    placeholders = ", ".join(expr.value(v) for v in sorted(precondition))
+    return f" AND {expr.name('version')} IN ({placeholders})"
+
+
+def _live_condition(expr: Expression, now_text: str) -> str:
+    return _LIVE.format(now=expr.value(now_text))
+
+
+class ItemRepository:
+    def __init__(self, table_name: str) -> None:
+        self.table = table_name
+
+    @staticmethod
+    def key(tenant: str, item_id: str) -> dict[str, Any]:
+        return {"pk": {"S": tenant_pk(tenant)}, "sk": {"S": ITEM_PREFIX + item_id}}
+
+    def get(self, tenant: str, item_id: str) -> dict[str, Any] | None:
+        response = aws.dynamodb().get_item(TableName=self.table, Key=self.key(tenant, item_id))
+        item = response.get("Item")
+        if not item:
+            return None
+        record = from_item(item)
+        return record if is_live(record, clock.now_text()) else None
+
+    def create(self, tenant: str, item_id: str, fields: ItemFields) -> dict[str, Any]:
+        now = clock.now_text()
+        pk, sk = tenant_pk(tenant), ITEM_PREFIX + item_id
+        record: dict[str, Any] = {
+            "pk": pk,
+            "sk": sk,
+            "id": item_id,
+            "name": fields.name,
+            "tags": fields.tags,
+            "data": fields.data,
+            "data_size": data_size(fields.data),
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if fields.description is not None:
+            record["description"] = fields.description
+        if fields.expires_at is not None:
+            record.update(_expiry_attributes(pk, sk, fields.expires_at))
+        expr = Expression()
+        # An expired item is gone even before the cleanup job removes it: its id is free again.
+        condition = f"attribute_not_exists(pk) OR {expr.name('expires_at')} <= {expr.value(now)}"
+        try:
+            aws.dynamodb().put_item(
+                TableName=self.table,
+                Item=to_item(record),
+                ConditionExpression=condition,
+                **expr.kwargs(),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise ItemExists(item_id) from exc
+            raise
+        return record
+
+    def _update(
+        self,
+        tenant: str,
+        item_id: str,
+        expr: Expression,
+        sets: list[str],
+        removes: list[str],
+        precondition: Precondition,
+        extra_condition: str = "",
+    ) -> dict[str, Any]:
+        now = clock.now_text()
+        sets = [
+            *sets,
+            f"{expr.name('version')} = {expr.name('version')} + {expr.value(1)}",
+            f"{expr.name('updated_at')} = {expr.value(now)}",
+        ]
+        update = "SET " + ", ".join(sets)
+        if removes:
+            update += " REMOVE " + ", ".join(removes)
+        condition = _live_condition(expr, now) + _version_condition(expr, precondition) + extra_condition
+        try:
+            response = aws.dynamodb().update_item(
+                TableName=self.table,
+                Key=self.key(tenant, item_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **expr.kwargs(),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                old = old_item_of(exc)
+                raise ConditionFailed(old if old and is_live(old, now) else None) from exc
+            raise
+        return from_item(response["Attributes"])
+
+    def _field_updates(
+        self, tenant: str, item_id: str, expr: Expression, values: dict[str, Any]
+    ) -> tuple[list[str], list[str]]:
+        """SET/REMOVE clauses for top-level writable fields; ``None`` resets a field."""
+        sets: list[str] = []
+        removes: list[str] = []
+        for field, value in values.items():
+            if field == "expires_at":
+                if value is None:
+                    removes += [expr.name(a) for a in ("expires_at", "ttl", "due_pk", "due_at")]
+                else:
+                    pk, sk = tenant_pk(tenant), ITEM_PREFIX + item_id
+                    for attr, attr_value in _expiry_attributes(pk, sk, value).items():
+                        sets.append(f"{expr.name(attr)} = {expr.value(attr_value)}")
+            elif field == "description" and value is None:
+                removes.append(expr.name("description"))
+            else:
+                sets.append(f"{expr.name(field)} = {expr.value(value)}")
+        return sets, removes
+
+    def replace(
+        self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition
+    ) -> dict[str, Any]:
+        """Full replacement of the writable fields (PUT), or the write-back of a merged PATCH."""
+        expr = Expression()
+        values = {
+            "name": fields.name,
+            "description": fields.description,
+            "tags": fields.tags,
+            "data": fields.data,
+            "data_size": data_size(fields.data),
+            "expires_at": fields.expires_at,
+        }
+        sets, removes = self._field_updates(tenant, item_id, expr, values)
+        return self._update(tenant, item_id, expr, sets, removes, precondition)
+
+    def patch_in_place(
+        self,
+        tenant: str,
+        item_id: str,
+        top_level: dict[str, Any],
+        data_sets: dict[str, Any],
+        data_removes: list[str],
+        data_growth: int,
+        data_budget: int,
+        precondition: Precondition,
+    ) -> dict[str, Any]:
+        """Apply a merge patch whose ``data`` part only sets or removes top-level keys.
+
+        Such a patch can be expressed as one ``UpdateItem``, atomic against concurrent writers.
+        ``data_size`` is kept as an upper bound of the compact size of ``data``; the write is
+        conditional on the bound staying within ``data_budget``, so ``data`` can never grow past
+        the limit. When the condition fails for that reason alone, the caller merges locally
+        (exact size) and writes with ``replace``.
+        """
+        expr = Expression()
+        sets, removes = self._field_updates(tenant, item_id, expr, top_level)
+        extra = ""
+        for key, value in data_sets.items():
+            sets.append(f"{expr.name('data', key)} = {expr.value(value)}")
+        for key in data_removes:
+            removes.append(expr.name("data", key))
+        if data_sets or data_removes:
+            size = expr.name("data_size")
+            sets.append(f"{size} = {size} + {expr.value(data_growth)}")
+            extra = f" AND {size} <= {expr.value(data_budget - data_growth)}"
+        return self._update(tenant, item_id, expr, sets, removes, precondition, extra)
+
+    def delete(self, tenant: str, item_id: str, precondition: Precondition) -> dict[str, Any]:
+        now = clock.now_text()
+        expr = Expression()
+        condition = _live_condition(expr, now) + _version_condition(expr, precondition)
+        try:
+            response = aws.dynamodb().delete_item(
+                TableName=self.table,
+                Key=self.key(tenant, item_id),
+                ConditionExpression=condition,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **expr.kwargs(),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                old = old_item_of(exc)
+                raise ConditionFailed(old if old and is_live(old, now) else None) from exc
+            raise
+        return from_item(response["Attributes"])
+
+    def list_page(
+        self, tenant: str, limit: int, after_id: str | None, descending: bool
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One ``Query`` on the tenant's partition; returns live items and the id to resume after.
+
+        Reads ``limit + 1`` keys so that a full final page is recognised as final without a
+        trailing empty page. Expired items are filtered out after the read, so a page may hold
+        fewer than ``limit`` items while more follow.
+        """
+        now = clock.now_text()
+        expr = Expression()
+        key_condition = f"pk = {expr.value(tenant_pk(tenant))} AND begins_with(sk, {expr.value(ITEM_PREFIX)})"
+        kwargs: dict[str, Any] = {}
+        if after_id is not None:
+            kwargs["ExclusiveStartKey"] = self.key(tenant, after_id)
+        response = aws.dynamodb().query(
+            TableName=self.table,
+            KeyConditionExpression=key_condition,
+            FilterExpression=(
+                f"attribute_not_exists({expr.name('expires_at')}) OR {expr.name('expires_at')} > {expr.value(now)}"
+            ),
+            Limit=limit + 1,
+            ScanIndexForward=not descending,
+            **expr.kwargs(),
+            **kwargs,
+        )
+        records = [from_item(item) for item in response.get("Items", [])]
+        last_key = response.get("LastEvaluatedKey")
+        if len(records) > limit:
+            records = records[:limit]
+            return records, records[-1]["id"]
+        if last_key:
+            return records, str(last_key["sk"]["S"])[len(ITEM_PREFIX):]
+        return records, None
+

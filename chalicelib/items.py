@@ -1,0 +1,270 @@
+"""Item use cases: validation, merge patch, conditional writes, paging.
+
+Returns API-shaped dicts and raises ``Problem`` for every failure a client can cause.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from chalicelib import cursor as cursors
+from chalicelib import jsonutil, ulid
+from chalicelib.item_repository import (
+    ConditionFailed,
+    ItemExists,
+    ItemFields,
+    ItemRepository,
+    Precondition,
+    to_api,
+)
+from chalicelib.models import (
+    MAX_DATA_BYTES,
+    MAX_DATA_DEPTH,
+    ID_PATTERN,
+    ItemCreate,
+    ItemPatch,
+    ItemReplace,
+    check_json_value,
+    to_field_errors,
+)
+from chalicelib.problems import Problem, field_errors, not_found, query_error
+from chalicelib.settings import Settings, require
+
+_ID = re.compile(ID_PATTERN)
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+LISTING = "items"
+# Without If-Match a merged PATCH retries on a concurrent version change; each retry re-reads,
+# so a handful is plenty even under heavy contention on one item.
+MERGE_ATTEMPTS = 8
+
+
+def _validate(model: type[ItemReplace] | type[ItemPatch], body: Any) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise field_errors("validation-error", to_field_errors(exc)) from exc
+
+
+def _fields(model: ItemReplace) -> ItemFields:
+    return ItemFields(
+        name=model.name,
+        description=model.description,
+        tags=model.tags,
+        data=model.data,
+        expires_at=model.expires_at,
+    )
+
+
+def _precondition_failed(current: dict[str, Any]) -> Problem:
+    return Problem(
+        "precondition-failed",
+        f"the item has changed: its current version is {int(current['version'])}",
+        headers={"ETag": f'"{int(current["version"])}"'},
+    )
+
+
+class ItemService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.repository = ItemRepository(require(settings.table_name, "TABLE_NAME"))
+
+    def get(self, tenant: str, item_id: str) -> dict[str, Any]:
+        _check_id(item_id)
+        record = self.repository.get(tenant, item_id)
+        if record is None:
+            raise not_found()
+        return to_api(record)
+
+    def create(self, tenant: str, body: Any) -> dict[str, Any]:
+        model = _validate(ItemCreate, body)
+        item_id = model.id or ulid.new()
+        try:
+            record = self.repository.create(tenant, item_id, _fields(model))
+        except ItemExists as exc:
+            raise Problem("conflict", f"an item with id '{item_id}' already exists") from exc
+        return to_api(record)
+
+    def replace(self, tenant: str, item_id: str, body: Any, precondition: Precondition) -> dict[str, Any]:
+        _check_id(item_id)
+        model = _validate(ItemReplace, body)
+        try:
+            record = self.repository.replace(tenant, item_id, _fields(model), precondition)
+        except ConditionFailed as exc:
+            raise self._write_failure(exc) from exc
+        return to_api(record)
+
+    def delete(self, tenant: str, item_id: str, precondition: Precondition) -> None:
+        _check_id(item_id)
+        try:
+            self.repository.delete(tenant, item_id, precondition)
+        except ConditionFailed as exc:
+            raise self._write_failure(exc) from exc
+
+    @staticmethod
+    def _write_failure(exc: ConditionFailed) -> Problem:
+        if exc.current is None:
+            return not_found()
+        return _precondition_failed(exc.current)
+
+    def patch(self, tenant: str, item_id: str, body: Any, precondition: Precondition) -> dict[str, Any]:
+        _check_id(item_id)
+        if not isinstance(body, dict):
+            raise field_errors("validation-error", [{"pointer": "", "detail": "a merge patch must be a JSON object"}])
+        patch = _validate(ItemPatch, body)
+        if "name" in body and body["name"] is None:
+            raise field_errors("validation-error", [{"pointer": "/name", "detail": "is required and cannot be removed"}])
+        data_patch = body.get("data")
+        in_place = not isinstance(data_patch, dict) or not any(isinstance(v, dict) for v in data_patch.values())
+        if in_place:
+            try:
+                return self._patch_in_place(tenant, item_id, body, patch, precondition)
+            except ConditionFailed as exc:
+                if exc.current is None:
+                    raise not_found() from exc
+                if not _version_matches(exc.current, precondition):
+                    raise _precondition_failed(exc.current) from exc
+                # Only the size budget failed: merge exactly below, starting from this state.
+                return self._patch_merged(tenant, item_id, body, precondition, exc.current)
+        return self._patch_merged(tenant, item_id, body, precondition, None)
+
+    def _patch_in_place(
+        self, tenant: str, item_id: str, body: dict[str, Any], patch: ItemPatch, precondition: Precondition
+    ) -> dict[str, Any]:
+        top_level: dict[str, Any] = {}
+        for field in ("name", "description", "tags", "expires_at"):
+            if field in body:
+                value = getattr(patch, field)
+                top_level[field] = [] if field == "tags" and value is None else value
+        data_sets: dict[str, Any] = {}
+        data_removes: list[str] = []
+        growth = 0
+        data_patch = body.get("data", ...)
+        if data_patch is None:
+            top_level["data"] = {}
+            top_level["data_size"] = 2
+        elif isinstance(data_patch, dict):
+            patched = patch.data or {}
+            for key, value in patched.items():
+                if value is None:
+                    data_removes.append(key)
+                    continue
+                if check_json_value(value) + 1 > MAX_DATA_DEPTH:
+                    raise field_errors(
+                        "validation-error",
+                        [{"pointer": f"/data/{_escape(key)}", "detail": f"must not be nested more than {MAX_DATA_DEPTH} levels deep"}],
+                    )
+                data_sets[key] = value
+                # Upper bound of what this member adds to the compact text: key, colon, value, comma.
+                growth += len(jsonutil.dumps({key: value}).encode("utf-8")) - 1
+        return to_api(
+            self.repository.patch_in_place(
+                tenant, item_id, top_level, data_sets, data_removes, growth, MAX_DATA_BYTES, precondition
+            )
+        )
+
+    def _patch_merged(
+        self,
+        tenant: str,
+        item_id: str,
+        body: dict[str, Any],
+        precondition: Precondition,
+        current: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Read, merge, validate the whole result, write back conditional on the version read."""
+        for _attempt in range(MERGE_ATTEMPTS):
+            if current is None:
+                current = self.repository.get(tenant, item_id)
+                if current is None:
+                    raise not_found()
+            if not _version_matches(current, precondition):
+                raise _precondition_failed(current)
+            merged = merge_patch(_writable(current), body)
+            model = _validate(ItemReplace, merged)
+            expected = frozenset({int(current["version"])})
+            try:
+                return to_api(self.repository.replace(tenant, item_id, _fields(model), expected))
+            except ConditionFailed as exc:
+                if exc.current is None:
+                    raise not_found() from exc
+                if precondition is not None:
+                    raise _precondition_failed(exc.current) from exc
+                current = exc.current  # lost a race: merge again onto the newer version
+                time.sleep(0.005 * (_attempt + 1))
+        raise Problem("conflict", "the item is being changed by other requests; retry", headers={"Retry-After": "1"})
+
+    def list(self, tenant: str, params: dict[str, str]) -> dict[str, Any]:
+        limit = _limit(params.get("limit"))
+        order = params.get("order", "asc")
+        if order not in ("asc", "desc"):
+            raise query_error("order", "must be 'asc' or 'desc'")
+        after_id = None
+        secrets = self.settings.cursor_secrets
+        if not secrets:
+            raise RuntimeError("CURSOR_SECRETS is not set for this stage")
+        if params.get("cursor"):
+            try:
+                after_id = cursors.decode(
+                    params["cursor"], tenant=tenant, listing=LISTING, order=order, secrets=secrets
+                )
+            except cursors.InvalidCursor as exc:
+                raise query_error("cursor", str(exc)) from exc
+        records, last_id = self.repository.list_page(tenant, limit, after_id, order == "desc")
+        next_cursor = None
+        if last_id is not None:
+            next_cursor = cursors.encode(
+                last_id, tenant=tenant, listing=LISTING, order=order, secret=self.settings.cursor_signing_secret
+            )
+        return {"items": [to_api(r) for r in records], "next_cursor": next_cursor}
+
+
+def _check_id(item_id: str) -> None:
+    """An id that cannot exist is simply not found (and never reaches DynamoDB's key limits)."""
+    if not _ID.match(item_id):
+        raise not_found()
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise query_error("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _version_matches(current: dict[str, Any], precondition: Precondition) -> bool:
+    if precondition is None or precondition == "*":
+        return True
+    return int(current["version"]) in precondition
+
+
+def _writable(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": record["name"],
+        "description": record.get("description"),
+        "tags": list(record.get("tags", [])),
+        "data": record.get("data", {}),
+        "expires_at": record.get("expires_at"),
+    }
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+

@@ -1,0 +1,268 @@
+"""Request and response models: every field rule of the contract lives here, once.
+
+The same models validate requests, imported rows and patched results, and generate the OpenAPI
+schemas, so the documentation cannot drift from what the code accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from chalicelib import clock, jsonutil
+
+MAX_DATA_BYTES = 16 * 1024
+MAX_DATA_DEPTH = 16
+MAX_TAGS = 20
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
+
+# DynamoDB numbers: at most 38 significant digits, magnitude 1E-130 .. 9.99…E+125.
+_MAX_DIGITS = 38
+_MIN_ADJUSTED_EXPONENT = -130
+_MAX_ADJUSTED_EXPONENT = 125
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _dedupe(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+def parse_timestamp(value: Any) -> Any:
+    """RFC 3339 with an explicit offset, normalised to UTC at millisecond precision."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise PydanticCustomError(
+            "timestamp", "must be an RFC 3339 timestamp with an offset, e.g. 2030-01-01T00:00:00Z"
+        )
+    try:
+        parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
+    except ValueError as exc:
+        raise PydanticCustomError("timestamp", "is not a valid date and time") from exc
+    return clock.truncate(parsed.astimezone(timezone.utc))
+
+
+def _in_future(value: datetime | None) -> datetime | None:
+    if value is not None and value <= clock.now():
+        raise PydanticCustomError("expired", "must be in the future")
+    return value
+
+
+def _pointer(path: tuple[str | int, ...]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _check_number(value: Decimal | int, path: tuple[str | int, ...]) -> Decimal | int:
+    try:
+        normal = Decimal(value).normalize() if isinstance(value, int) else value.normalize()
+    except InvalidOperation as exc:  # pragma: no cover - Decimal(int) cannot fail
+        raise PydanticCustomError("number", "is not a number") from exc
+    if not normal.is_finite():
+        raise PydanticCustomError(
+            "number", "must be a finite number", {"pointer": _pointer(("data", *path))}
+        )
+    if normal.is_zero():
+        return value
+    digits = len(normal.as_tuple().digits)
+    adjusted = normal.adjusted()
+    if digits > _MAX_DIGITS:
+        raise PydanticCustomError(
+            "number",
+            "has more than 38 significant digits",
+            {"pointer": _pointer(("data", *path))},
+        )
+    if adjusted < _MIN_ADJUSTED_EXPONENT or adjusted > _MAX_ADJUSTED_EXPONENT:
+        raise PydanticCustomError(
+            "number",
+            "is outside the storable range 1E-130 .. 9.99E+125",
+            {"pointer": _pointer(("data", *path))},
+        )
+    return value
+
+
+def check_json_value(value: Any, path: tuple[str | int, ...] = ()) -> int:
+    """Validate a JSON value for storage; return its nesting depth (containers count 1 each)."""
+    if isinstance(value, jsonutil.NonFiniteNumber):
+        raise PydanticCustomError(
+            "number", "must be a finite number", {"pointer": _pointer(("data", *path))}
+        )
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return 0
+    if isinstance(value, (int, Decimal)):
+        _check_number(value, path)
+        return 0
+    if isinstance(value, dict):
+        depth = 0
+        for key, item in value.items():
+            depth = max(depth, check_json_value(item, (*path, key)))
+        return depth + 1
+    if isinstance(value, list):
+        depth = 0
+        for index, item in enumerate(value):
+            depth = max(depth, check_json_value(item, (*path, index)))
+        return depth + 1
+    raise PydanticCustomError(  # pragma: no cover - json.loads yields nothing else
+        "json", "is not a JSON value", {"pointer": _pointer(("data", *path))}
+    )
+
+
+def data_size(data: dict[str, Any]) -> int:
+    return len(jsonutil.dumps(data).encode("utf-8"))
+
+
+def _check_data(data: dict[str, Any]) -> dict[str, Any]:
+    depth = check_json_value(data)
+    if depth > MAX_DATA_DEPTH:
+        raise PydanticCustomError("depth", f"must not be nested more than {MAX_DATA_DEPTH} levels deep")
+    if data_size(data) > MAX_DATA_BYTES:
+        raise PydanticCustomError("size", f"must be at most {MAX_DATA_BYTES} bytes as compact JSON")
+    return data
+
+
+def _check_patch_data(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Depth and size are checked on the merged result; here only the values themselves.
+    if data is not None:
+        check_json_value(data)
+    return data
+
+
+Name = Annotated[str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=200)]
+Description = Annotated[str | None, Field(max_length=4000)]
+Tag = Annotated[str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=50)]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_dedupe)]
+Data = Annotated[dict[str, Any], AfterValidator(_check_data)]
+Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
+FutureTimestamp = Annotated[datetime | None, BeforeValidator(parse_timestamp), AfterValidator(_in_future)]
+ItemId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemReplace(_Strict):
+    """Body of ``PUT /items/{id}``: the writable fields; omitted optional fields reset."""
+
+    name: Name = Field(description="1–200 characters after trimming surrounding whitespace.")
+    description: Description = None
+    tags: Tags = Field(default_factory=list, description="Trimmed; duplicates removed.")
+    data: Data = Field(
+        default_factory=dict,
+        description="Any JSON object, at most 16 KiB compact and 16 levels deep; numbers exact.",
+    )
+    expires_at: FutureTimestamp = Field(
+        default=None, description="RFC 3339 with offset, in the future; returned in UTC."
+    )
+
+
+class ItemCreate(ItemReplace):
+    """Body of ``POST /items``."""
+
+    id: ItemId | None = Field(default=None, description="Optional; a ULID is assigned when absent.")
+
+
+class ItemPatch(_Strict):
+    """Body of ``PATCH /items/{id}`` (JSON Merge Patch): ``null`` resets an optional field."""
+
+    name: Name | None = None
+    description: Description = None
+    tags: Tags | None = None
+    data: Annotated[dict[str, Any] | None, AfterValidator(_check_patch_data)] = None
+    expires_at: FutureTimestamp = None
+
+
+class Item(BaseModel):
+    """An item as the API returns it."""
+
+    id: str
+    name: str
+    description: str | None
+    tags: list[str]
+    data: dict[str, Any]
+    expires_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemPage(BaseModel):
+    items: list[Item]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class ProblemError(BaseModel):
+    pointer: str
+    detail: str
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem document (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str
+    errors: list[ProblemError] | None = None
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    loc = error["loc"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is read-only" if loc and loc[-1] in READ_ONLY_FIELDS else "is not a known field"
+    if kind in ("string_too_short", "too_short") and ctx.get("min_length") == 1:
+        return "must not be blank"
+    if kind == "string_type":
+        return "must be a string"
+    if kind in ("dict_type", "model_type"):
+        return "must be a JSON object"
+    if kind == "list_type":
+        return "must be a list"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} entries"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')}"
+    message: str = error["msg"]
+    return message[0].lower() + message[1:] if message else kind
+
+
+def to_field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:
+    """Pydantic errors as ``{"pointer", "detail"}`` with JSON Pointers into the body."""
+    result = []
+    for error in exc.errors(include_url=False):
+        ctx = error.get("ctx") or {}
+        pointer = ctx.get("pointer") or _pointer((*prefix, *error["loc"]))
+        result.append({"pointer": pointer, "detail": _message(error)})
+    return result

@@ -1,0 +1,183 @@
+"""The OpenAPI 3.1 description, generated from the models that validate requests.
+
+Paths and operations are declared here, schemas come from pydantic, so a rule changed in
+``models.py`` changes the document too. A test fails when a route of the app is missing here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import BaseModel
+
+from chalicelib import __version__
+from chalicelib.models import Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument
+
+_MODELS: list[type[BaseModel]] = [Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {"schema": _ref("ProblemDocument")}}}
+
+
+def _json(schema_name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_ETAG = {"ETag": {"description": "The item's version as a quoted entity tag", "schema": {"type": "string"}}}
+_REQUEST_ID = {"X-Request-Id": {"description": "Identifies the request in logs", "schema": {"type": "string"}}}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
+
+ITEM_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Replays the first response for 24 h; another body with the same key is refused.",
+}
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+
+
+def common_errors(*statuses: int) -> dict[str, Any]:
+    names = {
+        400: "Malformed request",
+        401: "Missing or invalid API key",
+        403: "API key not allowed",
+        404: "Not found (or another tenant's)",
+        409: "Conflict",
+        412: "If-Match does not match the current version",
+        413: "Body over 64 KiB",
+        415: "Body is not JSON",
+        422: "Body fails validation",
+        429: "Rate limited",
+        500: "Internal error",
+        503: "Temporarily unavailable",
+    }
+    responses = {str(status): _problem(names[status]) for status in statuses}
+    for status in (429, 503):
+        if str(status) in responses:
+            responses[str(status)]["headers"] = _RETRY_AFTER
+    return responses
+
+
+_AUTHED = (401, 403, 429, 500, 503)
+
+
+def _paths() -> dict[str, Any]:
+    item_body = {"required": True, "content": {"application/json": {"schema": _ref("ItemCreate")}}}
+    return {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "security": [],
+                "responses": {"200": _json("Health", "The service is up")},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "security": [],
+                "responses": {"200": {"description": "This document", "content": {"application/json": {}}}},
+            }
+        },
+        "/items": {
+            "post": {
+                "operationId": "createItem",
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": item_body,
+                "responses": {
+                    "201": _json(
+                        "Item",
+                        "Created",
+                        {**_ETAG, "Location": {"schema": {"type": "string"}}, "Idempotent-Replayed": {"schema": {"type": "string"}}},
+                    ),
+                    **common_errors(400, 409, 413, 415, 422, *_AUTHED),
+                },
+            },
+            "get": {
+                "operationId": "listItems",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"], "default": "asc"}},
+                ],
+                "responses": {"200": _json("ItemPage", "A page of items, ordered by id"), **common_errors(400, *_AUTHED)},
+            },
+        },
+        "/items/{id}": {
+            "parameters": [ITEM_ID],
+            "get": {
+                "operationId": "getItem",
+                "parameters": [IF_NONE_MATCH],
+                "responses": {
+                    "200": _json("Item", "The item", _ETAG),
+                    "304": {"description": "Not modified"},
+                    **common_errors(404, *_AUTHED),
+                },
+            },
+            "put": {
+                "operationId": "replaceItem",
+                "parameters": [IF_MATCH],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ItemReplace")}}},
+                "responses": {
+                    "200": _json("Item", "Replaced", _ETAG),
+                    **common_errors(400, 404, 412, 413, 415, 422, *_AUTHED),
+                },
+            },
+            "patch": {
+                "operationId": "patchItem",
+                "parameters": [IF_MATCH],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/merge-patch+json": {"schema": _ref("ItemPatch")},
+                        "application/json": {"schema": _ref("ItemPatch")},
+                    },
+                },
+                "responses": {
+                    "200": _json("Item", "Patched", _ETAG),
+                    **common_errors(400, 404, 409, 412, 413, 415, 422, *_AUTHED),
+                },
+            },
+            "delete": {
+                "operationId": "deleteItem",
+                "parameters": [IF_MATCH],
+                "responses": {"204": {"description": "Deleted"}, **common_errors(400, 404, 412, *_AUTHED)},
+            },
+        },
+    }
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas[model.__name__] = schema
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Items service",
+            "version": __version__,
+            "description": "Multi-tenant items API. Errors are RFC 9457 problem documents.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"apiKey": []}],
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <api-key>"}},
+            "schemas": schemas,
+        },
+        "paths": _paths(),
+    }

@@ -1,0 +1,81 @@
+"""Stage settings, read from the environment.
+
+Read lazily, on every call: Chalice's test client sets a stage's environment variables only while
+a request runs, and Lambda sets them before import, so a module-level snapshot would be wrong in
+one of the two. Building the object is a handful of dict look-ups.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from chalicelib import __version__
+
+
+class ConfigurationError(RuntimeError):
+    """A required setting is missing or malformed: a deployment bug, never a client error."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    table_name: str
+    bucket_name: str
+    queue_url: str
+    app_version: str
+    cursor_secrets: tuple[bytes, ...]
+    rate_limit_rps: float
+    rate_limit_burst: int
+    upload_window_seconds: int
+    max_attachment_bytes: int
+    max_import_bytes: int
+
+    @property
+    def cursor_signing_secret(self) -> bytes:
+        return self.cursor_secrets[0]
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _secrets() -> tuple[bytes, ...]:
+    """CURSOR_SECRETS: comma-separated; the first signs, all verify (rotation without breakage)."""
+    raw = os.environ.get("CURSOR_SECRETS", "")
+    secrets = tuple(s.strip().encode() for s in raw.split(",") if s.strip())
+    return secrets
+
+
+def get_settings() -> Settings:
+    return Settings(
+        stage=os.environ.get("STAGE", "dev"),
+        table_name=os.environ.get("TABLE_NAME", ""),
+        bucket_name=os.environ.get("BUCKET_NAME", ""),
+        queue_url=os.environ.get("QUEUE_URL", ""),
+        app_version=os.environ.get("APP_VERSION", __version__),
+        cursor_secrets=_secrets(),
+        rate_limit_rps=_float("RATE_LIMIT_RPS", 0.0),
+        rate_limit_burst=_int("RATE_LIMIT_BURST", 0),
+        upload_window_seconds=_int("UPLOAD_WINDOW_SECONDS", 3600),
+        max_attachment_bytes=_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
+        max_import_bytes=_int("MAX_IMPORT_BYTES", 100 * 1024 * 1024),
+    )
+
+
+def require(value: str, name: str) -> str:
+    if not value:
+        raise ConfigurationError(f"{name} is not set for this stage")
+    return value

@@ -1,0 +1,51 @@
+"""Serves ``frontend/`` as static files, plus ``/config.js`` pointing the page at the local API.
+
+The same files deploy unchanged to the stage's front-end bucket; there ``config.js`` is written by
+the deploy step (or left out, and the page's settings panel asks for the API URL and key).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    config_js = b""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.split("?", 1)[0] == "/config.js":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Content-Length", str(len(self.config_js)))
+            self.end_headers()
+            self.wfile.write(self.config_js)
+            return
+        super().do_GET()
+
+    def end_headers(self) -> None:
+        self.send_header("X-Content-Type-Options", "nosniff")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base
+        pass
+
+
+def config_script(api_url: str, api_key: str) -> bytes:
+    config = {"apiUrl": api_url, "apiKey": api_key}
+    return f"window.ITEMS_CONFIG = {json.dumps(config)};\n".encode()
+
+
+def serve(host: str, port: int, *, api_url: str, api_key: str) -> ThreadingHTTPServer:
+    handler = type("FrontendHandler", (_Handler,), {"config_js": config_script(api_url, api_key)})
+    server = ThreadingHTTPServer((host, port), functools.partial(handler, directory=str(FRONTEND)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="frontend", daemon=True).start()
+    return server
