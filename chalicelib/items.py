@@ -22,9 +22,9 @@ from chalicelib.item_repository import (
     to_api,
 )
 from chalicelib.models import (
+    ID_PATTERN,
     MAX_DATA_BYTES,
     MAX_DATA_DEPTH,
-    ID_PATTERN,
     ItemCreate,
     ItemPatch,
     ItemReplace,

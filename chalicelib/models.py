@@ -7,8 +7,8 @@ schemas, so the documentation cannot drift from what the code accepts.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
@@ -50,7 +50,7 @@ def _dedupe(tags: list[str]) -> list[str]:
 
 def parse_timestamp(value: Any) -> Any:
     """RFC 3339 with an explicit offset, normalised to UTC at millisecond precision."""
-    if isinstance(value, datetime):
+    if value is None or isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _RFC3339.match(value):
         raise PydanticCustomError(
@@ -60,7 +60,7 @@ def parse_timestamp(value: Any) -> Any:
         parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError as exc:
         raise PydanticCustomError("timestamp", "is not a valid date and time") from exc
-    return clock.truncate(parsed.astimezone(timezone.utc))
+    return clock.truncate(parsed.astimezone(UTC))
 
 
 def _in_future(value: datetime | None) -> datetime | None:
@@ -74,10 +74,8 @@ def _pointer(path: tuple[str | int, ...]) -> str:
 
 
 def _check_number(value: Decimal | int, path: tuple[str | int, ...]) -> Decimal | int:
-    try:
-        normal = Decimal(value).normalize() if isinstance(value, int) else value.normalize()
-    except InvalidOperation as exc:  # pragma: no cover - Decimal(int) cannot fail
-        raise PydanticCustomError("number", "is not a number") from exc
+    # Decimal(int) is exact whatever the context; strip_zeros avoids the context's 28-digit rounding.
+    normal = jsonutil.strip_zeros(Decimal(value))
     if not normal.is_finite():
         raise PydanticCustomError(
             "number", "must be a finite number", {"pointer": _pointer(("data", *path))}
