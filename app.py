@@ -118,15 +118,18 @@ def create_item() -> Response:
     tenant = _tenant()
     key = web.idempotency_key(request)
 
-    def create() -> dict[str, Any]:
-        item = _items().create(tenant, body)
+    def created(item: dict[str, Any]) -> dict[str, Any]:
         headers = {"ETag": web.etag(item["version"]), "Location": f"/items/{item['id']}"}
         return {"status": 201, "body": jsonutil.dumps(item), "headers": headers}
 
     if key is None:
-        outcome, replayed = create(), False
+        outcome, replayed = created(_items().create(tenant, body)), False
     else:
         from chalicelib import idempotency
+
+        def create() -> dict[str, Any]:
+            # The item and the remembered response are written in one transaction.
+            return created(_items().create(tenant, body, lambda item: idempotency.completion_record(created(item))))
 
         outcome, replayed = idempotency.run(
             table=require(get_settings().table_name, "TABLE_NAME"),

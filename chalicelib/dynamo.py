@@ -73,6 +73,22 @@ def is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+class CompanionRefused(Exception):
+    """A companion entry of a transaction (not the record being written) failed its condition.
+
+    The transaction wrote nothing. Raised for, e.g., an idempotency record that is no longer the
+    running request's claim.
+    """
+
+
+def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
+    """Per-entry reasons of a cancelled transaction, in request order (``[]`` for other errors)."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return []
+    reasons: Any = exc.response.get("CancellationReasons") or []
+    return list(reasons)
+
+
 def old_item_of(exc: ClientError) -> dict[str, Any] | None:
     """The item as it was when a condition failed (``ReturnValuesOnConditionCheckFailure``)."""
     item: Any = exc.response.get("Item")

@@ -53,7 +53,7 @@ UNAVAILABLE_GATEWAY_RESPONSE: dict[str, Any] = {
 }
 
 
-class AuthorizerUnavailable(RuntimeError):  # noqa: N818 - named for what happened, as API Gateway does
+class AuthorizerUnavailable(RuntimeError):
     """The authorizer could not reach the key store: API Gateway's failure response (503)."""
 
 

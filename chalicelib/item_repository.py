@@ -3,10 +3,18 @@
 Every write is conditional on the item being alive (present and not expired) and, when the
 client sent ``If-Match``, on its version. On a failed condition DynamoDB hands back the item as it
 was (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so telling 404 from 412 costs no extra read.
+
+Every create and update also writes a fresh ``write_token`` and (updates) is conditional on the
+stored token being another one. botocore retries a call whose response timed out; if DynamoDB had
+applied the first attempt, the retry fails its condition and the returned item carries our own
+token: the write happened, exactly once, and its result is that item. Without the token the
+retry would apply an update twice, or report a create as a conflict with itself.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -14,7 +22,17 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from chalicelib import aws, clock
-from chalicelib.dynamo import Expression, due_pk, from_item, is_condition_failure, old_item_of, tenant_pk, to_item
+from chalicelib.dynamo import (
+    CompanionRefused,
+    Expression,
+    cancellation_reasons,
+    due_pk,
+    from_item,
+    is_condition_failure,
+    old_item_of,
+    tenant_pk,
+    to_item,
+)
 from chalicelib.models import data_size
 
 ITEM_PREFIX = "ITEM#"
@@ -26,6 +44,12 @@ TTL_GRACE = timedelta(days=7)
 Precondition = None | Literal["*"] | frozenset[int]
 
 _LIVE = "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > {now})"
+
+
+WRITE_TOKEN = "write_token"  # noqa: S105 - an attribute name, not a secret
+
+# Given the item as the API shows it, a transaction entry to write together with it (or None).
+Completion = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 class ItemExists(Exception):
@@ -49,6 +73,15 @@ class ItemFields:
     tags: list[str]
     data: dict[str, Any]
     expires_at: datetime | None
+
+
+def _new_write_token() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def _written_by(record: dict[str, Any] | None, token: str) -> bool:
+    """Whether ``record`` is the result of the write that carried ``token``."""
+    return bool(record) and record.get(WRITE_TOKEN) == token  # type: ignore[union-attr]
 
 
 def is_live(record: dict[str, Any], now_text: str) -> bool:
@@ -109,7 +142,14 @@ class ItemRepository:
         record = from_item(item)
         return record if is_live(record, clock.now_text()) else None
 
-    def create(self, tenant: str, item_id: str, fields: ItemFields) -> dict[str, Any]:
+    def create(
+        self,
+        tenant: str,
+        item_id: str,
+        fields: ItemFields,
+        completion: Completion | None = None,
+    ) -> dict[str, Any]:
+        """Create the item; ``completion`` may return a transaction entry to write atomically with it."""
         now = clock.now_text()
         pk, sk = tenant_pk(tenant), ITEM_PREFIX + item_id
         record: dict[str, Any] = {
@@ -123,6 +163,7 @@ class ItemRepository:
             "version": 1,
             "created_at": now,
             "updated_at": now,
+            WRITE_TOKEN: _new_write_token(),
         }
         if fields.description is not None:
             record["description"] = fields.description
@@ -131,18 +172,49 @@ class ItemRepository:
         expr = Expression()
         # An expired item is gone even before the cleanup job removes it: its id is free again.
         condition = f"attribute_not_exists(pk) OR {expr.name('expires_at')} <= {expr.value(now)}"
+        put = {
+            "TableName": self.table,
+            "Item": to_item(record),
+            "ConditionExpression": condition,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **expr.kwargs(),
+        }
+        also = completion(to_api(record)) if completion is not None else None
+        if also is not None:
+            self._create_in_transaction(put, also, record)
+            return record
         try:
-            aws.dynamodb().put_item(
-                TableName=self.table,
-                Item=to_item(record),
-                ConditionExpression=condition,
-                **expr.kwargs(),
-            )
+            aws.dynamodb().put_item(**put)
         except ClientError as exc:
             if is_condition_failure(exc):
+                if _written_by(old_item_of(exc), record[WRITE_TOKEN]):
+                    return record  # an earlier attempt of this call wrote it; its response was lost
                 raise ItemExists(item_id) from exc
             raise
         return record
+
+    def _create_in_transaction(self, put: dict[str, Any], also: dict[str, Any], record: dict[str, Any]) -> None:
+        """The item's ``Put`` and ``also`` (e.g. a completed idempotency record), both or neither.
+
+        botocore gives the call one ``ClientRequestToken`` for all its attempts, so DynamoDB applies
+        a retried transaction once; the write token covers emulators that ignore that token.
+        """
+        try:
+            entries: Any = [{"Put": put}, also]
+            aws.dynamodb().transact_write_items(TransactItems=entries)
+        except ClientError as exc:
+            reasons = cancellation_reasons(exc)
+            if not reasons:
+                raise
+            item_reason, *other_reasons = reasons
+            if item_reason.get("Code") == "ConditionalCheckFailed":
+                old = from_item(item_reason["Item"]) if item_reason.get("Item") else None
+                if _written_by(old, record[WRITE_TOKEN]):
+                    return
+                raise ItemExists(record["id"]) from exc
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in other_reasons):
+                raise CompanionRefused() from exc
+            raise
 
     def _update(
         self,
@@ -155,15 +227,22 @@ class ItemRepository:
         extra_condition: str = "",
     ) -> dict[str, Any]:
         now = clock.now_text()
+        token = _new_write_token()
         sets = [
             *sets,
             f"{expr.name('version')} = {expr.name('version')} + {expr.value(1)}",
             f"{expr.name('updated_at')} = {expr.value(now)}",
+            f"{expr.name(WRITE_TOKEN)} = {expr.value(token)}",
         ]
         update = "SET " + ", ".join(sets)
         if removes:
             update += " REMOVE " + ", ".join(removes)
-        condition = _live_condition(expr, now) + _version_condition(expr, precondition) + extra_condition
+        condition = (
+            _live_condition(expr, now)
+            + _version_condition(expr, precondition)
+            + extra_condition
+            + f" AND (attribute_not_exists({expr.name(WRITE_TOKEN)}) OR {expr.name(WRITE_TOKEN)} <> {expr.value(token)})"
+        )
         try:
             response = aws.dynamodb().update_item(
                 TableName=self.table,
@@ -177,6 +256,8 @@ class ItemRepository:
         except ClientError as exc:
             if is_condition_failure(exc):
                 old = old_item_of(exc)
+                if old is not None and old.get(WRITE_TOKEN) == token:
+                    return old  # an earlier attempt of this call applied it; its response was lost
                 raise ConditionFailed(old if old and is_live(old, now) else None) from exc
             raise
         return from_item(response["Attributes"])

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from chalicelib import cursor as cursors
 from chalicelib import jsonutil, ulid
 from chalicelib.item_repository import (
+    Completion,
     ConditionFailed,
     ItemExists,
     ItemFields,
@@ -80,11 +81,12 @@ class ItemService:
             raise not_found()
         return to_api(record)
 
-    def create(self, tenant: str, body: Any) -> dict[str, Any]:
+    def create(self, tenant: str, body: Any, completion: Completion | None = None) -> dict[str, Any]:
+        """Create an item; ``completion`` (see ``ItemRepository.create``) rides in the same write."""
         model = _validate(ItemCreate, body)
         item_id = model.id or ulid.new()
         try:
-            record = self.repository.create(tenant, item_id, _fields(model))
+            record = self.repository.create(tenant, item_id, _fields(model), completion)
         except ItemExists as exc:
             raise Problem("conflict", f"an item with id '{item_id}' already exists") from exc
         return to_api(record)

@@ -97,6 +97,14 @@ _THROTTLING_CODES = frozenset({
 })
 
 
+_TRANSIENT_CANCELLATION_CODES = frozenset({
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+    "TransactionConflict",
+})
+
+
 def from_aws_error(exc: Exception) -> Problem | None:
     """Map an AWS failure the client could not retry away to 503; anything else is a bug."""
     from botocore.exceptions import (
@@ -112,6 +120,12 @@ def from_aws_error(exc: Exception) -> Problem | None:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in _THROTTLING_CODES:
             return unavailable(f"the database is busy ({code}); retry shortly")
+        if code == "TransactionCanceledException":
+            # Cancelled for capacity or a concurrent transaction only: nothing was written.
+            reasons: Any = exc.response.get("CancellationReasons") or []
+            codes = {reason.get("Code") for reason in reasons} - {"None", None}
+            if codes and codes <= _TRANSIENT_CANCELLATION_CODES:
+                return unavailable(f"the database is busy ({', '.join(sorted(codes))}); retry shortly")
         return None
     if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError, BotoConnectionError)):
         return unavailable("the database did not answer in time; retry shortly")

@@ -2,13 +2,17 @@
 
 Faults are injected at ``before-send``, where a real request would leave for the network, so the
 client's own retry policy (standard mode, bounded attempts) runs exactly as in production and
-only its outcome differs. Three kinds:
+only its outcome differs. Kinds:
 
 - ``throttle``: DynamoDB answers ``ProvisionedThroughputExceededException`` (HTTP 400, retryable);
 - ``timeout``: the request never gets an answer (``ReadTimeoutError``); with ``applied=True`` the
   emulator has already applied it — the response was lost on the way back, the nasty case;
-- ``condition``: DynamoDB answers ``ConditionalCheckFailedException`` (not retryable), as if a
-  concurrent writer had got there first.
+- ``condition``: DynamoDB answers ``ConditionalCheckFailedException`` (a transaction: cancelled
+  on its first entry's condition), as if a concurrent writer had got there first;
+- ``cancelled``: a transaction cancelled because an entry was throttled (``ThrottlingError``);
+- ``denied``: ``AccessDeniedException``, a misconfigured stage (must stay a loud 500);
+- ``meanwhile``: no failure; ``action`` runs first — a concurrent writer's request landing just
+  before this one (a real race, decided by DynamoDB's conditions).
 
 A fault matches an operation (``PutItem``...) and optionally a predicate on the request's JSON
 body, and fires ``times`` times (or always).
@@ -35,13 +39,14 @@ class _Raw(BytesIO):
             contents = self.read()
 
 
-def _error_response(url: str, code: str, message: str) -> AWSResponse:
-    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}).encode()
+def _error_response(url: str, code: str, message: str, **fields: Any) -> AWSResponse:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message, **fields}).encode()
     headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "injected"}
     return AWSResponse(url, 400, headers, _Raw(body))
 
 
 Predicate = Callable[[dict[str, Any]], bool]
+_MARK = "x-injected-fault"
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Fault:
     times: int | None = None
     when: Predicate | None = None
     applied: bool = False
+    action: Callable[[], None] | None = None
     fired: int = 0
 
     def matches(self, operation: str, body: dict[str, Any]) -> bool:
@@ -71,8 +77,8 @@ class Injector:
     attempts: list[str] = field(default_factory=list)
 
     def add(self, operation: str, kind: str, *, times: int | None = None, when: Predicate | None = None,
-            applied: bool = False) -> Fault:
-        fault = Fault(operation, kind, times, when, applied)
+            applied: bool = False, action: Callable[[], None] | None = None) -> Fault:
+        fault = Fault(operation, kind, times, when, applied, action)
         self.faults.append(fault)
         return fault
 
@@ -102,10 +108,27 @@ class Injector:
             if fault.applied or not fault.matches(operation, body):
                 continue
             fault.fired += 1
+            if fault.kind == "meanwhile":
+                assert fault.action is not None
+                fault.action()  # another client's write lands just before this request
+                continue
+            # botocore calls every ``before-send`` handler even after one answered; the mark tells
+            # the emulator's handler (see ``injected``) that this request never reached DynamoDB.
+            request.headers[_MARK] = fault.kind
             if fault.kind == "throttle":
                 return _error_response(request.url, "ProvisionedThroughputExceededException", "injected throttling")
+            if fault.kind == "condition" and operation == "TransactWriteItems":
+                reasons = [{"Code": "ConditionalCheckFailed"}] + [{"Code": "None"}] * (len(body["TransactItems"]) - 1)
+                return _error_response(request.url, "TransactionCanceledException", "injected race",
+                                       CancellationReasons=reasons)
             if fault.kind == "condition":
                 return _error_response(request.url, "ConditionalCheckFailedException", "injected race")
+            if fault.kind == "cancelled":
+                reasons = [{"Code": "ThrottlingError"}] + [{"Code": "None"}] * (len(body["TransactItems"]) - 1)
+                return _error_response(request.url, "TransactionCanceledException", "injected throttling",
+                                       CancellationReasons=reasons)
+            if fault.kind == "denied":
+                return _error_response(request.url, "AccessDeniedException", "injected misconfiguration")
             if fault.kind == "timeout":
                 raise ReadTimeoutError(endpoint_url=request.url)
             raise AssertionError(f"unknown fault kind {fault.kind}")
@@ -124,6 +147,24 @@ class Injector:
 
 
 @contextmanager
+def _emulator_skips_marked_requests() -> Iterator[None]:
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.__call__
+
+    def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        if request.headers.get(_MARK):
+            return None
+        return original(self, event_name, request, **kwargs)
+
+    BotocoreStubber.__call__ = call  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+
+
+@contextmanager
 def injected(client: Any) -> Iterator[Injector]:
     """Install an injector on ``client`` for the duration of the block."""
     injector = Injector()
@@ -134,7 +175,8 @@ def injected(client: Any) -> Iterator[Injector]:
     client.meta.events.register_last("before-send", injector.after_send, unique_id="fault-after")
     client.meta.events.register(f"provide-client-params.{service}", injector.on_call, unique_id="fault-calls")
     try:
-        yield injector
+        with _emulator_skips_marked_requests():
+            yield injector
     finally:
         client.meta.events.unregister(f"provide-client-params.{service}", unique_id="fault-calls")
         client.meta.events.unregister(f"before-send.{service}", unique_id="fault-before")

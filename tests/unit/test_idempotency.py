@@ -36,12 +36,12 @@ def test_key_in_flight_is_409(tenant, app_module, monkeypatch):
     seen: list[int] = []
     real_create = items.ItemService.create
 
-    def create_and_retry_meanwhile(self, tenant_name, payload):
+    def create_and_retry_meanwhile(self, tenant_name, payload, completion=None):
         inner = tenant.request("POST", "/items", {"name": "n"}, headers=headers)
         seen.append(inner.status_code)
         assert_problem(inner, 409, "conflict")
         assert inner.headers["Retry-After"]
-        return real_create(self, tenant_name, payload)
+        return real_create(self, tenant_name, payload, completion)
 
     monkeypatch.setattr(items.ItemService, "create", create_and_retry_meanwhile)
     assert tenant.request("POST", "/items", {"name": "n"}, headers=headers).status_code == 201
