@@ -10,7 +10,6 @@ from chalice import AuthResponse, Chalice, CORSConfig, Response  # type: ignore[
 from chalicelib import apikeys, gateway, jsonutil, observability, ratelimit
 from chalicelib import cors as cors_policy
 from chalicelib import http as web
-from chalicelib import openapi as openapi_doc
 from chalicelib.items import ItemService
 from chalicelib.settings import get_settings, require
 
@@ -107,6 +106,8 @@ def health() -> Response:
 @app.route("/openapi.json", methods=["GET"], cors=cors)
 @web.problem_boundary
 def openapi() -> Response:
+    from chalicelib import openapi as openapi_doc  # pydantic schemas: only this route needs them
+
     return web.json_response(200, openapi_doc.document())
 
 

@@ -17,10 +17,10 @@ from chalice import Response  # type: ignore[attr-defined]
 
 from chalicelib import jsonutil
 from chalicelib.item_repository import Precondition
+from chalicelib.limits import MAX_BODY_BYTES
 from chalicelib.observability import logger
 from chalicelib.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, SLUG_BY_STATUS, Problem, from_aws_error
 
-MAX_BODY_BYTES = 64 * 1024
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 

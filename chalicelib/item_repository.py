@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock
+from chalicelib import aws, clock, jsonutil
 from chalicelib.dynamo import (
     CompanionRefused,
     Expression,
@@ -33,7 +33,6 @@ from chalicelib.dynamo import (
     tenant_pk,
     to_item,
 )
-from chalicelib.models import data_size
 
 ITEM_PREFIX = "ITEM#"
 # DynamoDB's TTL is only a safety net behind the cleanup job, which also removes attached files;
@@ -159,7 +158,7 @@ class ItemRepository:
             "name": fields.name,
             "tags": fields.tags,
             "data": fields.data,
-            "data_size": data_size(fields.data),
+            "data_size": jsonutil.compact_size(fields.data),
             "version": 1,
             "created_at": now,
             "updated_at": now,
@@ -292,7 +291,7 @@ class ItemRepository:
             "description": fields.description,
             "tags": fields.tags,
             "data": fields.data,
-            "data_size": data_size(fields.data),
+            "data_size": jsonutil.compact_size(fields.data),
             "expires_at": fields.expires_at,
         }
         sets, removes = self._field_updates(tenant, item_id, expr, values)

@@ -104,6 +104,11 @@ def _write(value: Any, out: list[str]) -> None:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
+def compact_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON: the measure of the ``data`` size limit."""
+    return len(dumps(value).encode("utf-8"))
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text (no spaces), UTF-8 characters kept as they are."""
     out: list[str] = []

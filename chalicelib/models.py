@@ -23,11 +23,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from chalicelib import clock, jsonutil
+from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_TAGS
 
-MAX_DATA_BYTES = 16 * 1024
-MAX_DATA_DEPTH = 16
-MAX_TAGS = 20
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 
 # DynamoDB numbers: at most 38 significant digits, magnitude 1E-130 .. 9.99…E+125.
@@ -125,15 +122,11 @@ def check_json_value(value: Any, path: tuple[str | int, ...] = ()) -> int:
     )
 
 
-def data_size(data: dict[str, Any]) -> int:
-    return len(jsonutil.dumps(data).encode("utf-8"))
-
-
 def _check_data(data: dict[str, Any]) -> dict[str, Any]:
     depth = check_json_value(data)
     if depth > MAX_DATA_DEPTH:
         raise PydanticCustomError("depth", f"must not be nested more than {MAX_DATA_DEPTH} levels deep")
-    if data_size(data) > MAX_DATA_BYTES:
+    if jsonutil.compact_size(data) > MAX_DATA_BYTES:
         raise PydanticCustomError("size", f"must be at most {MAX_DATA_BYTES} bytes as compact JSON")
     return data
 
