@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import AuthResponse, Chalice, CORSConfig, Response  # type: ignore[attr-defined]
 
-from chalicelib import apikeys, gateway, jsonutil, observability, ratelimit
+from chalicelib import apikeys, aws, gateway, jsonutil, observability, ratelimit
 from chalicelib import cors as cors_policy
 from chalicelib import http as web
 from chalicelib.items import ItemService
@@ -80,6 +80,14 @@ def _items() -> ItemService:
 
 def _item_response(status: int, item: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return web.json_response(status, item, {"ETag": web.etag(item["version"]), **(headers or {})})
+
+
+@app.middleware("http")
+def bound_time(request: Any, get_response: Any) -> Response:
+    """AWS calls stop being tried before the invocation would time out (see ``aws.deadline``)."""
+    with aws.deadline(request.lambda_context):
+        response: Response = get_response(request)
+        return response
 
 
 @app.middleware("http")

@@ -4,11 +4,20 @@ Lazily, because a client created at import time would exist before a test's moto
 (and would talk to the real network), and because a Lambda function that never touches S3 should
 not pay for building an S3 client. Retries are bounded and explicit: standard mode with jittered
 backoff, short timeouts, so a throttled request ends as a 503 well within API Gateway's limit.
+
+A request also has a deadline (``deadline``): no attempt of any call starts once the invocation
+could not finish it — one attempt takes at most ``ATTEMPT_SECONDS`` — before Lambda's own timeout.
+Without it, a request that makes several calls to a database that keeps timing out would run into
+the Lambda timeout, which API Gateway reports as a bare 502/504 instead of our 503.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,15 +26,58 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 5
+ATTEMPT_SECONDS = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
+# Left for the code around the calls: building the response, logging.
+_MARGIN_SECONDS = 0.5
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("aws_deadline", default=None)
+
+
+class DeadlineExceeded(Exception):
+    """The request's time ran out before an AWS call could be tried (again): nothing was sent."""
+
+
+@contextmanager
+def deadline(lambda_context: Any) -> Iterator[None]:
+    """Bound the AWS calls made inside the block by the invocation's remaining time.
+
+    No bound when the context cannot tell its remaining time (event handlers run by other means).
+    """
+    end = None
+    remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    if remaining is not None:
+        end = time.monotonic() + remaining() / 1000 - ATTEMPT_SECONDS - _MARGIN_SECONDS
+    token = _deadline.set(end)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _enforce_deadline(**_kwargs: Any) -> None:
+    """``before-send``: every attempt, retries included, passes here before it leaves."""
+    end = _deadline.get()
+    if end is not None and time.monotonic() >= end:
+        raise DeadlineExceeded("the request ran out of time before this AWS call")
+
+
 def _config() -> Any:
     from botocore.config import Config
 
     return Config(
         retries={"mode": "standard", "max_attempts": 4},
-        connect_timeout=2,
-        read_timeout=5,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
         tcp_keepalive=True,
     )
+
+
+def _bounded(client: Any) -> Any:
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register(f"before-send.{service}", _enforce_deadline, unique_id="request-deadline")
+    return client
 
 
 @functools.cache
@@ -39,7 +91,7 @@ def _session() -> Any:
 
 @functools.cache
 def dynamodb() -> DynamoDBClient:
-    client: DynamoDBClient = _session().create_client("dynamodb", config=_config())
+    client: DynamoDBClient = _bounded(_session().create_client("dynamodb", config=_config()))
     return client
 
 
@@ -49,13 +101,13 @@ def s3() -> S3Client:
 
     # SigV4 and virtual-host-free URLs work against both AWS and the local emulator.
     config = _config().merge(Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-    client: S3Client = _session().create_client("s3", config=config)
+    client: S3Client = _bounded(_session().create_client("s3", config=config))
     return client
 
 
 @functools.cache
 def sqs() -> SQSClient:
-    client: SQSClient = _session().create_client("sqs", config=_config())
+    client: SQSClient = _bounded(_session().create_client("sqs", config=_config()))
     return client
 
 

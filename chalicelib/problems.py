@@ -127,6 +127,10 @@ def from_aws_error(exc: Exception) -> Problem | None:
             if codes and codes <= _TRANSIENT_CANCELLATION_CODES:
                 return unavailable(f"the database is busy ({', '.join(sorted(codes))}); retry shortly")
         return None
+    from chalicelib.aws import DeadlineExceeded
+
+    if isinstance(exc, DeadlineExceeded):
+        return unavailable("the request ran out of time waiting for the database; retry shortly")
     if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError, BotoConnectionError)):
         return unavailable("the database did not answer in time; retry shortly")
     return None

@@ -21,6 +21,7 @@ body, and fires ``times`` times (or always).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class Fault:
     when: Predicate | None = None
     applied: bool = False
     action: Callable[[], None] | None = None
+    delay: float = 0.0
     fired: int = 0
 
     def matches(self, operation: str, body: dict[str, Any]) -> bool:
@@ -77,8 +79,8 @@ class Injector:
     attempts: list[str] = field(default_factory=list)
 
     def add(self, operation: str, kind: str, *, times: int | None = None, when: Predicate | None = None,
-            applied: bool = False, action: Callable[[], None] | None = None) -> Fault:
-        fault = Fault(operation, kind, times, when, applied, action)
+            applied: bool = False, action: Callable[[], None] | None = None, delay: float = 0.0) -> Fault:
+        fault = Fault(operation, kind, times, when, applied, action, delay)
         self.faults.append(fault)
         return fault
 
@@ -130,6 +132,7 @@ class Injector:
             if fault.kind == "denied":
                 return _error_response(request.url, "AccessDeniedException", "injected misconfiguration")
             if fault.kind == "timeout":
+                time.sleep(fault.delay)  # how long the client waited for an answer that never came
                 raise ReadTimeoutError(endpoint_url=request.url)
             raise AssertionError(f"unknown fault kind {fault.kind}")
         return None

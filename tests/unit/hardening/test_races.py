@@ -195,9 +195,13 @@ def test_transaction_cancelled_by_throttling_is_503(client, faults):
 # -- double faults: the write fails and so does the cleanup after it -------------------------------
 
 def test_claim_that_cannot_be_released_expires_and_the_retry_then_succeeds(client, faults, monkeypatch):
-    from chalice.local import LambdaContext
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
-    monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: 300)
+    from chalicelib import idempotency
+
+    # Claims last as long as the invocation may run; make that 0.3 s here.
+    monkeypatch.setattr(IdempotencyConfig, "register_lambda_context",
+                        lambda self, context: setattr(self, "lambda_context", idempotency._Budget(300)))
     tenant = make_tenant(client)
     headers = {"Idempotency-Key": "stuck"}
     faults.add("TransactWriteItems", "throttle")
@@ -268,3 +272,35 @@ def test_access_denied_is_a_logged_500_not_a_503(client, faults, operation, targ
     response = tenant.request(method, path, {"name": "x"} if method == "POST" else None, headers=headers)
     assert_problem(response, 500, "internal-error")
     assert items_of(tenant) == {}
+
+
+# -- the request's deadline -------------------------------------------------------------------------
+
+def test_retries_stop_before_the_invocation_would_time_out(client, faults, monkeypatch):
+    """A database that keeps timing out: the request ends as a 503 within Lambda's time, never a
+    Lambda timeout (which API Gateway would report as a bare 502/504)."""
+    from chalice.local import LambdaContext
+
+    from chalicelib import aws
+
+    # 0.3 s of budget after keeping one attempt's worth (and the margin) in reserve.
+    remaining_ms = int((aws.ATTEMPT_SECONDS + 0.5 + 0.3) * 1000)
+    monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: remaining_ms)
+    tenant = make_tenant(client)
+    fault = faults.add("GetItem", "timeout", when=_matcher("ITEM#"), delay=0.2)
+    started = time.monotonic()
+    response = tenant.request("GET", "/items/slow")
+    elapsed = time.monotonic() - started
+    assert_problem(response, 503, "service-unavailable")
+    assert response.headers["Retry-After"] == "1"
+    assert fault.fired == 2  # the third attempt would have started after the deadline
+    assert elapsed < 1.0
+
+
+def test_no_deadline_outside_a_request(aws_mock):
+    """Event handlers and tools: no request deadline applies, the client's own limits do."""
+    from chalicelib import aws
+
+    with aws.deadline(object()):
+        aws._enforce_deadline()
+    aws._enforce_deadline()
