@@ -41,6 +41,22 @@ def all_due_pks() -> list[str]:
     return [f"DUE#{shard}" for shard in range(DUE_SHARDS)]
 
 
+# Keys of stored maps are escaped so that none is empty: an empty map key is a valid JSON key but
+# not a safe DynamoDB one (the local emulator drops it and then answers with a malformed item). A
+# key that is empty or starts with the escape character gets one more in front; nothing else
+# changes, so what is stored stays readable.
+_KEY_ESCAPE = "~"
+
+
+def map_key(key: str) -> str:
+    """A JSON object key as stored in a DynamoDB map (and named in expressions): never empty."""
+    return _KEY_ESCAPE + key if not key or key.startswith(_KEY_ESCAPE) else key
+
+
+def _json_key(stored: str) -> str:
+    return stored[1:] if stored.startswith(_KEY_ESCAPE) else stored
+
+
 def to_attr(value: Any) -> dict[str, Any]:
     """A Python value as a DynamoDB attribute value (numbers must be ``int`` or ``Decimal``)."""
     if value is None:
@@ -56,7 +72,7 @@ def to_attr(value: Any) -> dict[str, Any]:
             raise TypeError("DynamoDB cannot store NaN or Infinity")
         return {"N": str(value)}
     if isinstance(value, dict):
-        return {"M": {str(k): to_attr(v) for k, v in value.items()}}
+        return {"M": {map_key(str(k)): to_attr(v) for k, v in value.items()}}
     if isinstance(value, (list, tuple)):
         return {"L": [to_attr(v) for v in value]}
     if isinstance(value, bytes):
@@ -76,7 +92,7 @@ def from_attr(attr: dict[str, Any]) -> Any:
     if kind == "NULL":
         return None
     if kind == "M":
-        return {k: from_attr(v) for k, v in value.items()}
+        return {_json_key(k): from_attr(v) for k, v in value.items()}
     if kind == "L":
         return [from_attr(v) for v in value]
     if kind == "B":

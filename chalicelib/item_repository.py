@@ -29,6 +29,7 @@ from chalicelib.dynamo import (
     due_pk,
     from_item,
     is_condition_failure,
+    map_key,
     old_item_of,
     tenant_pk,
     to_item,
@@ -320,9 +321,9 @@ class ItemRepository:
         sets, removes = self._field_updates(tenant, item_id, expr, top_level)
         extra = ""
         for key, value in data_sets.items():
-            sets.append(f"{expr.name('data', key)} = {expr.value(value)}")
+            sets.append(f"{expr.name('data', map_key(key))} = {expr.value(value)}")
         for key in data_removes:
-            removes.append(expr.name("data", key))
+            removes.append(expr.name("data", map_key(key)))
         if data_sets or data_removes:
             size = expr.name("data_size")
             sets.append(f"{size} = {size} + {expr.value(data_growth)}")
