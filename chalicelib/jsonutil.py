@@ -9,6 +9,7 @@ number and Chalice's default encoder turns every ``Decimal`` into a float (``2``
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -29,9 +30,33 @@ class MalformedJSON(ValueError):
     pass
 
 
+# ``\ud800``-style escapes are the only way a parsed string can hold a lone surrogate, a code point
+# that is not text: UTF-8 cannot encode it, so DynamoDB (or any output) would fail on it later.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_text(value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise MalformedJSON("a string holds an unpaired surrogate escape (\\ud800-\\udfff)") from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+
+
 def loads(raw: str | bytes) -> Any:
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=NonFiniteNumber)
+        parsed = json.loads(raw, parse_float=Decimal, parse_constant=NonFiniteNumber)
+        text = raw if isinstance(raw, str) else raw.decode("utf-8")
+        if _SURROGATE_ESCAPE.search(text):
+            _check_text(parsed)
+        return parsed
     except RecursionError as exc:
         raise MalformedJSON("JSON is nested too deeply") from exc
     except UnicodeDecodeError as exc:
