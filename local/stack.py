@@ -68,6 +68,9 @@ class LocalStack:
         self.ui_server: Any = None
         self.stopping = threading.Event()
         self.keys: list[tuple[str, str]] = []
+        # Where tools (``tools.apikeys --local``) find the stack; a second stack started for a test
+        # names its own file, so it never replaces or removes the first one's.
+        self.state_file = Path(environ.get("LOCAL_STATE_FILE") or STATE_FILE)
         self.app_env: dict[str, str] = {}
 
     # -- start ------------------------------------------------------------------------------
@@ -155,8 +158,8 @@ class LocalStack:
         env = {**os.environ, **self.app_env, "PYTHONUNBUFFERED": "1"}
         self.api = subprocess.Popen(
             [
-                str(Path(sys.executable).with_name("chalice")), "local",
-                "--host", HOST, "--port", str(self.port), "--stage", STAGE, "--no-autoreload",
+                sys.executable, "-m", "local.api",  # chalice local, answering unknown methods as API Gateway does
+                "--host", HOST, "--port", str(self.port), "--stage", STAGE,
             ],
             cwd=ROOT,
             env=env,
@@ -184,9 +187,9 @@ class LocalStack:
         raise SystemExit(f"the API did not answer on {self.api_url}/health within {timeout:.0f} s")
 
     def _write_state(self, outputs: dict[str, str]) -> None:
-        STATE_FILE.parent.mkdir(exist_ok=True)
+        self.state_file.parent.mkdir(exist_ok=True)
         state = {"endpoint_url": self.endpoint, "api_url": self.api_url, "ui_url": self.ui_url, **outputs}
-        STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
+        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
     def _announce(self) -> None:
         lines = [
@@ -220,7 +223,7 @@ class LocalStack:
             self.ui_server.server_close()
         if self.emulator is not None:
             self.emulator.stop()
-        STATE_FILE.unlink(missing_ok=True)
+        self.state_file.unlink(missing_ok=True)
         _log("stopped")
 
 
