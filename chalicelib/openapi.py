@@ -32,6 +32,11 @@ def _json(schema_name: str, description: str, headers: dict[str, Any] | None = N
     return response
 
 
+# What API Gateway (and ``chalice local``) answer themselves, e.g. ``{"message": "Unauthorized"}``.
+GATEWAY_ERROR = {
+    "type": "object",
+    "properties": {"message": {"type": ["string", "null"]}, "Message": {"type": ["string", "null"]}},
+}
 _ETAG = {"ETag": {"description": "The item's version as a quoted entity tag", "schema": {"type": "string"}}}
 _REQUEST_ID = {"X-Request-Id": {"description": "Identifies the request in logs", "schema": {"type": "string"}}}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
@@ -64,6 +69,10 @@ def common_errors(*statuses: int) -> dict[str, Any]:
         503: "Temporarily unavailable",
     }
     responses = {str(status): _problem(names[status]) for status in statuses}
+    for status in (401, 403):
+        if str(status) in responses:
+            # Denied by the gateway before the app runs: API Gateway's own JSON body, not ours.
+            responses[str(status)]["content"]["application/json"] = {"schema": GATEWAY_ERROR}
     for status in (429, 503):
         if str(status) in responses:
             responses[str(status)]["headers"] = _RETRY_AFTER
