@@ -111,7 +111,13 @@ def sqs() -> SQSClient:
     return client
 
 
+@functools.cache
+def ssm() -> Any:
+    """Parameter Store, for the stage's secrets (read rarely: ``secret_store`` caches)."""
+    return _bounded(_session().create_client("ssm", config=_config()))
+
+
 def reset() -> None:
     """Forget every cached client (tests start each moto mock with fresh clients)."""
-    for getter in (_session, dynamodb, s3, sqs):
+    for getter in (_session, dynamodb, s3, sqs, ssm):
         getter.cache_clear()

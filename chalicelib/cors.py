@@ -13,9 +13,8 @@ import os
 import re
 from collections.abc import Mapping
 
-from chalicelib.settings import ConfigurationError
+from chalicelib.settings import PRODUCTION_STAGES, ConfigurationError
 
-PRODUCTION_STAGES = frozenset({"prod"})
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 

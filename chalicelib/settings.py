@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from chalicelib import __version__
 
+# Stages held to production rules (CORS origin named, secrets from SSM).
+PRODUCTION_STAGES = frozenset({"prod"})
+
 
 class ConfigurationError(RuntimeError):
     """A required setting is missing or malformed: a deployment bug, never a client error."""
@@ -24,12 +27,30 @@ class Settings:
     bucket_name: str
     queue_url: str
     app_version: str
-    cursor_secrets: tuple[bytes, ...]
+    cursor_secrets_inline: tuple[bytes, ...]
+    cursor_secrets_parameter: str
     rate_limit_rps: float
     rate_limit_burst: int
     upload_window_seconds: int
     max_attachment_bytes: int
     max_import_bytes: int
+
+    @property
+    def cursor_secrets(self) -> tuple[bytes, ...]:
+        """The cursor secrets: the first signs, all verify (rotation without breaking cursors).
+
+        ``CURSOR_SECRETS`` (inline, for the local stack and tests) or, in a deployed stage,
+        ``CURSOR_SECRETS_PARAMETER``: the name of an SSM SecureString holding the same list, read on
+        first use and cached (``secret_store``). Prod refuses inline secrets: an environment
+        variable is readable by anyone who may read the function's configuration.
+        """
+        if self.cursor_secrets_parameter:
+            from chalicelib import secret_store
+
+            return secret_store.parameter_secrets(self.cursor_secrets_parameter)
+        if self.cursor_secrets_inline and self.stage in PRODUCTION_STAGES:
+            raise ConfigurationError("prod reads its cursor secrets from CURSOR_SECRETS_PARAMETER (SSM), not inline")
+        return self.cursor_secrets_inline
 
     @property
     def cursor_signing_secret(self) -> bytes:
@@ -52,11 +73,9 @@ def _float(name: str, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
 
 
-def _secrets() -> tuple[bytes, ...]:
-    """CURSOR_SECRETS: comma-separated; the first signs, all verify (rotation without breakage)."""
-    raw = os.environ.get("CURSOR_SECRETS", "")
-    secrets = tuple(s.strip().encode() for s in raw.split(",") if s.strip())
-    return secrets
+def split_secrets(raw: str) -> tuple[bytes, ...]:
+    """A comma-separated secret list; the first signs, all verify (rotation without breakage)."""
+    return tuple(s.strip().encode() for s in raw.split(",") if s.strip())
 
 
 def get_settings() -> Settings:
@@ -66,7 +85,8 @@ def get_settings() -> Settings:
         bucket_name=os.environ.get("BUCKET_NAME", ""),
         queue_url=os.environ.get("QUEUE_URL", ""),
         app_version=os.environ.get("APP_VERSION", __version__),
-        cursor_secrets=_secrets(),
+        cursor_secrets_inline=split_secrets(os.environ.get("CURSOR_SECRETS", "")),
+        cursor_secrets_parameter=os.environ.get("CURSOR_SECRETS_PARAMETER", "").strip(),
         rate_limit_rps=_float("RATE_LIMIT_RPS", 0.0),
         rate_limit_burst=_int("RATE_LIMIT_BURST", 0),
         upload_window_seconds=_int("UPLOAD_WINDOW_SECONDS", 3600),

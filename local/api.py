@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     # As ``chalice local`` does: its log lines (one per request) on stdout, the stage's environment
     # variables set while the app is imported, the routes checked as a deployment would.
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-    config = CLIFactory(project_dir=str(ROOT)).create_config_obj(chalice_stage_name=args.stage)
+    config = CLIFactory(project_dir=str(ROOT), environ=os.environ).create_config_obj(chalice_stage_name=args.stage)
     app = config.chalice_app
     validate_routes(app.routes)
     server = LocalDevServer(app, config, args.host, args.port, handler_cls=_handler_class(app))
