@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov pins an old boto3, so it lives in a virtualenv of its own (tests/infra runs it from there).
+CHECKOV_VENV := $(VENV)/checkov
 
-.PHONY: run test unit integration lint typecheck bench clean
+.PHONY: run test unit integration lint typecheck bench clean deploy destroy package
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-checkov.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -30,6 +34,18 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
+
+# Deploy a stage to AWS (docs/DEPLOY.md): make deploy STAGE=dev [FRONTEND_ORIGIN=https://app.example.com]
+deploy: $(STAMP)
+	$(PY) -m infra.deploy deploy --stage "$(STAGE)"
+
+# Remove a stage's app; its data stays unless PURGE=1.
+destroy: $(STAMP)
+	$(PY) -m infra.deploy destroy --stage "$(STAGE)" $(if $(PURGE),--purge)
+
+# Terraform instead of Chalice's deployer: make package STAGE=dev OUT=build/terraform
+package: $(STAMP)
+	$(PY) -m infra.deploy package --stage "$(STAGE)" --out "$(or $(OUT),build/terraform)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov .local

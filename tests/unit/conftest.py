@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit import iam_audit
+
 os.environ.update(
     {
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -27,6 +29,19 @@ os.environ.update(
 )
 for _name in ("AWS_ENDPOINT_URL", "POWERTOOLS_IDEMPOTENCY_DISABLED", "AWS_PROFILE"):
     os.environ.pop(_name, None)
+
+# Every AWS call the application makes from here on is recorded and checked against the stage's
+# IAM policy by test_iam_policy.py, which runs last.
+iam_audit.install()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    iam_audit.order_last(items, "test_iam_policy.py")
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    iam_audit.note_deselected(items)
 
 
 @pytest.fixture(scope="session")
