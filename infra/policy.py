@@ -25,8 +25,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from chalicelib.dynamo import DUE_INDEX
+
 ROOT = Path(__file__).resolve().parent.parent
-DUE_INDEX = "due-index"
 
 
 def policy_path(stage: str) -> Path:

@@ -111,7 +111,8 @@ class LocalStack:
         from infra import stack
 
         outputs = stack.deploy(boto3.client("cloudformation"), STAGE)
-        _log(f"resources from infra/template.yaml: {', '.join(sorted(outputs.values()))}")
+        names = ("TableName", "BucketName", "FrontendBucketName", "WorkQueueName", "DeadLetterQueueName")
+        _log(f"resources from infra/template.yaml: {', '.join(outputs[name] for name in names)}")
         return outputs
 
     def _app_environment(self, outputs: dict[str, str]) -> dict[str, str]:
