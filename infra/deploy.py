@@ -473,14 +473,20 @@ def main(argv: list[str] | None = None) -> int:
     session = boto3.session.Session()
     if not session.region_name:
         parser.error("no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)")
+    from chalicelib.settings import ConfigurationError
+
     clients = Clients.create(session)
     log(f"stage {stage!r} in {session.region_name}")
-    if args.command == "deploy":
-        deploy(options_from_environment(stage, os.environ), clients, ChaliceProject())
-    elif args.command == "package":
-        package(options_from_environment(stage, os.environ), clients, ChaliceProject(), args.out)
-    else:
-        destroy(stage, args.purge, clients, ChaliceProject())
+    try:
+        if args.command == "deploy":
+            deploy(options_from_environment(stage, os.environ), clients, ChaliceProject())
+        elif args.command == "package":
+            package(options_from_environment(stage, os.environ), clients, ChaliceProject(), args.out)
+        else:
+            destroy(stage, args.purge, clients, ChaliceProject())
+    except (stack.StackFailed, ConfigurationError) as exc:
+        log(f"failed: {exc}")
+        return 1
     return 0
 
 

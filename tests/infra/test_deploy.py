@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import shutil
 import sys
 import zipfile
@@ -425,7 +427,12 @@ def test_chalice_packages_the_app_for_terraform_within_8_mib(project_copy, aws_e
     deploy.write_stage_config(config_path, "ci", stack.app_environment(FAKE_OUTPUTS))
     project = deploy.ChaliceProject(project_copy)
     config = project.config("ci", {"CURSOR_SECRETS": "s3cret"})
+    # Import the project's own app.py, with the stage's variables as Chalice sets them: Chalice then
+    # reuses that module rather than the copy's (same source; coverage measures this one).
+    os.environ.update(config.environment_variables)
+    importlib.import_module("app")
     functions = policy.function_names(config.chalice_app, "ci")
+    assert Path(sys.modules["app"].__file__).parent == ROOT
     document = policy.document(FAKE_OUTPUTS, functions)
     policy.write(project_copy / ".chalice" / "policy-ci.json", document)
 
@@ -448,3 +455,50 @@ def test_chalice_packages_the_app_for_terraform_within_8_mib(project_copy, aws_e
     assert role_policies and all(p == document for p in role_policies)
     variables = terraform["aws_lambda_function"]["api_handler"]["environment"]["variables"]
     assert variables["CURSOR_SECRETS"] == "s3cret" and variables["TABLE_NAME"] == "items-ci"
+
+
+def test_known_failures_end_the_command_with_their_reason(moto, monkeypatch, capsys):
+    def failing(*args: Any, **kwargs: Any) -> str:
+        raise stack.StackFailed("items-dev-resources: stack_update_complete failed: Table: limit exceeded")
+
+    monkeypatch.setattr(deploy, "deploy", failing)
+    assert deploy.main(["deploy", "--stage", "dev"]) == 1
+    assert "failed: items-dev-resources: stack_update_complete failed: Table: limit exceeded" in capsys.readouterr().out
+
+
+def test_chalices_deployer_and_deleter_run_with_the_secret_in_memory(tmp_path, moto, isolated_process, monkeypatch):
+    """Chalice's real deployer against moto, for an app moto can hold (moto imports only OpenAPI 3
+    REST APIs; Chalice writes Swagger 2): its function gets the stage's environment with the
+    secret, its role the policy file, and the deleter removes both."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    project_dir = tmp_path / "project"
+    (project_dir / ".chalice").mkdir(parents=True)
+    (project_dir / "app.py").write_text(
+        "from chalice import Chalice\n\napp = Chalice(app_name='items')\n\n\n"
+        "@app.lambda_function()\ndef worker(event, context):\n    return {}\n"
+    )
+    (project_dir / "requirements.txt").write_text("")
+    config_path = project_dir / ".chalice" / "config.json"
+    shutil.copy(ROOT / ".chalice" / "config.json", config_path)
+    deploy.write_stage_config(config_path, "ci", {"STAGE": "ci", "TABLE_NAME": "items-ci"})
+    project = deploy.ChaliceProject(project_dir)
+    config = project.config("ci", {"CURSOR_SECRETS": "s3cret"})
+    document = policy.document(FAKE_OUTPUTS, policy.function_names(config.chalice_app, "ci"))
+    policy.write(project_dir / ".chalice" / "policy-ci.json", document)
+
+    deployed = project.deploy(config, "ci")
+
+    (function,) = deploy.deployed_resources(deployed, "lambda_function")
+    settings = boto3.client("lambda").get_function(FunctionName=function["lambda_arn"])["Configuration"]
+    assert settings["FunctionName"] == "items-ci-worker"
+    assert settings["Environment"]["Variables"] == {**json.loads(config_path.read_text())["stages"]["ci"]["environment_variables"],
+                                                   "LOG_LEVEL": "INFO", "POWERTOOLS_SERVICE_NAME": "items-service",
+                                                   "CURSOR_SECRETS": "s3cret"}
+    role = settings["Role"].rsplit("/", 1)[1]
+    assert boto3.client("iam").get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"] == document
+    assert "s3cret" not in config_path.read_text()
+    assert "s3cret" not in (project_dir / ".chalice" / "deployed" / "ci.json").read_text()
+
+    project.delete("ci")
+    assert boto3.client("lambda").list_functions()["Functions"] == []
+    assert boto3.client("iam").list_roles()["Roles"] == []

@@ -4,11 +4,11 @@ Installed by tests/unit/conftest.py before any client exists: a handler on every
 sees each API call (``before-parameter-build``) and each presigned POST (``before-sign``), and
 turns it into the IAM actions and resource ARNs AWS would authorise it against.
 
-Only the deployed code's calls count. A call is the application's when ``app.py`` is on the call
-stack (a route, authorizer or event handler made it), or when no test code is (a thread the
-application started). Calls tests make themselves — building the stack, issuing API keys the way
-the operator's key tool does, inspecting the table — run with the operator's credentials in real
-life and are not the function's business.
+Only the deployed code's calls count. A call is the application's when ``app.py`` or a module of
+``chalicelib/`` is on the call stack (a route, handler or service made it, whether a test went
+through the API or called the service directly), or when no test code is (a thread the
+application started). Calls tests make with their own clients — building the stack, seeding or
+inspecting the table and bucket — stand for the operator's or a browser's, not the function's.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_FILE = str(ROOT / "app.py")
+CHALICELIB_DIR = str(ROOT / "chalicelib") + "/"
 TESTS_DIR = str(ROOT / "tests") + "/"
 ACCOUNT = "123456789012"  # moto's default account: the one the unit stack lives in
 
@@ -81,7 +82,7 @@ def made_by_application() -> bool:
     in_tests = False
     while frame is not None:
         filename = frame.f_code.co_filename
-        if filename == APP_FILE:
+        if filename == APP_FILE or filename.startswith(CHALICELIB_DIR):
             return True
         in_tests = in_tests or filename.startswith(TESTS_DIR)
         frame = frame.f_back  # type: ignore[assignment]

@@ -142,7 +142,7 @@ def as_application():
 
 
 def test_application_calls_are_recorded_and_test_calls_are_not(as_application, outputs):
-    from chalicelib import aws
+    from chalicelib import apikeys, aws
 
     key = {"pk": {"S": "T#nobody"}, "sk": {"S": "ITEM#none"}}
     recorded = as_application(
@@ -154,6 +154,12 @@ def test_application_calls_are_recorded_and_test_calls_are_not(as_application, o
         TableName=outputs["TableName"], KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "T#x"}}
     )
     assert set(iam_audit.RECORDED) == recorded
+
+    iam_audit.RECORDED.clear()
+    assert apikeys.authenticate("isk_" + "x" * 40, outputs["TableName"]) is None  # a service, called by a test
+    assert set(iam_audit.RECORDED) == {
+        iam_audit.Requirement("dynamodb:GetItem", outputs["TableArn"], "dynamodb.GetItem"),
+    }
     assert recorded == {
         iam_audit.Requirement("dynamodb:GetItem", outputs["TableArn"], "dynamodb.GetItem"),
     }
