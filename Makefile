@@ -41,7 +41,7 @@ deploy: $(STAMP)
 
 # Remove a stage's app; its data stays unless PURGE=1.
 destroy: $(STAMP)
-	$(PY) -m infra.deploy destroy --stage "$(STAGE)" $(if $(PURGE),--purge)
+	$(PY) -m infra.deploy destroy --stage "$(STAGE)" $(if $(filter 1 yes true,$(PURGE)),--purge)
 
 # Terraform instead of Chalice's deployer: make package STAGE=dev OUT=build/terraform
 package: $(STAMP)

@@ -264,8 +264,10 @@ def gateway_response_parameters(headers: Mapping[str, str]) -> dict[str, str]:
 
 def ensure_gateway_responses(apigateway: Any, rest_api_id: str, api_stage: str, headers: Mapping[str, str]) -> bool:
     """API Gateway's own 4XX/5XX answers (authorizer denials, unknown routes, throttling) carry
-    the same CORS headers as the app's, so a browser can read them. Redeploys the stage when a
-    response changed (Chalice's re-import of the API resets them)."""
+    the same CORS headers as the app's, so a browser can read them.
+
+    Checked on every deploy, since Chalice re-imports the whole API definition (``overwrite``),
+    which does not carry them; the stage is redeployed when a response changed."""
     wanted = gateway_response_parameters(headers)
     changed = False
     for response_type in GATEWAY_RESPONSE_TYPES:

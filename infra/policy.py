@@ -13,7 +13,7 @@ How API operations map to IAM actions matters for reading it:
   ``s3:ListBucket`` makes a missing key answer 404 instead of 403.
 - ``SendMessageBatch`` is ``sqs:SendMessage``; Lambda's event source mapping polls the work queue
   with the function's role (``ReceiveMessage``, ``DeleteMessage``, ``GetQueueAttributes``).
-- The tables, buckets and queues are encrypted with AWS owned or managed keys, so no ``kms:*``.
+- The table, buckets and queues are encrypted with AWS owned or managed keys, so no ``kms:*``.
 
 Run ``python -m infra.policy --stage dev`` to print the policy of a deployed stage.
 """

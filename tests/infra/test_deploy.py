@@ -502,3 +502,20 @@ def test_chalices_deployer_and_deleter_run_with_the_secret_in_memory(tmp_path, m
     project.delete("ci")
     assert boto3.client("lambda").list_functions()["Functions"] == []
     assert boto3.client("iam").list_roles()["Roles"] == []
+
+
+def test_the_policy_of_a_deployed_stage_can_be_printed(clients, isolated_process, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    outputs = deploy.resources(clients.cloudformation, "ci", None)
+    assert policy.main(["--stage", "ci"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == policy.document(outputs, policy.function_names(sys.modules["app"].app, "ci"))
+    assert "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/items-ci-api_key" in printed["Statement"][-1]["Resource"]
+
+
+def test_the_deploy_guide_lists_every_policy_statement():
+    guide = (ROOT / "docs" / "DEPLOY.md").read_text()
+    for statement in policy.document(FAKE_OUTPUTS, ["items-ci"])["Statement"]:
+        assert f"| `{statement['Sid']}` |" in guide, statement["Sid"]
+        for action in statement["Action"]:
+            assert action.split(":")[1] in guide, action
