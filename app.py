@@ -10,7 +10,6 @@ from chalice import AuthResponse, Chalice, CORSConfig, Response  # type: ignore[
 
 from chalicelib import apikeys, jsonutil, observability
 from chalicelib import http as web
-from chalicelib import openapi as openapi_doc
 from chalicelib.items import ItemService
 from chalicelib.settings import get_settings, require
 
@@ -65,8 +64,13 @@ def observe(request: Any, get_response: Any) -> Response:
         web.request_id_var.reset(token)
 
 
+def _request() -> Any:
+    """The request being served (Chalice types it Optional; inside a route it never is None)."""
+    return app.current_request
+
+
 def _tenant() -> str:
-    return str(app.current_request.context["authorizer"]["tenant"])
+    return str(_request().context["authorizer"]["tenant"])
 
 
 def _items() -> ItemService:
@@ -86,13 +90,15 @@ def health() -> Response:
 @app.route("/openapi.json", methods=["GET"], cors=cors)
 @web.problem_boundary
 def openapi() -> Response:
+    from chalicelib import openapi as openapi_doc  # pydantic schemas: only this route needs them
+
     return web.json_response(200, openapi_doc.document())
 
 
 @app.route("/items", methods=["POST"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
 @web.problem_boundary
 def create_item() -> Response:
-    request = app.current_request
+    request = _request()
     body = web.read_json_body(request)
     tenant = _tenant()
     key = web.idempotency_key(request)
@@ -125,14 +131,14 @@ def create_item() -> Response:
 @app.route("/items", methods=["GET"], authorizer=api_key, cors=cors)
 @web.problem_boundary
 def list_items() -> Response:
-    return web.json_response(200, _items().list(_tenant(), web.query_params(app.current_request)))
+    return web.json_response(200, _items().list(_tenant(), web.query_params(_request())))
 
 
 @app.route("/items/{item_id}", methods=["GET"], authorizer=api_key, cors=cors)
 @web.problem_boundary
 def get_item(item_id: str) -> Response:
     item = _items().get(_tenant(), item_id)
-    if web.if_none_match_hits(app.current_request.headers.get("if-none-match"), item["version"]):
+    if web.if_none_match_hits(_request().headers.get("if-none-match"), item["version"]):
         return Response(body="", status_code=304, headers={"ETag": web.etag(item["version"])})
     return _item_response(200, item)
 
@@ -140,7 +146,7 @@ def get_item(item_id: str) -> Response:
 @app.route("/items/{item_id}", methods=["PUT"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
 @web.problem_boundary
 def replace_item(item_id: str) -> Response:
-    request = app.current_request
+    request = _request()
     body = web.read_json_body(request)
     precondition = web.parse_if_match(request.headers.get("if-match"))
     return _item_response(200, _items().replace(_tenant(), item_id, body, precondition))
@@ -149,7 +155,7 @@ def replace_item(item_id: str) -> Response:
 @app.route("/items/{item_id}", methods=["PATCH"], authorizer=api_key, cors=cors, content_types=PATCH_BODY)
 @web.problem_boundary
 def patch_item(item_id: str) -> Response:
-    request = app.current_request
+    request = _request()
     body = web.read_json_body(request, accepted=(web.JSON, web.MERGE_PATCH))
     precondition = web.parse_if_match(request.headers.get("if-match"))
     return _item_response(200, _items().patch(_tenant(), item_id, body, precondition))
@@ -158,6 +164,6 @@ def patch_item(item_id: str) -> Response:
 @app.route("/items/{item_id}", methods=["DELETE"], authorizer=api_key, cors=cors)
 @web.problem_boundary
 def delete_item(item_id: str) -> Response:
-    precondition = web.parse_if_match(app.current_request.headers.get("if-match"))
+    precondition = web.parse_if_match(_request().headers.get("if-match"))
     _items().delete(_tenant(), item_id, precondition)
     return Response(body="", status_code=204)

@@ -125,7 +125,8 @@ def list_keys(table: str, tenant: str) -> list[dict[str, Any]]:
     ):
         for item in page.get("Items", []):
             record = from_item(item)
-            result.append({k: record[k] for k in ("key_id", "label", "created_at") if k in record})
+            fields: dict[str, Any] = {k: record[k] for k in ("key_id", "label", "created_at") if k in record}
+            result.append(fields)
     return result
 
 

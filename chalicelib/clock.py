@@ -6,11 +6,11 @@ DynamoDB condition and key expressions.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def now() -> datetime:
-    return truncate(datetime.now(timezone.utc))
+    return truncate(datetime.now(UTC))
 
 
 def truncate(moment: datetime) -> datetime:
@@ -18,7 +18,7 @@ def truncate(moment: datetime) -> datetime:
 
 
 def format_timestamp(moment: datetime) -> str:
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 

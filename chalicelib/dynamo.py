@@ -19,6 +19,7 @@ is due: O(expired), never a ``Scan``.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Any
 
@@ -26,9 +27,6 @@ from botocore.exceptions import ClientError
 
 DUE_INDEX = "due-index"
 DUE_SHARDS = 8
-
-_serializer: Any = None
-_deserializer: Any = None
 
 
 def tenant_pk(tenant: str) -> str:
@@ -43,13 +41,22 @@ def all_due_pks() -> list[str]:
     return [f"DUE#{shard}" for shard in range(DUE_SHARDS)]
 
 
-def to_attr(value: Any) -> dict[str, Any]:
-    global _serializer
-    if _serializer is None:
-        from boto3.dynamodb.types import TypeSerializer
+@functools.cache
+def _serializer() -> Any:
+    from boto3.dynamodb.types import TypeSerializer
 
-        _serializer = TypeSerializer()
-    result: dict[str, Any] = _serializer.serialize(value)
+    return TypeSerializer()
+
+
+@functools.cache
+def _deserializer() -> Any:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer()
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    result: dict[str, Any] = _serializer().serialize(value)
     return result
 
 
@@ -58,12 +65,8 @@ def to_item(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    global _deserializer
-    if _deserializer is None:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        _deserializer = TypeDeserializer()
-    return {key: _deserializer.deserialize(value) for key, value in item.items()}
+    deserializer = _deserializer()
+    return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
 def is_condition_failure(exc: ClientError) -> bool:
@@ -72,7 +75,7 @@ def is_condition_failure(exc: ClientError) -> bool:
 
 def old_item_of(exc: ClientError) -> dict[str, Any] | None:
     """The item as it was when a condition failed (``ReturnValuesOnConditionCheckFailure``)."""
-    item = exc.response.get("Item")
+    item: Any = exc.response.get("Item")
     return from_item(item) if item else None
 
 

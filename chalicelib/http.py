@@ -10,16 +10,17 @@ import contextvars
 import functools
 import re
 import uuid
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from chalice import Response  # type: ignore[attr-defined]
 
 from chalicelib import jsonutil
-from chalicelib.observability import logger
 from chalicelib.item_repository import Precondition
+from chalicelib.limits import MAX_BODY_BYTES
+from chalicelib.observability import logger
 from chalicelib.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, SLUG_BY_STATUS, Problem, from_aws_error
 
-MAX_BODY_BYTES = 64 * 1024
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -37,14 +38,14 @@ def new_request_id(request: Any) -> str:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    all_headers = {"Content-Type": JSON}
+    all_headers: dict[str, str | list[str]] = {"Content-Type": JSON}
     if headers:
         all_headers.update(headers)
     return Response(body=jsonutil.dumps(body), status_code=status, headers=all_headers)
 
 
 def problem_response(problem: Problem) -> Response:
-    headers = {"Content-Type": PROBLEM_CONTENT_TYPE, **problem.headers}
+    headers: dict[str, str | list[str]] = {"Content-Type": PROBLEM_CONTENT_TYPE, **problem.headers}
     return Response(
         body=jsonutil.dumps(problem.document(request_id_var.get())),
         status_code=problem.status,
@@ -64,12 +65,12 @@ def problem_boundary(view: F) -> F:
             return view(*args, **kwargs)
         except Problem as problem:
             return problem_response(problem)
-        except Exception as exc:  # noqa: BLE001 - the boundary is the point
+        except Exception as exc:
             mapped = from_aws_error(exc)
             if mapped is not None:
-                logger().warning("dependency unavailable", error=str(exc))
+                logger().warning("dependency unavailable", error=str(exc), request_id=request_id_var.get())
                 return problem_response(mapped)
-            logger().exception("unhandled error")
+            logger().exception("unhandled error", request_id=request_id_var.get())
             return problem_response(
                 Problem("internal-error", f"an unexpected error occurred; quote request id {request_id_var.get()}")
             )
@@ -81,7 +82,7 @@ def as_problem(response: Response) -> Response:
     """Errors produced by Chalice itself (405, 415, unhandled 500) reshaped as problem documents."""
     if response.status_code < 400:
         return response
-    headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+    headers = {k.lower(): str(v) for k, v in (response.headers or {}).items()}
     if headers.get("content-type", "").startswith(PROBLEM_CONTENT_TYPE):
         return response
     slug = SLUG_BY_STATUS.get(response.status_code) or (
@@ -128,7 +129,7 @@ def parse_if_match(value: str | None) -> Precondition:
     if value == "*":
         return "*"
     versions: set[int] = set()
-    parts = [p for p in value.split(",")]
+    parts = value.split(",")
     if len(parts) > MAX_IF_MATCH_TAGS:
         raise Problem("bad-request", f"If-Match may name at most {MAX_IF_MATCH_TAGS} entity tags")
     for part in parts:

@@ -12,7 +12,8 @@ Powertools is imported here, on first use, so requests without the header never 
 from __future__ import annotations
 
 import contextvars
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalicelib import aws, jsonutil
 from chalicelib.dynamo import tenant_pk
@@ -47,7 +48,7 @@ def run(
         IdempotencyValidationError,
     )
 
-    def mark_replayed(response: Any, _record: Any) -> Any:
+    def mark_replayed(response: Any, _record: Any) -> Any:  # Powertools' IdempotentHookFunction
         _replayed.set(True)
         return response
 
@@ -56,7 +57,7 @@ def run(
         payload_validation_jmespath="body",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=EXPIRES_AFTER_SECONDS,
-        response_hook=mark_replayed,
+        response_hook=mark_replayed,  # type: ignore[arg-type]
     )
     if lambda_context is not None and hasattr(lambda_context, "get_remaining_time_in_millis"):
         # Lets an in-flight record expire when the invocation that wrote it has timed out.

@@ -13,9 +13,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock
+from chalicelib import aws, clock, jsonutil
 from chalicelib.dynamo import Expression, due_pk, from_item, is_condition_failure, old_item_of, tenant_pk, to_item
-from chalicelib.models import data_size
 
 ITEM_PREFIX = "ITEM#"
 # DynamoDB's TTL is only a safety net behind the cleanup job, which also removes attached files;
@@ -119,7 +118,7 @@ class ItemRepository:
             "name": fields.name,
             "tags": fields.tags,
             "data": fields.data,
-            "data_size": data_size(fields.data),
+            "data_size": jsonutil.compact_size(fields.data),
             "version": 1,
             "created_at": now,
             "updated_at": now,
@@ -211,7 +210,7 @@ class ItemRepository:
             "description": fields.description,
             "tags": fields.tags,
             "data": fields.data,
-            "data_size": data_size(fields.data),
+            "data_size": jsonutil.compact_size(fields.data),
             "expires_at": fields.expires_at,
         }
         sets, removes = self._field_updates(tenant, item_id, expr, values)

@@ -9,8 +9,6 @@ import re
 import time
 from typing import Any
 
-from pydantic import ValidationError
-
 from chalicelib import cursor as cursors
 from chalicelib import jsonutil, ulid
 from chalicelib.item_repository import (
@@ -21,16 +19,7 @@ from chalicelib.item_repository import (
     Precondition,
     to_api,
 )
-from chalicelib.models import (
-    MAX_DATA_BYTES,
-    MAX_DATA_DEPTH,
-    ID_PATTERN,
-    ItemCreate,
-    ItemPatch,
-    ItemReplace,
-    check_json_value,
-    to_field_errors,
-)
+from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH
 from chalicelib.problems import Problem, field_errors, not_found, query_error
 from chalicelib.settings import Settings, require
 
@@ -43,14 +32,19 @@ LISTING = "items"
 MERGE_ATTEMPTS = 8
 
 
-def _validate(model: type[ItemReplace] | type[ItemPatch], body: Any) -> Any:
+def _validate(model_name: str, body: Any) -> Any:
+    # pydantic is imported by the requests that validate a body, not by reads (cold start).
+    from pydantic import ValidationError
+
+    from chalicelib import models
+
     try:
-        return model.model_validate(body)
+        return getattr(models, model_name).model_validate(body)
     except ValidationError as exc:
-        raise field_errors("validation-error", to_field_errors(exc)) from exc
+        raise field_errors("validation-error", models.to_field_errors(exc)) from exc
 
 
-def _fields(model: ItemReplace) -> ItemFields:
+def _fields(model: Any) -> ItemFields:
     return ItemFields(
         name=model.name,
         description=model.description,
@@ -81,7 +75,7 @@ class ItemService:
         return to_api(record)
 
     def create(self, tenant: str, body: Any) -> dict[str, Any]:
-        model = _validate(ItemCreate, body)
+        model = _validate("ItemCreate", body)
         item_id = model.id or ulid.new()
         try:
             record = self.repository.create(tenant, item_id, _fields(model))
@@ -91,7 +85,7 @@ class ItemService:
 
     def replace(self, tenant: str, item_id: str, body: Any, precondition: Precondition) -> dict[str, Any]:
         _check_id(item_id)
-        model = _validate(ItemReplace, body)
+        model = _validate("ItemReplace", body)
         try:
             record = self.repository.replace(tenant, item_id, _fields(model), precondition)
         except ConditionFailed as exc:
@@ -115,7 +109,7 @@ class ItemService:
         _check_id(item_id)
         if not isinstance(body, dict):
             raise field_errors("validation-error", [{"pointer": "", "detail": "a merge patch must be a JSON object"}])
-        patch = _validate(ItemPatch, body)
+        patch = _validate("ItemPatch", body)
         if "name" in body and body["name"] is None:
             raise field_errors("validation-error", [{"pointer": "/name", "detail": "is required and cannot be removed"}])
         data_patch = body.get("data")
@@ -133,8 +127,10 @@ class ItemService:
         return self._patch_merged(tenant, item_id, body, precondition, None)
 
     def _patch_in_place(
-        self, tenant: str, item_id: str, body: dict[str, Any], patch: ItemPatch, precondition: Precondition
+        self, tenant: str, item_id: str, body: dict[str, Any], patch: Any, precondition: Precondition
     ) -> dict[str, Any]:
+        from chalicelib.models import check_json_value
+
         top_level: dict[str, Any] = {}
         for field in ("name", "description", "tags", "expires_at"):
             if field in body:
@@ -184,7 +180,7 @@ class ItemService:
             if not _version_matches(current, precondition):
                 raise _precondition_failed(current)
             merged = merge_patch(_writable(current), body)
-            model = _validate(ItemReplace, merged)
+            model = _validate("ItemReplace", merged)
             expected = frozenset({int(current["version"])})
             try:
                 return to_api(self.repository.replace(tenant, item_id, _fields(model), expected))

@@ -44,11 +44,27 @@ _encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 def number_text(value: Decimal) -> str:
-    """Shortest exact text of a Decimal: ``2`` not ``2.0``, ``0.1`` not ``1E-1``."""
+    """Exact text of a Decimal: ``2`` not ``2.0`` or ``2E+0``, ``0.1`` not ``1E-1``, ``1E+100``.
+
+    Integers print as plain digits up to 38 of them (DynamoDB's precision, so every stored integer
+    literal comes back as written); anything larger is an exponent form of the same exact value.
+    """
     if value == value.to_integral_value():
-        return str(int(value))
-    text = str(value.normalize())
-    return text
+        digits = str(int(value))
+        if len(digits.lstrip("-")) <= 38:
+            return digits
+    return str(strip_zeros(value))
+
+
+def strip_zeros(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros, exactly (``Decimal.normalize`` rounds to 28 digits)."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or not any(digits):
+        return value
+    count = len(digits)
+    while count > 1 and digits[count - 1] == 0:
+        count -= 1
+    return Decimal((sign, digits[:count], exponent + len(digits) - count))
 
 
 def _write(value: Any, out: list[str]) -> None:
@@ -86,6 +102,11 @@ def _write(value: Any, out: list[str]) -> None:
         out.append("]")
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def compact_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON: the measure of the ``data`` size limit."""
+    return len(dumps(value).encode("utf-8"))
 
 
 def dumps(value: Any) -> str:

@@ -7,8 +7,8 @@ schemas, so the documentation cannot drift from what the code accepts.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
@@ -23,11 +23,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from chalicelib import clock, jsonutil
+from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_TAGS
 
-MAX_DATA_BYTES = 16 * 1024
-MAX_DATA_DEPTH = 16
-MAX_TAGS = 20
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 
 # DynamoDB numbers: at most 38 significant digits, magnitude 1E-130 .. 9.99…E+125.
@@ -50,7 +47,7 @@ def _dedupe(tags: list[str]) -> list[str]:
 
 def parse_timestamp(value: Any) -> Any:
     """RFC 3339 with an explicit offset, normalised to UTC at millisecond precision."""
-    if isinstance(value, datetime):
+    if value is None or isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _RFC3339.match(value):
         raise PydanticCustomError(
@@ -60,7 +57,7 @@ def parse_timestamp(value: Any) -> Any:
         parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError as exc:
         raise PydanticCustomError("timestamp", "is not a valid date and time") from exc
-    return clock.truncate(parsed.astimezone(timezone.utc))
+    return clock.truncate(parsed.astimezone(UTC))
 
 
 def _in_future(value: datetime | None) -> datetime | None:
@@ -74,10 +71,8 @@ def _pointer(path: tuple[str | int, ...]) -> str:
 
 
 def _check_number(value: Decimal | int, path: tuple[str | int, ...]) -> Decimal | int:
-    try:
-        normal = Decimal(value).normalize() if isinstance(value, int) else value.normalize()
-    except InvalidOperation as exc:  # pragma: no cover - Decimal(int) cannot fail
-        raise PydanticCustomError("number", "is not a number") from exc
+    # Decimal(int) is exact whatever the context; strip_zeros avoids the context's 28-digit rounding.
+    normal = jsonutil.strip_zeros(Decimal(value))
     if not normal.is_finite():
         raise PydanticCustomError(
             "number", "must be a finite number", {"pointer": _pointer(("data", *path))}
@@ -127,15 +122,11 @@ def check_json_value(value: Any, path: tuple[str | int, ...] = ()) -> int:
     )
 
 
-def data_size(data: dict[str, Any]) -> int:
-    return len(jsonutil.dumps(data).encode("utf-8"))
-
-
 def _check_data(data: dict[str, Any]) -> dict[str, Any]:
     depth = check_json_value(data)
     if depth > MAX_DATA_DEPTH:
         raise PydanticCustomError("depth", f"must not be nested more than {MAX_DATA_DEPTH} levels deep")
-    if data_size(data) > MAX_DATA_BYTES:
+    if jsonutil.compact_size(data) > MAX_DATA_BYTES:
         raise PydanticCustomError("size", f"must be at most {MAX_DATA_BYTES} bytes as compact JSON")
     return data
 

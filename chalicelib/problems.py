@@ -101,9 +101,11 @@ def from_aws_error(exc: Exception) -> Problem | None:
     """Map an AWS failure the client could not retry away to 503; anything else is a bug."""
     from botocore.exceptions import (
         ClientError,
-        ConnectionError as BotoConnectionError,
         ConnectTimeoutError,
         ReadTimeoutError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
     )
 
     if isinstance(exc, ClientError):

@@ -24,7 +24,7 @@ def allow_origin_on_gateway_errors(origin: str) -> None:
         error.headers = {**(error.headers or {}), "Access-Control-Allow-Origin": origin}
         send(handler, error)
 
-    local.ChaliceRequestHandler._send_error_response = send_with_cors  # type: ignore[method-assign]
+    local.ChaliceRequestHandler._send_error_response = send_with_cors  # type: ignore[method-assign,assignment]
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,7 @@ FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 class _Handler(SimpleHTTPRequestHandler):
     config_js = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.split("?", 1)[0] == "/config.js":
             self.send_response(200)
             self.send_header("Content-Type", "text/javascript; charset=utf-8")

@@ -22,7 +22,10 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_FILE = ROOT / ".local" / "stack.json"
@@ -61,7 +64,7 @@ class LocalStack:
         self.api_url = f"http://{HOST}:{self.port}"
         self.ui_url = f"http://{HOST}:{self.ui_port}/"
         self.ui_origin = f"http://{HOST}:{self.ui_port}"
-        self.emulator: Any = None
+        self.emulator: Emulator | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.ui_server: Any = None
         self.stopping = threading.Event()
@@ -85,11 +88,11 @@ class LocalStack:
     def _start_emulator(self) -> None:
         import logging
 
-        from moto.server import ThreadedMotoServer
+        from local.emulator import Emulator
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-        self.emulator = ThreadedMotoServer(ip_address=HOST, port=self.emulator_port, verbose=False)
+        self.emulator = Emulator(HOST, self.emulator_port)
         self.emulator.start()
         os.environ.update(
             {
@@ -197,7 +200,7 @@ class LocalStack:
             if self.api is not None and self.api.poll() is not None:
                 raise SystemExit(f"chalice local exited with status {self.api.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=1) as response:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=1) as response:  # noqa: S310 - fixed http URL
                     if response.status == 200:
                         return
             except OSError:

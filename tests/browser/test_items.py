@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import expect
 
@@ -58,7 +58,7 @@ def test_edit_saves_with_if_match_and_keeps_exact_numbers(page, local_stack, api
     assert '"total":12345678901234567890' in response.text.replace(" ", "")
     assert '"rate":0.1' in response.text.replace(" ", "")
     stored_expiry = datetime.fromisoformat(response.json()["expires_at"].replace("Z", "+00:00"))
-    assert stored_expiry == expires.astimezone(timezone.utc)
+    assert stored_expiry == expires.astimezone(UTC)
 
 
 def test_server_field_errors_appear_inline_next_to_their_fields(page, local_stack, api, console, shot):

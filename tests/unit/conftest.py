@@ -23,10 +23,10 @@ os.environ.update(
         "AWS_SESSION_TOKEN": "testing",
         "TABLE_NAME": "items-test",
         "CURSOR_SECRETS": "unit-test-cursor-secret",
-        "POWERTOOLS_IDEMPOTENCY_DISABLED": "",
     }
 )
-os.environ.pop("AWS_ENDPOINT_URL", None)
+for _name in ("AWS_ENDPOINT_URL", "POWERTOOLS_IDEMPOTENCY_DISABLED", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,13 @@
+"""The contract's numeric and pattern limits, in one place.
+
+Kept apart from ``models.py`` so that read paths can use them without importing pydantic
+(Lambda cold start is import time; a GET never validates a body).
+"""
+
+from __future__ import annotations
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_DATA_BYTES = 16 * 1024
+MAX_DATA_DEPTH = 16
+MAX_TAGS = 20
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
