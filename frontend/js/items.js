@@ -32,6 +32,9 @@ export function createItems({ api, attachments }) {
   let conflict = null; // { latest, merged } while the conflict panel is open
   let pendingCreate = null; // { body, key }: a retried create reuses its Idempotency-Key
   let saving = false;
+  // Bumped whenever the form switches item (or to a new one): an answer that arrives after the
+  // user moved on must not overwrite what the form now shows.
+  let formGeneration = 0;
 
   const itemList = $('#item-list');
 
@@ -132,6 +135,7 @@ export function createItems({ api, attachments }) {
   }
 
   function startEditing(item, values = item) {
+    formGeneration += 1;
     editing = { item };
     hideConflict();
     clearFieldErrors();
@@ -151,6 +155,7 @@ export function createItems({ api, attachments }) {
   }
 
   function startCreating() {
+    formGeneration += 1;
     editing = null;
     pendingCreate = null;
     hideConflict();
@@ -170,8 +175,10 @@ export function createItems({ api, attachments }) {
   }
 
   async function openItem(id) {
+    const generation = formGeneration;
     try {
       const { data: item } = await api.request('GET', itemPath(id));
+      if (generation !== formGeneration) return; // the user opened something else meanwhile
       startEditing(item);
       $('#item-name').focus();
     } catch (error) {
@@ -227,8 +234,8 @@ export function createItems({ api, attachments }) {
     $('#item-save').setAttribute('aria-disabled', 'true');
     $('#item-form').setAttribute('aria-busy', 'true');
     try {
-      if (editing) await saveChanges(values);
-      else await create(values, id);
+      if (editing) await saveChanges(values, formGeneration);
+      else await create(values, id, formGeneration);
     } finally {
       saving = false;
       $('#item-save').removeAttribute('aria-disabled');
@@ -236,7 +243,7 @@ export function createItems({ api, attachments }) {
     }
   }
 
-  async function create(values, id) {
+  async function create(values, id, generation) {
     const body = id ? { id, ...values } : values;
     const serialised = stringifyJson(body);
     if (pendingCreate?.body !== serialised) pendingCreate = { body: serialised, key: randomKey() };
@@ -245,11 +252,13 @@ export function createItems({ api, attachments }) {
         body, headers: { 'Idempotency-Key': pendingCreate.key },
       });
       pendingCreate = null;
-      startEditing(item);
+      if (generation === formGeneration) startEditing(item);
       announce(`Created “${item.name}”.`);
       await restart();
     } catch (error) {
-      if (error.status === 409 && id && !error.fieldErrors.length) {
+      if (generation !== formGeneration) {
+        showError(error);
+      } else if (error.status === 409 && id && !error.fieldErrors.length) {
         showFieldErrors([{ pointer: '/id', detail: error.problem?.detail || 'is already used by another item' }]);
       } else {
         handleWriteError(error);
@@ -257,17 +266,18 @@ export function createItems({ api, attachments }) {
     }
   }
 
-  async function saveChanges(values) {
+  async function saveChanges(values, generation) {
     const base = editing.item;
     try {
       const { data: item } = await api.request('PUT', itemPath(base.id), {
         body: values, headers: { 'If-Match': `"${base.version}"` },
       });
-      startEditing(item);
+      if (generation === formGeneration) startEditing(item);
       announce(`Saved “${item.name}” (version ${item.version}).`);
       await loadPage();
     } catch (error) {
-      if (error.status === 412) await showConflict(values);
+      if (generation !== formGeneration) showError(error);
+      else if (error.status === 412) await showConflict(values);
       else if (error.status === 404) await itemGone(values);
       else handleWriteError(error);
     }
@@ -370,10 +380,13 @@ export function createItems({ api, attachments }) {
 
   async function showConflict(mine) {
     const base = editing.item;
+    const generation = formGeneration;
     let latest;
     try {
       ({ data: latest } = await api.request('GET', itemPath(base.id)));
+      if (generation !== formGeneration) return;
     } catch (error) {
+      if (generation !== formGeneration) return;
       if (error.status === 404) await itemGone(mine);
       else showError(error);
       return;

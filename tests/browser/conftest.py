@@ -181,3 +181,51 @@ def open_app(page: Page, stack: RunningStack, fragment: str = "") -> None:
 
 def row(page: Page, name: str) -> Any:
     return page.get_by_test_id("item-row").filter(has=page.get_by_role("button", name=f"Edit {name}", exact=True))
+
+
+# Records, in the page, every value a progress bar takes (whatever re-renders it) and the part
+# names of every multipart form sent with XMLHttpRequest (the browser does not expose a body that
+# holds a file to the test).
+_INSTRUMENT = """
+window.__progress = [];
+window.__forms = [];
+new MutationObserver((mutations) => {
+  for (const mutation of mutations) {
+    const nodes = mutation.type === 'attributes' ? [mutation.target] : [...mutation.addedNodes];
+    for (const node of nodes) {
+      if (!(node instanceof Element)) continue;
+      const bars = node.matches('[data-testid="upload-progress"]') ? [node] : node.querySelectorAll('[data-testid="upload-progress"]');
+      for (const bar of bars) window.__progress.push(Number(bar.value));
+    }
+  }
+}).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['value'] });
+const send = XMLHttpRequest.prototype.send;
+XMLHttpRequest.prototype.send = function (body) {
+  if (body instanceof FormData) window.__forms.push([...body.keys()]);
+  return send.call(this, body);
+};
+"""
+
+
+def instrument_uploads(page: Page) -> None:
+    """Call before loading the page; then read ``progress_values`` and ``sent_forms``."""
+    page.add_init_script(_INSTRUMENT)
+
+
+def progress_values(page: Page) -> list[float]:
+    return list(page.evaluate("window.__progress"))
+
+
+def sent_forms(page: Page) -> list[list[str]]:
+    """The part names of each multipart form the page sent, in order."""
+    return [list(form) for form in page.evaluate("window.__forms")]
+
+
+def throttle_uploads(page: Page, bytes_per_second: int) -> None:
+    """Slow the page's uploads down so that progress is reported in several steps."""
+    session = page.context.new_cdp_session(page)
+    session.send("Network.enable")
+    session.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": bytes_per_second},
+    )
