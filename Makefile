@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 # checkov pins an old boto3, so it lives in a virtualenv of its own (tests/infra runs it from there).
 CHECKOV_VENV := $(VENV)/checkov
 
-.PHONY: run test unit integration lint typecheck bench clean deploy destroy package
+.PHONY: run test unit integration browser chromium lint typecheck bench clean deploy destroy package
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-checkov.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-checkov.txt
 run: $(STAMP)
 	$(PY) -m local.stack
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck chromium
 	$(PY) -m pytest
 
 unit: $(STAMP)
@@ -29,11 +30,30 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
+browser: $(STAMP) chromium
+	$(PY) -m pytest tests/browser --no-cov
+
+# The browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Chromium for the browser tests: apt-get install chromium"; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else \
+	    echo "The browser tests need Chromium at $(CHROMIUM). Install the Debian package 'chromium'" >&2; \
+	    echo "(sudo apt-get install chromium), then run make test again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
+
+bench: $(STAMP)
+	$(PY) -m bench.run
 
 # Deploy a stage to AWS (docs/DEPLOY.md): make deploy STAGE=dev [FRONTEND_ORIGIN=https://app.example.com]
 deploy: $(STAMP)

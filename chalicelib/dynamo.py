@@ -19,8 +19,8 @@ is due: O(expired), never a ``Scan``.
 
 from __future__ import annotations
 
-import functools
 import zlib
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -41,23 +41,51 @@ def all_due_pks() -> list[str]:
     return [f"DUE#{shard}" for shard in range(DUE_SHARDS)]
 
 
-@functools.cache
-def _serializer() -> Any:
-    from boto3.dynamodb.types import TypeSerializer
-
-    return TypeSerializer()
-
-
-@functools.cache
-def _deserializer() -> Any:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    return TypeDeserializer()
-
-
 def to_attr(value: Any) -> dict[str, Any]:
-    result: dict[str, Any] = _serializer().serialize(value)
-    return result
+    """A Python value as a DynamoDB attribute value (numbers must be ``int`` or ``Decimal``)."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise TypeError("DynamoDB cannot store NaN or Infinity")
+        return {"N": str(value)}
+    if isinstance(value, dict):
+        return {"M": {str(k): to_attr(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"L": [to_attr(v) for v in value]}
+    if isinstance(value, bytes):
+        return {"B": value}
+    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
+
+
+def from_attr(attr: dict[str, Any]) -> Any:
+    """A DynamoDB attribute value as Python: numbers as exact ``Decimal``."""
+    (kind, value), = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return Decimal(value)
+    if kind == "BOOL":
+        return value
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: from_attr(v) for k, v in value.items()}
+    if kind == "L":
+        return [from_attr(v) for v in value]
+    if kind == "B":
+        return bytes(value)
+    if kind == "SS":
+        return set(value)
+    if kind == "NS":
+        return {Decimal(v) for v in value}
+    raise TypeError(f"unsupported DynamoDB type {kind}")
 
 
 def to_item(record: dict[str, Any]) -> dict[str, Any]:
@@ -65,8 +93,7 @@ def to_item(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    deserializer = _deserializer()
-    return {key: deserializer.deserialize(value) for key, value in item.items()}
+    return {key: from_attr(value) for key, value in item.items()}
 
 
 def is_condition_failure(exc: ClientError) -> bool:

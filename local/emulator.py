@@ -5,10 +5,18 @@ time. Real DynamoDB applies each request atomically, and the service relies on t
 write either sees the condition hold and writes, or not); moto's backend checks a condition and
 then writes without a lock, so two concurrent requests could both pass one ``version = :v`` check.
 S3 and SQS requests stay concurrent (SQS long polls must not block anything else).
+
+A second difference: key-range queries on a table's primary key find their page in O(log n + page)
+through a sorted index of each partition's sort keys, as DynamoDB does, instead of sorting the
+whole table on every query as moto does. Without it a list page slows with the size of the
+table, whoever owns the data, and no measurement of the service's own scaling is possible. The
+index only chooses which items moto's own query code then evaluates, so results, ``Limit``,
+``LastEvaluatedKey`` and filters are moto's.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,6 +37,143 @@ class _AtomicDynamoDB:
         return self.app(environ, start_response)
 
 
+_BOUNDED = {"EQ", "=", "LT", "<", "LE", "<=", "GT", ">", "GE", ">=", "BETWEEN", "BEGINS_WITH"}
+
+
+class SortKeyIndex:
+    """Sorted string sort keys per (table, partition), kept in step with moto's writes."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[int, Any], list[str]] = {}
+        self.unpatched_query: Callable[..., Any] | None = None  # moto's own, for equivalence tests
+
+    def keys(self, table: Any, hash_key: Any, partition: dict[Any, Any]) -> list[str]:
+        slot = (id(table), hash_key)
+        keys = self._keys.get(slot)
+        if keys is None or len(keys) != len(partition):
+            keys = sorted(key.value for key in partition)
+            self._keys[slot] = keys
+        return keys
+
+    def added(self, table: Any, item: Any) -> None:
+        keys = self._keys.get((id(table), item.hash_key))
+        if keys is not None and item.range_key is not None:
+            position = bisect.bisect_left(keys, item.range_key.value)
+            if position == len(keys) or keys[position] != item.range_key.value:
+                keys.insert(position, item.range_key.value)
+
+    def removed(self, table: Any, hash_key: Any, range_key: Any) -> None:
+        keys = self._keys.get((id(table), hash_key))
+        if keys is not None and range_key is not None:
+            position = bisect.bisect_left(keys, range_key.value)
+            if position < len(keys) and keys[position] == range_key.value:
+                del keys[position]
+
+
+def _bounds(keys: list[str], comparison: str | None, values: list[str]) -> tuple[int, int]:
+    """Index range of the keys that satisfy the key condition on the sort key."""
+    left, right = bisect.bisect_left, bisect.bisect_right
+    if comparison is None:
+        return 0, len(keys)
+    op = comparison.upper()
+    if op in ("EQ", "="):
+        return left(keys, values[0]), right(keys, values[0])
+    if op in ("LT", "<"):
+        return 0, left(keys, values[0])
+    if op in ("LE", "<="):
+        return 0, right(keys, values[0])
+    if op in ("GT", ">"):
+        return right(keys, values[0]), len(keys)
+    if op in ("GE", ">="):
+        return left(keys, values[0]), len(keys)
+    if op == "BETWEEN":
+        return left(keys, values[0]), right(keys, values[1])
+    prefix = values[0]  # BEGINS_WITH
+    if not prefix:
+        return 0, len(keys)
+    return left(keys, prefix), left(keys, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+
+
+_installed: dict[str, SortKeyIndex] = {}
+
+
+def install_sorted_key_queries() -> SortKeyIndex:
+    """Patch moto's Table so primary-key queries evaluate only the page they need (once per process)."""
+    if "index" in _installed:
+        return _installed["index"]
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    index = SortKeyIndex()
+    original_query = index.unpatched_query = Table.query
+    original_put = Table.put_item
+    original_delete = Table.delete_item
+
+    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        item = original_put(self, *args, **kwargs)
+        index.added(self, item)
+        return item
+
+    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
+        item = original_delete(self, hash_key, range_key)
+        index.removed(self, hash_key, range_key)
+        return item
+
+    def candidates(self: Any, hash_key: Any, comparison: str | None, range_objs: list[Any], limit: int | None,
+                   start: dict[str, Any] | None, forward: bool) -> list[Any] | None:
+        partition = self.items.get(hash_key)
+        if not isinstance(partition, dict) or not partition:
+            return None
+        if comparison is not None and (comparison.upper() not in _BOUNDED or any(o.type != "S" for o in range_objs)):
+            return None
+        if getattr(self, "range_key_type", None) != "S":  # declared in the key schema, enforced on write
+            return None
+        keys = index.keys(self, hash_key, partition)
+        low, high = _bounds(keys, comparison, [o.value for o in range_objs])
+        if start is not None:
+            start_value = start.get(self.range_key_attr, {}).get("S")
+            if start_value is None:
+                return None
+            if forward:
+                low = max(low, bisect.bisect_right(keys, start_value))
+            else:
+                high = min(high, bisect.bisect_left(keys, start_value))
+        if limit is not None and high - low > limit + 1:
+            low, high = (low, low + limit + 1) if forward else (high - limit - 1, high)
+        # One more key beyond the window, matching or not: moto reports LastEvaluatedKey when it
+        # meets any further item after a full page, and this keeps that answer identical.
+        low, high = (low, min(high + 1, len(keys))) if forward else (max(low - 1, 0), high)
+        return [partition[DynamoType({"S": value})] for value in keys[low:high]]
+
+    def query(self: Any, hash_key: Any, range_comparison: Any, range_objs: Any, limit: Any,
+              exclusive_start_key: Any, scan_index_forward: Any, projection_expressions: Any,
+              index_name: Any = None, consistent_read: Any = False, filter_expression: Any = None,
+              **kwargs: Any) -> Any:
+        def run() -> Any:
+            return original_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+                                  scan_index_forward, projection_expressions, index_name, consistent_read,
+                                  filter_expression, **kwargs)
+
+        legacy_filters = set(kwargs) - {"hash_key_conditions", "range_key_conditions"}
+        multi_attribute = len(kwargs.get("range_key_conditions") or ()) > 1
+        if index_name is not None or not self.range_key_attr or legacy_filters or multi_attribute:
+            return run()
+        chosen = candidates(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+                            scan_index_forward is not False)
+        if chosen is None:
+            return run()
+        self.all_items = lambda: chosen  # moto's query evaluates exactly these items
+        try:
+            return run()
+        finally:
+            del self.all_items
+
+    for name, patched in (("query", query), ("put_item", put_item), ("delete_item", delete_item)):
+        setattr(Table, name, patched)
+    _installed["index"] = index
+    return index
+
+
 class Emulator:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -44,6 +189,7 @@ class Emulator:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        install_sorted_key_queries()
         app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)

@@ -63,6 +63,7 @@ class LocalStack:
         self.endpoint = f"http://{HOST}:{self.emulator_port}"
         self.api_url = f"http://{HOST}:{self.port}"
         self.ui_url = f"http://{HOST}:{self.ui_port}/"
+        self.ui_origin = f"http://{HOST}:{self.ui_port}"
         self.emulator: Emulator | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.ui_server: Any = None
@@ -76,6 +77,7 @@ class LocalStack:
         outputs = self._create_resources()
         self.app_env = self._app_environment(outputs)
         os.environ.update(self.app_env)
+        self._allow_browser_uploads(outputs["BucketName"], self.app_env["CORS_ALLOW_ORIGIN"])
         self._create_keys()
         self._start_api()
         self._start_ui()
@@ -115,6 +117,29 @@ class LocalStack:
         _log(f"resources from infra/template.yaml: {', '.join(outputs[name] for name in names)}")
         return outputs
 
+    def _allow_browser_uploads(self, bucket: str, origin: str) -> None:
+        """The page uploads straight to the bucket (presigned POST) from the front end's origin.
+
+        The emulator lets any origin in while a bucket has no CORS rules, and only the listed
+        origins once it has some; naming the front end's origin (the API's ``CORS_ALLOW_ORIGIN``)
+        keeps local behaving like a stage whose bucket admits exactly its own front end.
+        """
+        import boto3
+
+        boto3.client("s3").put_bucket_cors(
+            Bucket=bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedOrigins": [origin],
+                        "AllowedMethods": ["POST"],
+                        "AllowedHeaders": ["*"],
+                        "MaxAgeSeconds": 600,
+                    }
+                ]
+            },
+        )
+
     def _app_environment(self, outputs: dict[str, str]) -> dict[str, str]:
         env = {
             "STAGE": STAGE,
@@ -122,7 +147,7 @@ class LocalStack:
             "BUCKET_NAME": outputs["BucketName"],
             "QUEUE_URL": outputs["WorkQueueUrl"],
             "CURSOR_SECRETS": self.environ.get("CURSOR_SECRETS") or secrets.token_urlsafe(32),
-            "CORS_ALLOW_ORIGIN": self.environ.get("CORS_ALLOW_ORIGIN") or f"http://{HOST}:{self.ui_port}",
+            "CORS_ALLOW_ORIGIN": self.environ.get("CORS_ALLOW_ORIGIN") or self.ui_origin,
         }
         for name in (
             "UPLOAD_WINDOW_SECONDS",
@@ -156,7 +181,7 @@ class LocalStack:
         env = {**os.environ, **self.app_env, "PYTHONUNBUFFERED": "1"}
         self.api = subprocess.Popen(
             [
-                str(Path(sys.executable).with_name("chalice")), "local",
+                sys.executable, "-m", "local.chalice_local", "local",
                 "--host", HOST, "--port", str(self.port), "--stage", STAGE, "--no-autoreload",
             ],
             cwd=ROOT,

@@ -1,0 +1,310 @@
+"""``make bench``: every performance measure of the service, side by side, against one emulator.
+
+    python -m bench.run            # full sizes (≈ 10 minutes on 2 cores)
+    python -m bench.run --smoke    # tiny sizes, run inside `make test` so the benchmark cannot rot
+
+Ratios compare the service with a floor measured in the same run on the same machine, so a noisy
+or slow machine moves both sides. Prints a table and writes ``bench/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+
+TARGETS = {
+    ("cold_start", "ratio"): ("<=", 1.3),
+    ("warm_request", "ratio"): ("<=", 1.25),
+    ("list_scaling", "ratio"): ("<=", 1.25),
+    ("cleanup", "ratio"): ("<=", 2.0),
+    ("import", "rows_per_write_call"): (">=", 20),
+    ("import", "peak_rss_mb"): ("<=", 150),
+    ("package", "zip_bytes"): ("<=", 8 * 1024 * 1024),
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    cold_runs: int
+    warm_iterations: int
+    list_small: int
+    list_large: int
+    list_runs: int
+    cleanup_live: int
+    cleanup_expired: int
+    import_rows: int
+
+
+FULL = Sizes(cold_runs=15, warm_iterations=400, list_small=1_000, list_large=50_000, list_runs=30,
+             cleanup_live=50_000, cleanup_expired=200, import_rows=100_000)
+SMOKE = Sizes(cold_runs=3, warm_iterations=30, list_small=30, list_large=300, list_runs=5,
+              cleanup_live=300, cleanup_expired=20, import_rows=300)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+class Environment:
+    """One emulator with the resources from the template, and the app configured against it."""
+
+    def __init__(self) -> None:
+        from local.emulator import Emulator
+        from tests.localstack import free_port
+
+        os.environ.update({
+            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+            "CURSOR_SECRETS": "bench-secret", "STAGE": "bench",
+        })
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(name, None)
+        self.emulator = Emulator("127.0.0.1", free_port())
+        self.emulator.start()
+        os.environ["AWS_ENDPOINT_URL"] = self.emulator.endpoint
+
+        import boto3
+
+        from infra import stack
+
+        self.outputs = stack.deploy(boto3.client("cloudformation"), "bench")
+        os.environ.update({
+            "TABLE_NAME": self.outputs["TableName"],
+            "BUCKET_NAME": self.outputs["BucketName"],
+            "QUEUE_URL": self.outputs["WorkQueueUrl"],
+        })
+        self.table = self.outputs["TableName"]
+
+    def close(self) -> None:
+        self.emulator.stop()
+
+    def put_items(self, tenant: str, count: int, extra: Callable[[int], dict[str, Any]] | None = None) -> None:
+        """Bulk-load items straight into the table (the setup, not the thing measured)."""
+        from chalicelib import aws, clock
+        from chalicelib.dynamo import tenant_pk, to_item
+
+        now = clock.now_text()
+        client = aws.dynamodb()
+        for start in range(0, count, 25):
+            requests = []
+            for n in range(start, min(count, start + 25)):
+                record = {"pk": tenant_pk(tenant), "sk": f"ITEM#{n:08d}", "id": f"{n:08d}", "name": f"item {n}",
+                          "tags": [], "data": {"n": n}, "data_size": 10, "version": 1,
+                          "created_at": now, "updated_at": now, **(extra(n) if extra else {})}
+                requests.append({"PutRequest": {"Item": to_item(record)}})
+            pending: dict[str, Any] = {self.table: requests}
+            while pending:
+                pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+
+def api(method: str, resource: str, path: str, tenant: str, params: dict[str, str] | None = None,
+        query: dict[str, str] | None = None, body: Any = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    import app
+    from bench.events import api_event, lambda_context
+
+    event = api_event(method, resource, path, tenant, params, query, json.dumps(body) if body is not None else None)
+    event["headers"].update(headers or {})
+    response: dict[str, Any] = app.app(event, lambda_context())
+    return response
+
+
+@contextmanager
+def counting_calls() -> Iterator[Counter[str]]:
+    """Counts the AWS API calls the service's clients make inside the block."""
+    from chalicelib import aws
+
+    counts: Counter[str] = Counter()
+
+    def count(model: Any, **_kwargs: Any) -> None:
+        counts[model.name] += 1
+
+    # Each client copies its session's event hooks when it is created: hook the clients themselves.
+    emitters = [client.meta.events for client in (aws.dynamodb(), aws.s3(), aws.sqs())]
+    for events in emitters:
+        events.register("before-call.*.*", count, unique_id="bench-count")
+    try:
+        yield counts
+    finally:
+        for events in emitters:
+            events.unregister("before-call.*.*", unique_id="bench-count")
+
+
+# -- measures ---------------------------------------------------------------------------------
+
+def cold_start(env: Environment, sizes: Sizes) -> dict[str, Any]:
+    from chalicelib.items import ItemService
+    from chalicelib.settings import get_settings
+
+    item = ItemService(get_settings()).create("bench-cold", {"name": "cold"})
+    child_env = {**os.environ, "BENCH_TENANT": "bench-cold", "BENCH_ITEM": item["id"]}
+    samples: dict[str, list[float]] = {"app": [], "floor": []}
+    for mode in ("app", "floor"):  # one unmeasured run each: bytecode caches written, files in page cache
+        subprocess.run([sys.executable, "bench/cold_child.py", mode], cwd=ROOT, env=child_env, check=True,
+                       capture_output=True)
+    for _ in range(sizes.cold_runs):
+        for mode in ("floor", "app"):
+            done = subprocess.run([sys.executable, "bench/cold_child.py", mode], cwd=ROOT, env=child_env,
+                                  check=True, capture_output=True, text=True)
+            samples[mode].append(json.loads(done.stdout.strip().splitlines()[-1])["ms"])
+    app_ms, floor_ms = median(samples["app"]), median(samples["floor"])
+    return {"app_ms": round(app_ms, 1), "floor_ms": round(floor_ms, 1), "ratio": round(app_ms / floor_ms, 3)}
+
+
+def warm_request(env: Environment, sizes: Sizes) -> dict[str, Any]:
+    from chalicelib import aws
+    from chalicelib.items import ItemService
+    from chalicelib.settings import get_settings
+
+    item = ItemService(get_settings()).create("bench-warm", {"name": "warm", "data": {"x": 1}})
+    key = {"pk": {"S": "T#bench-warm"}, "sk": {"S": f"ITEM#{item['id']}"}}
+    client = aws.dynamodb()
+    app_times, floor_times = [], []
+    for _ in range(20):  # warm both paths
+        api("GET", "/items/{item_id}", f"/items/{item['id']}", "bench-warm", {"item_id": item["id"]})
+        client.get_item(TableName=env.table, Key=key)
+    for _ in range(sizes.warm_iterations):
+        started = time.perf_counter()
+        response = api("GET", "/items/{item_id}", f"/items/{item['id']}", "bench-warm", {"item_id": item["id"]})
+        app_times.append(time.perf_counter() - started)
+        assert response["statusCode"] == 200
+        started = time.perf_counter()
+        client.get_item(TableName=env.table, Key=key)
+        floor_times.append(time.perf_counter() - started)
+    app_us, floor_us = median(app_times) * 1e6, median(floor_times) * 1e6
+    return {"app_us": round(app_us), "floor_us": round(floor_us), "ratio": round(app_us / floor_us, 3)}
+
+
+def list_scaling(env: Environment, sizes: Sizes) -> dict[str, Any]:
+    env.put_items("bench-list-small", sizes.list_small)
+    env.put_items("bench-list-large", sizes.list_large)
+
+    def first_page(tenant: str) -> float:
+        started = time.perf_counter()
+        response = api("GET", "/items", "/items", tenant, query={"limit": "20"})
+        elapsed = time.perf_counter() - started
+        assert response["statusCode"] == 200 and len(json.loads(response["body"])["items"]) == 20
+        return elapsed
+
+    small, large = [], []
+    for tenant in ("bench-list-small", "bench-list-large"):
+        first_page(tenant)
+    for _ in range(sizes.list_runs):
+        small.append(first_page("bench-list-small"))
+        large.append(first_page("bench-list-large"))
+    small_ms, large_ms = median(small) * 1000, median(large) * 1000
+    return {"small_items": sizes.list_small, "large_items": sizes.list_large, "small_ms": round(small_ms, 2),
+            "large_ms": round(large_ms, 2), "ratio": round(large_ms / small_ms, 3)}
+
+
+def calls_per_request(env: Environment, _sizes: Sizes) -> dict[str, Any]:
+    tenant = "bench-calls"
+    result: dict[str, Any] = {}
+    with counting_calls() as counts:
+        created = api("POST", "/items", "/items", tenant, body={"name": "calls", "data": {"a": 1}})
+    assert created["statusCode"] == 201, created
+    result["create"] = sum(counts.values())
+    item_id = json.loads(created["body"])["id"]
+    one = {"item_id": item_id}
+    path = f"/items/{item_id}"
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("get", lambda: api("GET", "/items/{item_id}", path, tenant, one)),
+        ("put", lambda: api("PUT", "/items/{item_id}", path, tenant, one, body={"name": "put", "data": {"a": 2}})),
+        ("patch", lambda: api("PATCH", "/items/{item_id}", path, tenant, one, body={"data": {"b": 3}},
+                              headers={"If-Match": '"2"'})),
+        ("list_page", lambda: api("GET", "/items", "/items", tenant, query={"limit": "20"})),
+        ("delete", lambda: api("DELETE", "/items/{item_id}", path, tenant, one)),
+    ]
+    for name, call in steps:
+        with counting_calls() as counts:
+            response = call()
+        assert response["statusCode"] < 300, (name, response)
+        result[name] = sum(counts.values())
+    return {key: result[key] for key in ("get", "create", "put", "patch", "delete", "list_page")}
+
+
+def package(_env: Environment, _sizes: Sizes) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as out:
+        done = subprocess.run([str(Path(sys.executable).with_name("chalice")), "package", "--stage", "dev", out],
+                              check=False, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"chalice package failed:\n{done.stdout}\n{done.stderr}")
+        zip_path = Path(out) / "deployment.zip"
+        with zipfile.ZipFile(zip_path) as archive:
+            names = archive.namelist()
+        assert not any(name.startswith(("boto3/", "botocore/")) for name in names), "boto3 must not be packaged"
+        return {"zip_bytes": zip_path.stat().st_size}
+
+
+MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
+    ("cold_start", cold_start),
+    ("warm_request", warm_request),
+    ("list_scaling", list_scaling),
+    ("calls_per_request", calls_per_request),
+    ("package", package),
+]
+
+
+def verdicts(results: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
+    rows = []
+    for (section, key), (op, bound) in TARGETS.items():
+        if section in results and key in results[section]:
+            value = results[section][key]
+            ok = value <= bound if op == "<=" else value >= bound
+            rows.append((f"{section}.{key}", value, f"{op} {bound}", ok))
+    for name, value in results.get("calls_per_request", {}).items():
+        rows.append((f"calls_per_request.{name}", value, "== 1", value == 1))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark still runs")
+    parser.add_argument("--only", action="append", help="run only these measures")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    sys.path.insert(0, str(ROOT))
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ["LOG_LEVEL"] = "WARNING"  # the request log line is not what is measured
+    env = Environment()
+    results: dict[str, Any] = {"smoke": args.smoke}
+    try:
+        for name, measure in MEASURES:
+            if args.only and name not in args.only:
+                continue
+            started = time.monotonic()
+            results[name] = measure(env, sizes)
+            print(f"{name:18} {json.dumps(results[name])}  ({time.monotonic() - started:.1f} s)", flush=True)
+    finally:
+        env.close()
+    rows = verdicts(results)
+    print()
+    print(f"{'measure':36} {'value':>14}  {'target':>12}  ok")
+    for name, value, target, ok in rows:
+        print(f"{name:36} {value!s:>14}  {target:>12}  {'yes' if ok else 'NO'}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.output}")
+    return 0 if args.smoke or all(ok for *_, ok in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
