@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import types
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -470,6 +471,8 @@ def test_chalices_deployer_and_deleter_run_with_the_secret_in_memory(tmp_path, m
     """Chalice's real deployer against moto, for an app moto can hold (moto imports only OpenAPI 3
     REST APIs; Chalice writes Swagger 2): its function gets the stage's environment with the
     secret, its role the policy file, and the deleter removes both."""
+    from chalice import Chalice
+
     monkeypatch.setattr(sys, "path", list(sys.path))
     project_dir = tmp_path / "project"
     (project_dir / ".chalice").mkdir(parents=True)
@@ -477,6 +480,13 @@ def test_chalices_deployer_and_deleter_run_with_the_secret_in_memory(tmp_path, m
         "from chalice import Chalice\n\napp = Chalice(app_name='items')\n\n\n"
         "@app.lambda_function()\ndef worker(event, context):\n    return {}\n"
     )
+    # The same app, built here: Chalice finds it already imported as module "app" (so the test
+    # session's measurement of the project's own app.py never sees this one).
+    lambda_app = Chalice(app_name="items")
+    lambda_app.lambda_function(name="worker")(lambda event, context: {})
+    app_module = types.ModuleType("app")
+    app_module.app = lambda_app  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "app", app_module)
     (project_dir / "requirements.txt").write_text("")
     config_path = project_dir / ".chalice" / "config.json"
     shutil.copy(ROOT / ".chalice" / "config.json", config_path)
