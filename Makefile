@@ -10,18 +10,26 @@ CHECKOV_VENV := $(VENV)/checkov
 
 .PHONY: run test unit integration browser chromium lint typecheck bench clean deploy destroy package
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-checkov.txt
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+# chalice 1.34 declares pip < 26.3; an unpinned upgrade would only print a conflict warning.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade 'pip<26.3'
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $(STAMP)
+
+# Only the tests need checkov: `make run` does not wait for it.
+$(CHECKOV_STAMP): $(STAMP) requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade 'pip<26.3'
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
 
 run: $(STAMP)
 	$(PY) -m local.stack
 
-test: $(STAMP) lint typecheck chromium
+test: $(STAMP) $(CHECKOV_STAMP) lint typecheck chromium
 	$(PY) -m pytest
 
 unit: $(STAMP)
