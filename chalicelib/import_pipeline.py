@@ -16,6 +16,7 @@ same chunks, and the consumer applies each chunk once.
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -103,6 +104,38 @@ class ChunkSender:
                 time.sleep(dynamo_batch.backoff(attempt))
         if pending:
             raise QueueRefusedError(f"{len(pending)} messages could not be queued")
+
+
+class IdRegistry:
+    """The ids seen so far in one file, on disk (SQLite in a temporary directory).
+
+    A file that uses an id twice gets a row error on the later line, decided here, in file
+    order, rather than by whichever queue message happens to be written first. On disk, so memory
+    stays bounded however many rows the file has.
+    """
+
+    def __init__(self) -> None:
+        self._directory = tempfile.TemporaryDirectory(prefix="import-ids-")
+        self._db = sqlite3.connect(f"{self._directory.name}/ids.db", isolation_level=None)
+        self._db.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -2048;"
+            "CREATE TABLE ids (id TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID; BEGIN;"
+        )
+
+    def claim(self, item_id: str, line: int) -> int | None:
+        """Register ``item_id`` for ``line``; the earlier line that holds it, if any."""
+        inserted = self._db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)", (item_id, line)).rowcount
+        if inserted:
+            return None
+        first: int = self._db.execute("SELECT line FROM ids WHERE id = ?", (item_id,)).fetchone()[0]
+        return first
+
+    def __enter__(self) -> IdRegistry:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._db.close()
+        self._directory.cleanup()
 
 
 class ImportPipeline:
@@ -196,14 +229,20 @@ class ImportPipeline:
     @staticmethod
     def _parse(file_format: str, body: Any, id_for_line: Any, spool: IO[bytes]) -> tuple[int, int]:
         valid = failed = 0
-        for row in import_parser.rows(file_format, _chunks(body), id_for_line):
-            if row.fields is not None:
-                valid += 1
-                entry = [row.line, row.fields]
-            else:
-                failed += 1
-                entry = [row.line, None, row.error]
-            spool.write(jsonutil.dumps(entry).encode("utf-8") + b"\n")
+        with IdRegistry() as registry:
+            for row in import_parser.rows(file_format, _chunks(body), id_for_line):
+                entry: list[Any]
+                if row.fields is None:
+                    entry = [row.line, None, row.error]
+                elif (first := registry.claim(row.fields["id"], row.line)) is not None:
+                    entry = [row.line, None, f"id '{row.fields['id']}' is already used on line {first}"]
+                else:
+                    entry = [row.line, row.fields]
+                if entry[1] is None:
+                    failed += 1
+                else:
+                    valid += 1
+                spool.write(jsonutil.dumps(entry).encode("utf-8") + b"\n")
         return valid, failed
 
     def _queue(self, tenant: str, import_id: str, spool: IO[bytes]) -> int:

@@ -273,3 +273,73 @@ def test_budget_and_rate_settings(monkeypatch):
         monkeypatch.setenv("CLEANUP_RATE_MINUTES", bad)
         with pytest.raises(settings.ConfigurationError):
             settings.cleanup_rate_minutes()
+
+
+def test_pages_of_the_index_are_followed_and_a_budget_can_end_mid_page(tenant, later, monkeypatch):
+    from chalicelib import cleanup
+
+    items = [body_of(tenant.request("POST", "/items", {"name": f"p{n}", "expires_at": soon()})) for n in range(3)]
+    later(5)
+    monkeypatch.setattr(cleanup, "PAGE_SIZE", 1)
+    job = CleanupJob(get_settings(), time.monotonic() + 60)
+    visits = {"left": 2}
+    real_time_left = job._time_left
+
+    def two_visits_only():
+        return visits["left"] > 0 and real_time_left()
+
+    real_visit = job._visit
+
+    def counted_visit(pk, sk):
+        visits["left"] -= 1
+        real_visit(pk, sk)
+
+    monkeypatch.setattr(job, "_time_left", two_visits_only)
+    monkeypatch.setattr(job, "_visit", counted_visit)
+    assert job.run()["complete"] is False
+    assert run_cleanup()["complete"] is True
+    assert all(raw(tenant, f"ITEM#{i['id']}") is None for i in items)
+
+
+def test_odd_and_failing_records_do_not_stop_a_run(tenant, monkeypatch):
+    job = CleanupJob(get_settings(), time.monotonic() + 60)
+    job._visit("KEY#abc", "KEY")
+    job._visit(f"T#{tenant.name}", "SOMETHING#else")
+    monkeypatch.setattr(job, "_tombstone", lambda *_: 1 / 0)
+    job._visit(f"T#{tenant.name}", "ATTGONE#x#y")
+    assert dict(job.report) == {"unknown": 2, "failed": 1}
+
+
+def test_steps_are_safe_when_their_record_moved_on(tenant, later):
+    job = CleanupJob(get_settings(), time.monotonic() + 60)
+    assert job._expired_item(tenant.name, "never-existed") == "expired item gone"
+    assert job._tombstone(tenant.name, "ATTGONE#x#2020-01-01T00:00:00.000Z") == "tombstone gone"
+    assert job._import(tenant.name, "never-existed") == "import gone"
+    created = body_of(tenant.request("POST", "/imports", {"format": "csv", "size": 3}))
+    assert job._import(tenant.name, created["id"]) == "import not due"
+    assert job.attachments.expire_pending(tenant.name, "ATT#x#y") == "gone"
+    item = body_of(tenant.request("POST", "/items", {"name": "p"}))
+    attachment = body_of(tenant.request(
+        "POST", f"/items/{item['id']}/attachments", {"filename": "a.png", "content_type": PNG, "size": 4}
+    ))
+    sk = f"ATT#{item['id']}#{attachment['id']}"
+    assert job.attachments.expire_pending(tenant.name, sk) == "not due"
+    assert job.attachments.purge(tenant.name, item["id"], "1999-01-01T00:00:00.000Z") == 0
+
+
+def test_a_pending_attachment_of_a_deleted_item_is_removed_without_counting(client, tenant, s3, later):
+    item = body_of(tenant.request("POST", "/items", {"name": "going"}))
+    attachment = body_of(tenant.request(
+        "POST", f"/items/{item['id']}/attachments", {"filename": "a.png", "content_type": PNG, "size": 4}
+    ))
+    assert tenant.request("DELETE", f"/items/{item['id']}").status_code == 204
+    later(WINDOW + 1)
+    job = CleanupJob(get_settings(), time.monotonic() + 60)
+    assert job.attachments.expire_pending(tenant.name, f"ATT#{item['id']}#{attachment['id']}") == "removed"
+    assert raw(tenant, f"ATT#{item['id']}#{attachment['id']}") is None
+    # The upload arrives after all: no attachment awaits it any more.
+    key = attachment["upload"]["fields"]["key"]
+    s3.put_object(Bucket=os.environ["BUCKET_NAME"], Key=key, Body=b"\x89PNG", ContentType=PNG)
+    assert job.attachments.process_upload(os.environ["BUCKET_NAME"], key).startswith("removed")
+    assert not exists(s3, key)
+    assert job.attachments.process_upload(os.environ["BUCKET_NAME"], key).startswith("removed")

@@ -185,7 +185,7 @@ def test_jsonl_import_end_to_end(client, app_module, s3, tenant):
     assert result["errors"] == [
         {"line": 3, "detail": "/name must not be blank"},
         {"line": 4, "detail": "an item with id 'taken' already exists"},
-        {"line": 6, "detail": "an item with id 'mine' already exists"},
+        {"line": 6, "detail": "id 'mine' is already used on line 5"},
         {"line": 7, "detail": "malformed JSON: Expecting value at column 1"},
     ]
     assert result["completed_at"] >= result["created_at"]
@@ -390,7 +390,9 @@ def test_throttled_writes_leave_the_message_on_the_queue(client, app_module, s3,
 
 
 def test_unprocessed_row_errors_are_retried(client, app_module, s3, tenant, monkeypatch, no_backoff):
+    tenant.request("POST", "/items", {"id": "taken", "name": "first"})
     data = b'{"name": ""}\n{"name": "ok"}\n{"id": "dup", "name": "a"}\n{"id": "dup", "name": "b"}\n'
+    data += b'{"id": "taken", "name": "second"}\n'
     created = new_import(tenant, "jsonl", data)
     real = aws.dynamodb().batch_write_item
     calls = []
@@ -407,12 +409,13 @@ def test_unprocessed_row_errors_are_retried(client, app_module, s3, tenant, monk
         return real(**kwargs)
 
     monkeypatch.setattr(aws.dynamodb(), "batch_write_item", partially)
-    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
-    drain(work_queue_poller(app_module))
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))  # the parser's errors
+    drain(work_queue_poller(app_module))  # the consumer's
     result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
     assert result["errors"] == [
         {"line": 1, "detail": "/name must not be blank"},
-        {"line": 4, "detail": "an item with id 'dup' already exists"},
+        {"line": 4, "detail": "id 'dup' is already used on line 3"},
+        {"line": 5, "detail": "an item with id 'taken' already exists"},
     ]
     assert len(calls) == 4
 
@@ -497,3 +500,21 @@ def test_odd_import_keys_are_skipped(client, s3, tenant):
     response = client.lambda_.invoke("on_import_uploaded", s3_event(*odd))
     assert response.payload is None
     assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "pending_upload"
+
+
+def test_an_id_used_twice_in_a_file_fails_on_the_later_line_whatever_the_delivery_order(
+    client, app_module, s3, tenant
+):
+    lines = [f'{{"id": "id-{n}", "name": "row {n}"}}' for n in range(1, 121)]
+    lines[109] = '{"id": "id-2", "name": "again"}'  # line 110 reuses line 2's id, three messages later
+    data = ("\n".join(lines) + "\n").encode()
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(QueueUrl=os.environ["QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]
+    for message in reversed(messages):  # re-queue them in reverse: the last chunk is written first
+        sqs.delete_message(QueueUrl=os.environ["QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
+        client.lambda_.invoke("on_work_message", sqs_event([message["Body"]]))
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert result["errors"] == [{"line": 110, "detail": "id 'id-2' is already used on line 2"}]
+    assert body_of(tenant.request("GET", "/items/id-2"))["name"] == "row 2"
