@@ -228,6 +228,8 @@ class LocalStack:
             return
         self.stopping.set()
         _log("stopping")
+        if self.dispatcher is not None:
+            self.dispatcher.stopping.set()  # its loops wind down while the rest stops
         if self.api is not None and self.api.poll() is None:
             self.api.terminate()
             try:

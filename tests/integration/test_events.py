@@ -15,7 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,11 @@ class Client:
         endpoint = re.search(r"emulator\s+(http://\S+)", self.stack.log())
         assert endpoint, "the stack did not print its emulator endpoint"
         return boto3.client(
-            service, endpoint_url=endpoint.group(1), region_name="us-east-1",
-            aws_access_key_id="local", aws_secret_access_key="local",
+            service,
+            endpoint_url=endpoint.group(1),
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
         )
 
     def all_items(self) -> list[dict[str, Any]]:
@@ -132,8 +135,10 @@ def test_five_mib_attachment_upload_ready_download(local_stack):
     started = time.monotonic()
     item = client.call("POST", "/items", {"name": "big file"}, expect=201)
     attachment = client.call(
-        "POST", f"/items/{item['id']}/attachments",
-        {"filename": "Übersicht 2024.pdf", "content_type": "application/pdf", "size": len(content)}, expect=201,
+        "POST",
+        f"/items/{item['id']}/attachments",
+        {"filename": "Übersicht 2024.pdf", "content_type": "application/pdf", "size": len(content)},
+        expect=201,
     )
     post_form(attachment["upload"], content, "whatever-the-browser-says.pdf")
     path = f"/items/{item['id']}/attachments/{attachment['id']}"
@@ -154,7 +159,9 @@ def test_upload_of_the_wrong_size_is_rejected_and_removed(local_stack):
     client = Client(local_stack)
     item = client.call("POST", "/items", {"name": "wrong size"}, expect=201)
     attachment = client.call(
-        "POST", f"/items/{item['id']}/attachments", {"filename": "a.txt", "content_type": "text/plain", "size": 10},
+        "POST",
+        f"/items/{item['id']}/attachments",
+        {"filename": "a.txt", "content_type": "text/plain", "size": 10},
         expect=201,
     )
     post_form(attachment["upload"], b"twelve bytes")
@@ -248,7 +255,10 @@ def test_thousand_row_csv_import_end_to_end(local_stack):
     elapsed = time.monotonic() - started
     record_timing("csv_1000_rows_seconds", elapsed)
     assert (result["status"], result["rows_total"], result["rows_imported"], result["rows_failed"]) == (
-        "completed", 1000, 1000, 0,
+        "completed",
+        1000,
+        1000,
+        0,
     )
     assert elapsed < 30
 
@@ -260,7 +270,9 @@ def test_never_uploaded_import_fails_and_attachment_disappears_after_the_window(
     client = Client(events_stack)
     item = client.call("POST", "/items", {"name": "waiting"}, expect=201)
     attachment = client.call(
-        "POST", f"/items/{item['id']}/attachments", {"filename": "a.txt", "content_type": "text/plain", "size": 3},
+        "POST",
+        f"/items/{item['id']}/attachments",
+        {"filename": "a.txt", "content_type": "text/plain", "size": 3},
         expect=201,
     )
     created = client.call("POST", "/imports", {"format": "csv", "size": 100}, expect=201)
@@ -274,7 +286,7 @@ def test_never_uploaded_import_fails_and_attachment_disappears_after_the_window(
 
 def test_cleanup_removes_the_files_of_expired_and_deleted_items(events_stack):
     client = Client(events_stack)
-    expires_at = (datetime.now(timezone.utc) + timedelta(seconds=4)).isoformat()
+    expires_at = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
     keys = []
     items = [
         client.call("POST", "/items", {"name": "expiring", "expires_at": expires_at}, expect=201),
@@ -282,8 +294,10 @@ def test_cleanup_removes_the_files_of_expired_and_deleted_items(events_stack):
     ]
     for item in items:
         attachment = client.call(
-            "POST", f"/items/{item['id']}/attachments",
-            {"filename": "f.json", "content_type": "application/json", "size": 2}, expect=201,
+            "POST",
+            f"/items/{item['id']}/attachments",
+            {"filename": "f.json", "content_type": "application/json", "size": 2},
+            expect=201,
         )
         post_form(attachment["upload"], b"{}")
         path = f"/items/{item['id']}/attachments/{attachment['id']}"

@@ -319,9 +319,11 @@ def test_steps_are_safe_when_their_record_moved_on(tenant, later):
     assert job._import(tenant.name, created["id"]) == "import not due"
     assert job.attachments.expire_pending(tenant.name, "ATT#x#y") == "gone"
     item = body_of(tenant.request("POST", "/items", {"name": "p"}))
-    attachment = body_of(tenant.request(
-        "POST", f"/items/{item['id']}/attachments", {"filename": "a.png", "content_type": PNG, "size": 4}
-    ))
+    attachment = body_of(
+        tenant.request(
+            "POST", f"/items/{item['id']}/attachments", {"filename": "a.png", "content_type": PNG, "size": 4}
+        )
+    )
     sk = f"ATT#{item['id']}#{attachment['id']}"
     assert job.attachments.expire_pending(tenant.name, sk) == "not due"
     assert job.attachments.purge(tenant.name, item["id"], "1999-01-01T00:00:00.000Z") == 0
@@ -329,9 +331,11 @@ def test_steps_are_safe_when_their_record_moved_on(tenant, later):
 
 def test_a_pending_attachment_of_a_deleted_item_is_removed_without_counting(client, tenant, s3, later):
     item = body_of(tenant.request("POST", "/items", {"name": "going"}))
-    attachment = body_of(tenant.request(
-        "POST", f"/items/{item['id']}/attachments", {"filename": "a.png", "content_type": PNG, "size": 4}
-    ))
+    attachment = body_of(
+        tenant.request(
+            "POST", f"/items/{item['id']}/attachments", {"filename": "a.png", "content_type": PNG, "size": 4}
+        )
+    )
     assert tenant.request("DELETE", f"/items/{item['id']}").status_code == 204
     later(WINDOW + 1)
     job = CleanupJob(get_settings(), time.monotonic() + 60)

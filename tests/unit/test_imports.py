@@ -502,9 +502,7 @@ def test_odd_import_keys_are_skipped(client, s3, tenant):
     assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "pending_upload"
 
 
-def test_an_id_used_twice_in_a_file_fails_on_the_later_line_whatever_the_delivery_order(
-    client, app_module, s3, tenant
-):
+def test_an_id_used_twice_in_a_file_fails_on_the_later_line_whatever_the_delivery_order(client, app_module, s3, tenant):
     lines = [f'{{"id": "id-{n}", "name": "row {n}"}}' for n in range(1, 121)]
     lines[109] = '{"id": "id-2", "name": "again"}'  # line 110 reuses line 2's id, three messages later
     data = ("\n".join(lines) + "\n").encode()
