@@ -28,7 +28,11 @@ _LIVE = "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_a
 
 
 class ItemExists(Exception):
-    pass
+    """The id is taken by a live item; ``existing`` is that item when DynamoDB returned it."""
+
+    def __init__(self, item_id: str, existing: dict[str, Any] | None = None) -> None:
+        super().__init__(item_id)
+        self.existing = existing
 
 
 class ConditionFailed(Exception):
@@ -108,7 +112,10 @@ class ItemRepository:
         record = from_item(item)
         return record if is_live(record, clock.now_text()) else None
 
-    def create(self, tenant: str, item_id: str, fields: ItemFields) -> dict[str, Any]:
+    def create(
+        self, tenant: str, item_id: str, fields: ItemFields, import_ref: str | None = None
+    ) -> dict[str, Any]:
+        """Create the item; ``import_ref`` (``<import id>#<line>``) marks a row written by an import."""
         now = clock.now_text()
         pk, sk = tenant_pk(tenant), ITEM_PREFIX + item_id
         record: dict[str, Any] = {
@@ -127,20 +134,30 @@ class ItemRepository:
             record["description"] = fields.description
         if fields.expires_at is not None:
             record.update(_expiry_attributes(pk, sk, fields.expires_at))
+        if import_ref is not None:
+            record["import_ref"] = import_ref
         expr = Expression()
         # An expired item is gone even before the cleanup job removes it: its id is free again.
         condition = f"attribute_not_exists(pk) OR {expr.name('expires_at')} <= {expr.value(now)}"
         try:
-            aws.dynamodb().put_item(
+            response = aws.dynamodb().put_item(
                 TableName=self.table,
                 Item=to_item(record),
                 ConditionExpression=condition,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **expr.kwargs(),
             )
         except ClientError as exc:
             if is_condition_failure(exc):
-                raise ItemExists(item_id) from exc
+                raise ItemExists(item_id, old_item_of(exc)) from exc
             raise
+        replaced = response.get("Attributes")
+        if replaced:
+            # An expired item held this id; its attachments are not the new item's.
+            from chalicelib import attachments
+
+            attachments.bury_if_any(self.table, tenant, from_item(replaced))
         return record
 
     def _update(
@@ -249,9 +266,15 @@ class ItemRepository:
         return self._update(tenant, item_id, expr, sets, removes, precondition, extra)
 
     def delete(self, tenant: str, item_id: str, precondition: Precondition) -> dict[str, Any]:
+        """One ``DeleteItem`` for an item without attachments; otherwise see ``_delete_with_attachments``."""
         now = clock.now_text()
         expr = Expression()
-        condition = _live_condition(expr, now) + _version_condition(expr, precondition)
+        count = expr.name("attachment_count")
+        condition = (
+            _live_condition(expr, now)
+            + _version_condition(expr, precondition)
+            + f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
+        )
         try:
             response = aws.dynamodb().delete_item(
                 TableName=self.table,
@@ -264,9 +287,56 @@ class ItemRepository:
         except ClientError as exc:
             if is_condition_failure(exc):
                 old = old_item_of(exc)
-                raise ConditionFailed(old if old and is_live(old, now) else None) from exc
+                current = old if old and is_live(old, now) else None
+                if current is not None and int(current.get("attachment_count", 0)) > 0:
+                    return self._delete_with_attachments(tenant, current, precondition)
+                raise ConditionFailed(current) from exc
             raise
         return from_item(response["Attributes"])
+
+    def _delete_with_attachments(
+        self, tenant: str, current: dict[str, Any], precondition: Precondition
+    ) -> dict[str, Any]:
+        """Delete the item and leave a tombstone for its attachments, atomically.
+
+        The attachments vanish from the API with the item (they belong to its ``created_at``);
+        the tombstone is due at once in ``due-index``, so the next cleanup run removes their
+        records and stored files.
+        """
+        from chalicelib import attachments, dynamo_batch
+        from chalicelib.dynamo import cancellation_reasons
+
+        now = clock.now_text()
+        expr = Expression()
+        condition = (
+            _live_condition(expr, now)
+            + _version_condition(expr, precondition)
+            + f" AND {expr.name('created_at')} = {expr.value(current['created_at'])}"
+        )
+        tombstone = attachments.tombstone(tenant, str(current["id"]), str(current["created_at"]))
+        try:
+            dynamo_batch.transact(
+                [
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": self.key(tenant, str(current["id"])),
+                            "ConditionExpression": condition,
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                            **expr.kwargs(),
+                        }
+                    },
+                    {"Put": {"TableName": self.table, "Item": to_item(tombstone)}},
+                ]
+            )
+        except ClientError as exc:
+            reasons = cancellation_reasons(exc)
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                old = reasons[0].get("Item")
+                record = from_item(old) if old else None
+                raise ConditionFailed(record if record and is_live(record, now) else None) from exc
+            raise
+        return current
 
     def list_page(
         self, tenant: str, limit: int, after_id: str | None, descending: bool

@@ -3,7 +3,10 @@
 Starts, all on 127.0.0.1:
 - an AWS emulator (moto's threaded server) holding the resources built from infra/template.yaml;
 - ``chalice local`` serving the API on ``PORT`` (default 8000);
-- the static front end on ``UI_PORT`` (default 8080).
+- the static front end on ``UI_PORT`` (default 8080);
+- the event dispatcher (``local/dispatcher.py``): storage events, work-queue messages and the
+  cleanup schedule (every ``LOCAL_CLEANUP_INTERVAL`` seconds, default 60), delivered to the app's
+  own handlers with Lambda's semantics.
 
 Ready when ``GET /health`` answers 200; stops cleanly on SIGINT or SIGTERM.
 Run with ``make run`` (or ``python -m local.stack`` inside the project's virtualenv).
@@ -67,6 +70,7 @@ class LocalStack:
         self.emulator: Emulator | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.ui_server: Any = None
+        self.dispatcher: Any = None
         self.stopping = threading.Event()
         self.keys: list[tuple[str, str]] = []
         self.app_env: dict[str, str] = {}
@@ -79,6 +83,7 @@ class LocalStack:
         os.environ.update(self.app_env)
         self._allow_browser_uploads(outputs["BucketName"], self.app_env["CORS_ALLOW_ORIGIN"])
         self._create_keys()
+        self._start_dispatcher()
         self._start_api()
         self._start_ui()
         self._wait_ready()
@@ -177,6 +182,24 @@ class LocalStack:
                 raise SystemExit(f"LOCAL_API_KEYS: {exc}") from exc
         self.keys = requested
 
+    def _start_dispatcher(self) -> None:
+        import importlib
+
+        import boto3
+
+        from local.dispatcher import Dispatcher
+
+        self.dispatcher = Dispatcher(
+            importlib.import_module("app"),
+            boto3.client("sqs"),
+            boto3.client("s3"),
+            cleanup_interval=float(self.environ.get("LOCAL_CLEANUP_INTERVAL") or 60),
+            report_batch_item_failures=self.environ.get("LOCAL_REPORT_BATCH_ITEM_FAILURES", "") in ("1", "true"),
+            duplicate_deliveries=self.environ.get("LOCAL_DUPLICATE_DELIVERY", "") in ("1", "true"),
+        )
+        self.dispatcher.start()
+        _log(f"events     storage, work queue, cleanup every {self.dispatcher.cleanup_interval:g} s")
+
     def _start_api(self) -> None:
         env = {**os.environ, **self.app_env, "PYTHONUNBUFFERED": "1"}
         self.api = subprocess.Popen(
@@ -234,6 +257,8 @@ class LocalStack:
             return
         self.stopping.set()
         _log("stopping")
+        if self.dispatcher is not None:
+            self.dispatcher.stopping.set()  # its loops wind down while the rest stops
         if self.api is not None and self.api.poll() is None:
             self.api.terminate()
             try:
@@ -244,6 +269,8 @@ class LocalStack:
         if self.ui_server is not None:
             self.ui_server.shutdown()
             self.ui_server.server_close()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         if self.emulator is not None:
             self.emulator.stop()
         STATE_FILE.unlink(missing_ok=True)

@@ -54,7 +54,8 @@ def aws_mock() -> Iterator[None]:
 
     with mock_aws():
         aws.reset()
-        stack.deploy(boto3.client("cloudformation"), "test")
+        outputs = stack.deploy(boto3.client("cloudformation"), "test")
+        os.environ.update({"BUCKET_NAME": outputs["BucketName"], "QUEUE_URL": outputs["WorkQueueUrl"]})
         yield
     aws.reset()
 
