@@ -4,19 +4,32 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+# checkov pins an old boto3, so it lives in a virtualenv of its own (tests/infra runs it from there).
+CHECKOV_VENV := $(VENV)/checkov
 
-.PHONY: run test unit integration lint typecheck bench clean
+.PHONY: run test unit integration browser chromium lint typecheck bench clean deploy destroy package
 
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+# chalice 1.34 declares pip < 26.3; an unpinned upgrade would only print a conflict warning.
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade 'pip<26.3'
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+# Only the tests need checkov: `make run` does not wait for it.
+$(CHECKOV_STAMP): $(STAMP) requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade 'pip<26.3'
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
 
 run: $(STAMP)
 	$(PY) -m local.stack
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(CHECKOV_STAMP) lint typecheck chromium
 	$(PY) -m pytest
 
 unit: $(STAMP)
@@ -24,6 +37,22 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration
+
+browser: $(STAMP) chromium
+	$(PY) -m pytest tests/browser --no-cov
+
+# The browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Chromium for the browser tests: apt-get install chromium"; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else \
+	    echo "The browser tests need Chromium at $(CHROMIUM). Install the Debian package 'chromium'" >&2; \
+	    echo "(sudo apt-get install chromium), then run make test again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -33,6 +62,18 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+# Deploy a stage to AWS (docs/DEPLOY.md): make deploy STAGE=dev [FRONTEND_ORIGIN=https://app.example.com]
+deploy: $(STAMP)
+	$(PY) -m infra.deploy deploy --stage "$(STAGE)"
+
+# Remove a stage's app; its data stays unless PURGE=1.
+destroy: $(STAMP)
+	$(PY) -m infra.deploy destroy --stage "$(STAGE)" $(if $(filter 1 yes true,$(PURGE)),--purge)
+
+# Terraform instead of Chalice's deployer: make package STAGE=dev OUT=build/terraform
+package: $(STAMP)
+	$(PY) -m infra.deploy package --stage "$(STAGE)" --out "$(or $(OUT),build/terraform)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov .local

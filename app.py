@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from chalice import AuthResponse, Chalice, CORSConfig, Response  # type: ignore[attr-defined]
+from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response  # type: ignore[attr-defined]
 
 from chalicelib import apikeys, aws, gateway, jsonutil, observability, ratelimit
 from chalicelib import cors as cors_policy
 from chalicelib import http as web
 from chalicelib.items import ItemService
-from chalicelib.settings import get_settings, require
+from chalicelib.settings import cleanup_rate_minutes, get_settings, require
 
 app = Chalice(app_name="items", configure_logs=False)
 app.debug = False
@@ -194,3 +195,138 @@ def delete_item(item_id: str) -> Response:
     precondition = web.parse_if_match(_request().headers.get("if-match"))
     _items().delete(_tenant(), item_id, precondition)
     return Response(body="", status_code=204)
+
+
+# -- attachments and imports ---------------------------------------------------------------------
+
+
+def _idempotent_created(route: str, body: Any, create: Any) -> Response:
+    """Run ``create`` (returns ``(body, location)``) once per Idempotency-Key; 201 with Location."""
+    request = app.current_request
+    tenant = _tenant()
+    key = web.idempotency_key(request)
+
+    def operation() -> dict[str, Any]:
+        created, location = create(tenant)
+        return {"status": 201, "body": jsonutil.dumps(created), "headers": {"Location": location}}
+
+    if key is None:
+        outcome, replayed = operation(), False
+    else:
+        from chalicelib import idempotency
+
+        outcome, replayed = idempotency.run(
+            table=require(get_settings().table_name, "TABLE_NAME"),
+            tenant=tenant,
+            route=route,
+            key=key,
+            body=body,
+            operation=operation,
+            lambda_context=app.lambda_context,
+        )
+    headers = {"Content-Type": web.JSON, **outcome["headers"]}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body=outcome["body"], status_code=outcome["status"], headers=headers)
+
+
+def _attachments() -> Any:
+    from chalicelib.attachments import AttachmentService
+
+    return AttachmentService(get_settings())
+
+
+def _imports() -> Any:
+    from chalicelib.imports import ImportService
+
+    return ImportService(get_settings())
+
+
+@app.route("/items/{item_id}/attachments", methods=["POST"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
+@web.problem_boundary
+def create_attachment(item_id: str) -> Response:
+    body = web.read_json_body(app.current_request)
+
+    def create(tenant: str) -> tuple[dict[str, Any], str]:
+        attachment = _attachments().create(tenant, item_id, body)
+        return attachment, f"/items/{item_id}/attachments/{attachment['id']}"
+
+    return _idempotent_created(f"POST /items/{item_id}/attachments", body, create)
+
+
+@app.route("/items/{item_id}/attachments", methods=["GET"], authorizer=api_key, cors=cors)
+@web.problem_boundary
+def list_attachments(item_id: str) -> Response:
+    return web.json_response(200, _attachments().list_for_item(_tenant(), item_id))
+
+
+@app.route("/items/{item_id}/attachments/{attachment_id}", methods=["GET"], authorizer=api_key, cors=cors)
+@web.problem_boundary
+def get_attachment(item_id: str, attachment_id: str) -> Response:
+    return web.json_response(200, _attachments().get(_tenant(), item_id, attachment_id))
+
+
+@app.route("/items/{item_id}/attachments/{attachment_id}", methods=["DELETE"], authorizer=api_key, cors=cors)
+@web.problem_boundary
+def delete_attachment(item_id: str, attachment_id: str) -> Response:
+    _attachments().delete(_tenant(), item_id, attachment_id)
+    return Response(body="", status_code=204)
+
+
+@app.route("/imports", methods=["POST"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
+@web.problem_boundary
+def create_import() -> Response:
+    body = web.read_json_body(app.current_request)
+
+    def create(tenant: str) -> tuple[dict[str, Any], str]:
+        created = _imports().create(tenant, body)
+        return created, f"/imports/{created['id']}"
+
+    return _idempotent_created("POST /imports", body, create)
+
+
+@app.route("/imports", methods=["GET"], authorizer=api_key, cors=cors)
+@web.problem_boundary
+def list_imports() -> Response:
+    return web.json_response(200, _imports().list_page(_tenant(), web.query_params(app.current_request)))
+
+
+@app.route("/imports/{import_id}", methods=["GET"], authorizer=api_key, cors=cors)
+@web.problem_boundary
+def get_import(import_id: str) -> Response:
+    return web.json_response(200, _imports().get(_tenant(), import_id))
+
+
+# -- event handlers --------------------------------------------------------------------------------
+# ``chalice deploy`` wires these from the names below, read when it loads the app with the stage's
+# environment: BUCKET_NAME and QUEUE_URL (the queue's name is the URL's last segment).
+_BUCKET = os.environ.get("BUCKET_NAME") or "items-bucket"
+_QUEUE = (os.environ.get("QUEUE_URL") or "").rstrip("/").rsplit("/", 1)[-1] or "items-work"
+
+
+@app.on_s3_event(bucket=_BUCKET, events=["s3:ObjectCreated:*"], prefix="attachments/")
+def on_attachment_uploaded(event: Any) -> None:
+    from chalicelib import events
+
+    events.attachment_uploaded(event.to_dict())
+
+
+@app.on_s3_event(bucket=_BUCKET, events=["s3:ObjectCreated:*"], prefix="imports/")
+def on_import_uploaded(event: Any) -> None:
+    from chalicelib import events
+
+    events.import_uploaded(event.to_dict())
+
+
+@app.on_sqs_message(queue=_QUEUE, batch_size=10)
+def on_work_message(event: Any) -> dict[str, Any]:
+    from chalicelib import events
+
+    return events.work_messages(event.to_dict())
+
+
+@app.schedule(Rate(cleanup_rate_minutes(), unit=Rate.MINUTES), description="Removes expired and abandoned data")
+def run_cleanup(event: Any) -> dict[str, Any]:
+    from chalicelib import events
+
+    return events.cleanup(event.context)

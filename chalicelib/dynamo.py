@@ -6,7 +6,10 @@ One table holds everything, partitioned by tenant so isolation is structural, no
 | ----------------- | ---------------- | --------------------------- |
 | item              | ``T#<tenant>``   | ``ITEM#<item id>``          |
 | attachment        | ``T#<tenant>``   | ``ATT#<item id>#<att id>``  |
+| attachments of a deleted item (tombstone) | ``T#<tenant>`` | ``ATTGONE#<item id>#<item created_at>`` |
 | import            | ``T#<tenant>``   | ``IMPORT#<import id>``      |
+| import row error  | ``T#<tenant>``   | ``IMPERR#<import id>#<line, 10 digits>`` |
+| import chunk done | ``T#<tenant>``   | ``IMPCHUNK#<import id>#<chunk, 8 digits>`` |
 | idempotency entry | ``T#<tenant>``   | ``IDEMPOTENCY#<hash>``      |
 | API key (lookup)  | ``KEY#<sha256>`` | ``KEY``                     |
 | API key (listing) | ``T#<tenant>``   | ``APIKEY#<key id>``         |
@@ -112,6 +115,13 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {key: from_attr(value) for key, value in item.items()}
 
 
+def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]] | None:
+    """Per-action reasons of a cancelled transaction (``Item`` holds the old item when asked for)."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    return [dict(reason) for reason in exc.response.get("CancellationReasons") or []]
+
+
 def is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -122,14 +132,6 @@ class CompanionRefused(Exception):
     The transaction wrote nothing. Raised for, e.g., an idempotency record that is no longer the
     running request's claim.
     """
-
-
-def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
-    """Per-entry reasons of a cancelled transaction, in request order (``[]`` for other errors)."""
-    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return []
-    reasons: Any = exc.response.get("CancellationReasons") or []
-    return list(reasons)
 
 
 def old_item_of(exc: ClientError) -> dict[str, Any] | None:

@@ -53,7 +53,11 @@ Completion = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 class ItemExists(Exception):
-    pass
+    """The id is taken by a live item; ``existing`` is that item when DynamoDB returned it."""
+
+    def __init__(self, item_id: str, existing: dict[str, Any] | None = None) -> None:
+        super().__init__(item_id)
+        self.existing = existing
 
 
 class ConditionFailed(Exception):
@@ -147,9 +151,14 @@ class ItemRepository:
         tenant: str,
         item_id: str,
         fields: ItemFields,
+        import_ref: str | None = None,
         completion: Completion | None = None,
     ) -> dict[str, Any]:
-        """Create the item; ``completion`` may return a transaction entry to write atomically with it."""
+        """Create the item.
+
+        ``import_ref`` (``<import id>#<line>``) marks a row written by an import. ``completion`` may
+        return a transaction entry to write atomically with the item (an idempotency record).
+        """
         now = clock.now_text()
         pk, sk = tenant_pk(tenant), ITEM_PREFIX + item_id
         record: dict[str, Any] = {
@@ -169,52 +178,88 @@ class ItemRepository:
             record["description"] = fields.description
         if fields.expires_at is not None:
             record.update(_expiry_attributes(pk, sk, fields.expires_at))
+        if import_ref is not None:
+            record["import_ref"] = import_ref
+        also = completion(to_api(record)) if completion is not None else None
+        replaced = self._put_new(record, now) if also is None else self._create_in_transaction(record, also, now)
+        if replaced:
+            # An expired item held this id; its attachments are not the new item's.
+            from chalicelib import attachments
+
+            attachments.bury_if_any(self.table, tenant, replaced)
+        return record
+
+    def _put_new(self, record: dict[str, Any], now: str) -> dict[str, Any] | None:
+        """One conditional ``PutItem``; returns the expired item it replaced, if any."""
         expr = Expression()
         # An expired item is gone even before the cleanup job removes it: its id is free again.
         condition = f"attribute_not_exists(pk) OR {expr.name('expires_at')} <= {expr.value(now)}"
-        put = {
-            "TableName": self.table,
-            "Item": to_item(record),
-            "ConditionExpression": condition,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            **expr.kwargs(),
-        }
-        also = completion(to_api(record)) if completion is not None else None
-        if also is not None:
-            self._create_in_transaction(put, also, record)
-            return record
         try:
-            aws.dynamodb().put_item(**put)
+            response = aws.dynamodb().put_item(
+                TableName=self.table,
+                Item=to_item(record),
+                ConditionExpression=condition,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **expr.kwargs(),
+            )
         except ClientError as exc:
             if is_condition_failure(exc):
-                if _written_by(old_item_of(exc), record[WRITE_TOKEN]):
-                    return record  # an earlier attempt of this call wrote it; its response was lost
-                raise ItemExists(item_id) from exc
+                old = old_item_of(exc)
+                if _written_by(old, record[WRITE_TOKEN]):
+                    return None  # an earlier attempt of this call wrote it; its response was lost
+                raise ItemExists(record["id"], old) from exc
             raise
-        return record
+        replaced = response.get("Attributes")
+        return from_item(replaced) if replaced else None
 
-    def _create_in_transaction(self, put: dict[str, Any], also: dict[str, Any], record: dict[str, Any]) -> None:
-        """The item's ``Put`` and ``also`` (e.g. a completed idempotency record), both or neither.
+    def _create_in_transaction(self, record: dict[str, Any], also: dict[str, Any], now: str) -> dict[str, Any] | None:
+        """The item's ``Put`` and ``also``, both or neither; returns the expired item replaced, if any.
 
         botocore gives the call one ``ClientRequestToken`` for all its attempts, so DynamoDB applies
-        a retried transaction once; the write token covers emulators that ignore that token.
+        a retried transaction once; the write token covers emulators that ignore that token. A
+        transaction cannot return the item it replaced, so the id is claimed only if free, and when an
+        expired item holds it (known from the failed condition) a second transaction replaces
+        exactly that item.
         """
-        try:
-            entries: Any = [{"Put": put}, also]
-            aws.dynamodb().transact_write_items(TransactItems=entries)
-        except ClientError as exc:
-            reasons = cancellation_reasons(exc)
-            if not reasons:
+        expired: dict[str, Any] | None = None
+        for _attempt in range(2):
+            expr = Expression()
+            if expired is None:
+                condition = "attribute_not_exists(pk)"
+            else:
+                condition = (
+                    f"{expr.name('created_at')} = {expr.value(expired['created_at'])}"
+                    f" AND {expr.name('expires_at')} <= {expr.value(now)}"
+                )
+            put = {
+                "TableName": self.table,
+                "Item": to_item(record),
+                "ConditionExpression": condition,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                **expr.kwargs(),
+            }
+            try:
+                entries: Any = [{"Put": put}, also]
+                aws.dynamodb().transact_write_items(TransactItems=entries)
+            except ClientError as exc:
+                reasons = cancellation_reasons(exc)
+                if not reasons:
+                    raise
+                item_reason, *other_reasons = reasons
+                if item_reason.get("Code") == "ConditionalCheckFailed":
+                    old = from_item(item_reason["Item"]) if item_reason.get("Item") else None
+                    if _written_by(old, record[WRITE_TOKEN]):
+                        return expired
+                    if old is not None and not is_live(old, now) and expired is None:
+                        expired = old
+                        continue
+                    raise ItemExists(record["id"], old) from exc
+                if any(reason.get("Code") == "ConditionalCheckFailed" for reason in other_reasons):
+                    raise CompanionRefused() from exc
                 raise
-            item_reason, *other_reasons = reasons
-            if item_reason.get("Code") == "ConditionalCheckFailed":
-                old = from_item(item_reason["Item"]) if item_reason.get("Item") else None
-                if _written_by(old, record[WRITE_TOKEN]):
-                    return
-                raise ItemExists(record["id"]) from exc
-            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in other_reasons):
-                raise CompanionRefused() from exc
-            raise
+            return expired
+        raise ItemExists(record["id"], expired)
 
     def _update(
         self,
@@ -331,9 +376,15 @@ class ItemRepository:
         return self._update(tenant, item_id, expr, sets, removes, precondition, extra)
 
     def delete(self, tenant: str, item_id: str, precondition: Precondition) -> dict[str, Any]:
+        """One ``DeleteItem`` for an item without attachments; otherwise see ``_delete_with_attachments``."""
         now = clock.now_text()
         expr = Expression()
-        condition = _live_condition(expr, now) + _version_condition(expr, precondition)
+        count = expr.name("attachment_count")
+        condition = (
+            _live_condition(expr, now)
+            + _version_condition(expr, precondition)
+            + f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
+        )
         try:
             response = aws.dynamodb().delete_item(
                 TableName=self.table,
@@ -346,9 +397,56 @@ class ItemRepository:
         except ClientError as exc:
             if is_condition_failure(exc):
                 old = old_item_of(exc)
-                raise ConditionFailed(old if old and is_live(old, now) else None) from exc
+                current = old if old and is_live(old, now) else None
+                if current is not None and int(current.get("attachment_count", 0)) > 0:
+                    return self._delete_with_attachments(tenant, current, precondition)
+                raise ConditionFailed(current) from exc
             raise
         return from_item(response["Attributes"])
+
+    def _delete_with_attachments(
+        self, tenant: str, current: dict[str, Any], precondition: Precondition
+    ) -> dict[str, Any]:
+        """Delete the item and leave a tombstone for its attachments, atomically.
+
+        The attachments vanish from the API with the item (they belong to its ``created_at``);
+        the tombstone is due at once in ``due-index``, so the next cleanup run removes their
+        records and stored files.
+        """
+        from chalicelib import attachments, dynamo_batch
+        from chalicelib.dynamo import cancellation_reasons
+
+        now = clock.now_text()
+        expr = Expression()
+        condition = (
+            _live_condition(expr, now)
+            + _version_condition(expr, precondition)
+            + f" AND {expr.name('created_at')} = {expr.value(current['created_at'])}"
+        )
+        tombstone = attachments.tombstone(tenant, str(current["id"]), str(current["created_at"]))
+        try:
+            dynamo_batch.transact(
+                [
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": self.key(tenant, str(current["id"])),
+                            "ConditionExpression": condition,
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                            **expr.kwargs(),
+                        }
+                    },
+                    {"Put": {"TableName": self.table, "Item": to_item(tombstone)}},
+                ]
+            )
+        except ClientError as exc:
+            reasons = cancellation_reasons(exc)
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                old = reasons[0].get("Item")
+                record = from_item(old) if old else None
+                raise ConditionFailed(record if record and is_live(record, now) else None) from exc
+            raise
+        return current
 
     def list_page(
         self, tenant: str, limit: int, after_id: str | None, descending: bool

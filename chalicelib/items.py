@@ -80,7 +80,7 @@ class ItemService:
         model = _validate("ItemCreate", body)
         item_id = model.id or ulid.new()
         try:
-            record = self.repository.create(tenant, item_id, _fields(model), completion)
+            record = self.repository.create(tenant, item_id, _fields(model), completion=completion)
         except ItemExists as exc:
             raise Problem("conflict", f"an item with id '{item_id}' already exists") from exc
         return to_api(record)

@@ -240,7 +240,8 @@ def _message(error: Any) -> str:
     if kind == "list_type":
         return "must be a list"
     if kind == "too_long":
-        return f"must have at most {ctx.get('max_length')} entries"
+        unit = "characters" if isinstance(error.get("input"), str) else "entries"
+        return f"must have at most {ctx.get('max_length')} {unit}"
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters"
     if kind == "string_pattern_mismatch":

@@ -13,8 +13,10 @@ from pydantic import BaseModel
 
 from chalicelib import __version__
 from chalicelib.models import Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument
+from chalicelib.upload_models import Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage
 
 _MODELS: list[type[BaseModel]] = [Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument]
+_MODELS += [Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -167,6 +169,78 @@ def _paths() -> dict[str, Any]:
     }
 
 
+_LOCATION = {"Location": {"schema": {"type": "string"}}, "Idempotent-Replayed": {"schema": {"type": "string"}}}
+ATTACHMENT_ID = {"name": "attachment_id", "in": "path", "required": True, "schema": {"type": "string"}}
+IMPORT_ID = {"name": "import_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_PAGING = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"], "default": "asc"}},
+]
+
+
+def _body(schema_name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
+
+
+def _event_paths() -> dict[str, Any]:
+    """Attachments (files stored beside an item) and imports (bulk creation from a file)."""
+    return {
+        "/items/{id}/attachments": {
+            "parameters": [ITEM_ID],
+            "post": {
+                "operationId": "createAttachment",
+                "description": "Declares a file and returns a presigned form that uploads it directly to storage.",
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": _body("AttachmentCreate"),
+                "responses": {
+                    "201": _json("Attachment", "Created, pending its upload", _LOCATION),
+                    **common_errors(400, 404, 409, 413, 415, 422, *_AUTHED),
+                },
+            },
+            "get": {
+                "operationId": "listAttachments",
+                "responses": {"200": _json("AttachmentList", "The item's attachments"), **common_errors(404, *_AUTHED)},
+            },
+        },
+        "/items/{id}/attachments/{attachment_id}": {
+            "parameters": [ITEM_ID, ATTACHMENT_ID],
+            "get": {
+                "operationId": "getAttachment",
+                "responses": {"200": _json("Attachment", "The attachment"), **common_errors(404, *_AUTHED)},
+            },
+            "delete": {
+                "operationId": "deleteAttachment",
+                "responses": {"204": {"description": "Deleted, with its file"}, **common_errors(404, *_AUTHED)},
+            },
+        },
+        "/imports": {
+            "post": {
+                "operationId": "createImport",
+                "description": "Declares a JSONL or CSV file of items and returns a presigned form to upload it.",
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": _body("ImportCreate"),
+                "responses": {
+                    "201": _json("Import", "Created, pending its upload", _LOCATION),
+                    **common_errors(400, 409, 413, 415, 422, *_AUTHED),
+                },
+            },
+            "get": {
+                "operationId": "listImports",
+                "parameters": _PAGING,
+                "responses": {"200": _json("ImportPage", "A page of imports by id"), **common_errors(400, *_AUTHED)},
+            },
+        },
+        "/imports/{import_id}": {
+            "parameters": [IMPORT_ID],
+            "get": {
+                "operationId": "getImport",
+                "responses": {"200": _json("Import", "The import and its progress"), **common_errors(404, *_AUTHED)},
+            },
+        },
+    }
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
@@ -188,5 +262,5 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <api-key>"}},
             "schemas": schemas,
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **_event_paths()},
     }

@@ -99,3 +99,15 @@ def require(value: str, name: str) -> str:
     if not value:
         raise ConfigurationError(f"{name} is not set for this stage")
     return value
+
+
+def cleanup_rate_minutes() -> int:
+    """CLEANUP_RATE_MINUTES (default 15): how often the cleanup job runs.
+
+    Read when the app is loaded, because the schedule is part of what ``chalice deploy`` wires;
+    Chalice loads the app with the stage's environment variables, so this is a stage setting.
+    """
+    minutes = _int("CLEANUP_RATE_MINUTES", 15)
+    if minutes < 1:
+        raise ConfigurationError(f"CLEANUP_RATE_MINUTES must be at least 1, got {minutes}")
+    return minutes

@@ -20,3 +20,15 @@ def new(timestamp_ms: int | None = None) -> str:
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(chars))
+
+
+def from_parts(timestamp_ms: int, tail: bytes) -> str:
+    """A ULID with given randomness (10 bytes): the same inputs always give the same id."""
+    if len(tail) != 10:
+        raise ValueError("a ULID carries exactly 10 bytes after its timestamp")
+    value = (timestamp_ms << 80) | int.from_bytes(tail, "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

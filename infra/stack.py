@@ -6,10 +6,25 @@ mock) and by the deploy script (against AWS), so all three build the same resour
 
 from __future__ import annotations
 
+import logging
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 TEMPLATE = Path(__file__).with_name("template.yaml")
+STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # the template's Stage parameter
+
+# Resource types the emulator's CloudFormation skips (it creates the rest of the stack). Bucket
+# policies only deny plain-HTTP requests, which the emulator on loopback serves by design.
+EMULATOR_SKIPPED_TYPES = ("AWS::S3::BucketPolicy",)
+
+# A stack in this state was never created: it holds nothing and cannot be updated, only replaced.
+_NEVER_CREATED = ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS")
+
+
+class StackFailed(RuntimeError):
+    """The stack operation ended in a failed state; the message carries CloudFormation's reasons."""
 
 
 def stack_name(stage: str) -> str:
@@ -18,26 +33,28 @@ def stack_name(stage: str) -> str:
 
 def deploy(cloudformation: Any, stage: str, parameters: dict[str, str] | None = None) -> dict[str, str]:
     """Create the stage's stack (or update it) and wait; returns its outputs."""
+    _quiet_emulator_gaps()
     name = stack_name(stage)
     params = [{"ParameterKey": "Stage", "ParameterValue": stage}]
     params += [{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()]
+    tags = [{"Key": "app", "Value": "items"}, {"Key": "stage", "Value": stage}]
     body = TEMPLATE.read_text()
     existing = _describe(cloudformation, name)
-    if existing is None or existing["StackStatus"] == "REVIEW_IN_PROGRESS":
-        cloudformation.create_stack(StackName=name, TemplateBody=body, Parameters=params)
-        cloudformation.get_waiter("stack_create_complete").wait(
-            StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 600}
-        )
+    if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
+        cloudformation.delete_stack(StackName=name)
+        _wait(cloudformation, "stack_delete_complete", name)
+        existing = None
+    if existing is None or existing["StackStatus"] in _NEVER_CREATED:
+        cloudformation.create_stack(StackName=name, TemplateBody=body, Parameters=params, Tags=tags)
+        _wait(cloudformation, "stack_create_complete", name)
     else:
         try:
-            cloudformation.update_stack(StackName=name, TemplateBody=body, Parameters=params)
+            cloudformation.update_stack(StackName=name, TemplateBody=body, Parameters=params, Tags=tags)
         except cloudformation.exceptions.ClientError as exc:
             if "No updates are to be performed" not in str(exc):
                 raise
         else:
-            cloudformation.get_waiter("stack_update_complete").wait(
-                StackName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 600}
-            )
+            _wait(cloudformation, "stack_update_complete", name)
     return outputs(cloudformation, stage)
 
 
@@ -48,6 +65,51 @@ def outputs(cloudformation: Any, stage: str) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
 
 
+def app_environment(outputs: dict[str, str]) -> dict[str, str]:
+    """The application's environment variables that name the stage's resources.
+
+    Also what Chalice needs at import when it deploys: event source decorators name their queue
+    and bucket, and API Gateway's preflight answer names the front end's origin.
+    """
+    return {
+        "STAGE": outputs["Stage"],
+        "TABLE_NAME": outputs["TableName"],
+        "BUCKET_NAME": outputs["BucketName"],
+        "QUEUE_URL": outputs["WorkQueueUrl"],
+        "QUEUE_NAME": outputs["WorkQueueName"],
+        "CORS_ALLOW_ORIGIN": outputs["FrontendOrigin"],
+    }
+
+
+def delete(cloudformation: Any, stage: str) -> bool:
+    """Delete the stage's stack and wait; False if there was none. Retained resources stay."""
+    name = stack_name(stage)
+    if _describe(cloudformation, name) is None:
+        return False
+    cloudformation.delete_stack(StackName=name)
+    _wait(cloudformation, "stack_delete_complete", name)
+    return True
+
+
+def _wait(cloudformation: Any, waiter: str, name: str) -> None:
+    from botocore.exceptions import WaiterError
+
+    try:
+        cloudformation.get_waiter(waiter).wait(StackName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 900})
+    except WaiterError as exc:
+        raise StackFailed(f"{name}: {waiter} failed: {'; '.join(failure_reasons(cloudformation, name)) or exc}") from exc
+
+
+def failure_reasons(cloudformation: Any, name: str) -> list[str]:
+    """The resource events that explain a failed operation, oldest first."""
+    try:
+        events = cloudformation.describe_stack_events(StackName=name)["StackEvents"]
+    except cloudformation.exceptions.ClientError:
+        return []
+    failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")]
+    return [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', e['ResourceStatus'])}" for e in reversed(failed)]
+
+
 def _describe(cloudformation: Any, name: str) -> dict[str, Any] | None:
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
@@ -56,3 +118,24 @@ def _describe(cloudformation: Any, name: str) -> dict[str, Any] | None:
             return None
         raise
     return stacks[0] if stacks else None
+
+
+def _quiet_emulator_gaps() -> None:
+    """Silence the emulator's notice about each skipped type (see EMULATOR_SKIPPED_TYPES).
+
+    Only moto emits these; against AWS this changes nothing.
+    """
+    for resource_type in EMULATOR_SKIPPED_TYPES:
+        warnings.filterwarnings("ignore", message=f"Tried to parse {resource_type} ", category=UserWarning)
+    moto_logger = logging.getLogger("moto")
+    if not any(isinstance(f, _SkippedTypeFilter) for f in moto_logger.filters):
+        moto_logger.addFilter(_SkippedTypeFilter())
+
+
+class _SkippedTypeFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("No Moto CloudFormation support for ")
+            and message.rsplit(" ", 1)[-1] in EMULATOR_SKIPPED_TYPES
+        )

@@ -3,7 +3,10 @@
 Starts, all on 127.0.0.1:
 - an AWS emulator (moto's threaded server) holding the resources built from infra/template.yaml;
 - ``chalice local`` serving the API on ``PORT`` (default 8000);
-- the static front end on ``UI_PORT`` (default 8080).
+- the static front end on ``UI_PORT`` (default 8080);
+- the event dispatcher (``local/dispatcher.py``): storage events, work-queue messages and the
+  cleanup schedule (every ``LOCAL_CLEANUP_INTERVAL`` seconds, default 60), delivered to the app's
+  own handlers with Lambda's semantics.
 
 Ready when ``GET /health`` answers 200; stops cleanly on SIGINT or SIGTERM.
 Run with ``make run`` (or ``python -m local.stack`` inside the project's virtualenv).
@@ -63,9 +66,11 @@ class LocalStack:
         self.endpoint = f"http://{HOST}:{self.emulator_port}"
         self.api_url = f"http://{HOST}:{self.port}"
         self.ui_url = f"http://{HOST}:{self.ui_port}/"
+        self.ui_origin = f"http://{HOST}:{self.ui_port}"
         self.emulator: Emulator | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.ui_server: Any = None
+        self.dispatcher: Any = None
         self.stopping = threading.Event()
         self.keys: list[tuple[str, str]] = []
         # Where tools (``tools.apikeys --local``) find the stack; a second stack started for a test
@@ -79,7 +84,9 @@ class LocalStack:
         outputs = self._create_resources()
         self.app_env = self._app_environment(outputs)
         os.environ.update(self.app_env)
+        self._allow_browser_uploads(outputs["BucketName"], self.app_env["CORS_ALLOW_ORIGIN"])
         self._create_keys()
+        self._start_dispatcher()
         self._start_api()
         self._start_ui()
         self._wait_ready()
@@ -114,8 +121,32 @@ class LocalStack:
         from infra import stack
 
         outputs = stack.deploy(boto3.client("cloudformation"), STAGE)
-        _log(f"resources from infra/template.yaml: {', '.join(sorted(outputs.values()))}")
+        names = ("TableName", "BucketName", "FrontendBucketName", "WorkQueueName", "DeadLetterQueueName")
+        _log(f"resources from infra/template.yaml: {', '.join(outputs[name] for name in names)}")
         return outputs
+
+    def _allow_browser_uploads(self, bucket: str, origin: str) -> None:
+        """The page uploads straight to the bucket (presigned POST) from the front end's origin.
+
+        The emulator lets any origin in while a bucket has no CORS rules, and only the listed
+        origins once it has some; naming the front end's origin (the API's ``CORS_ALLOW_ORIGIN``)
+        keeps local behaving like a stage whose bucket admits exactly its own front end.
+        """
+        import boto3
+
+        boto3.client("s3").put_bucket_cors(
+            Bucket=bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedOrigins": [origin],
+                        "AllowedMethods": ["POST"],
+                        "AllowedHeaders": ["*"],
+                        "MaxAgeSeconds": 600,
+                    }
+                ]
+            },
+        )
 
     def _app_environment(self, outputs: dict[str, str]) -> dict[str, str]:
         env = {
@@ -124,7 +155,7 @@ class LocalStack:
             "BUCKET_NAME": outputs["BucketName"],
             "QUEUE_URL": outputs["WorkQueueUrl"],
             "CURSOR_SECRETS": self.environ.get("CURSOR_SECRETS") or secrets.token_urlsafe(32),
-            "CORS_ALLOW_ORIGIN": self.environ.get("CORS_ALLOW_ORIGIN") or f"http://{HOST}:{self.ui_port}",
+            "CORS_ALLOW_ORIGIN": self.environ.get("CORS_ALLOW_ORIGIN") or self.ui_origin,
         }
         for name in (
             "UPLOAD_WINDOW_SECONDS",
@@ -154,12 +185,30 @@ class LocalStack:
                 raise SystemExit(f"LOCAL_API_KEYS: {exc}") from exc
         self.keys = requested
 
+    def _start_dispatcher(self) -> None:
+        import importlib
+
+        import boto3
+
+        from local.dispatcher import Dispatcher
+
+        self.dispatcher = Dispatcher(
+            importlib.import_module("app"),
+            boto3.client("sqs"),
+            boto3.client("s3"),
+            cleanup_interval=float(self.environ.get("LOCAL_CLEANUP_INTERVAL") or 60),
+            report_batch_item_failures=self.environ.get("LOCAL_REPORT_BATCH_ITEM_FAILURES", "") in ("1", "true"),
+            duplicate_deliveries=self.environ.get("LOCAL_DUPLICATE_DELIVERY", "") in ("1", "true"),
+        )
+        self.dispatcher.start()
+        _log(f"events     storage, work queue, cleanup every {self.dispatcher.cleanup_interval:g} s")
+
     def _start_api(self) -> None:
         env = {**os.environ, **self.app_env, "PYTHONUNBUFFERED": "1"}
         self.api = subprocess.Popen(
             [
-                sys.executable, "-m", "local.api",  # chalice local, answering unknown methods as API Gateway does
-                "--host", HOST, "--port", str(self.port), "--stage", STAGE,
+                sys.executable, "-m", "local.chalice_local", "local",
+                "--host", HOST, "--port", str(self.port), "--stage", STAGE, "--no-autoreload",
             ],
             cwd=ROOT,
             env=env,
@@ -211,6 +260,8 @@ class LocalStack:
             return
         self.stopping.set()
         _log("stopping")
+        if self.dispatcher is not None:
+            self.dispatcher.stopping.set()  # its loops wind down while the rest stops
         if self.api is not None and self.api.poll() is None:
             self.api.terminate()
             try:
@@ -221,6 +272,8 @@ class LocalStack:
         if self.ui_server is not None:
             self.ui_server.shutdown()
             self.ui_server.server_close()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         if self.emulator is not None:
             self.emulator.stop()
         self.state_file.unlink(missing_ok=True)

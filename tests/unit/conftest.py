@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit import iam_audit
+
 os.environ.update(
     {
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -28,6 +30,19 @@ os.environ.update(
 for _name in ("AWS_ENDPOINT_URL", "POWERTOOLS_IDEMPOTENCY_DISABLED", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 
+# Every AWS call the application makes from here on is recorded and checked against the stage's
+# IAM policy by test_iam_policy.py, which runs last.
+iam_audit.install()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    iam_audit.order_last(items, "test_iam_policy.py")
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    iam_audit.note_deselected(items)
+
 
 @pytest.fixture(scope="session")
 def aws_mock() -> Iterator[None]:
@@ -39,7 +54,8 @@ def aws_mock() -> Iterator[None]:
 
     with mock_aws():
         aws.reset()
-        stack.deploy(boto3.client("cloudformation"), "test")
+        outputs = stack.deploy(boto3.client("cloudformation"), "test")
+        os.environ.update({"BUCKET_NAME": outputs["BucketName"], "QUEUE_URL": outputs["WorkQueueUrl"]})
         yield
     aws.reset()
 

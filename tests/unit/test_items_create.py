@@ -112,6 +112,16 @@ def test_blank_name_says_so(tenant):
     assert doc["detail"] == "1 field is invalid"
 
 
+def test_length_messages_say_characters_or_entries(tenant):
+    doc = assert_problem(tenant.request("POST", "/items", {"name": "n", "tags": ["x" * 51] + ["t"] * 21}), 422,
+                         "validation-error")
+    details = {e["pointer"]: e["detail"] for e in doc["errors"]}
+    assert details["/tags"] == "must have at most 20 entries"
+    doc = assert_problem(tenant.request("POST", "/items", {"name": "x" * 201, "tags": ["y" * 51]}), 422, "validation-error")
+    details = {e["pointer"]: e["detail"] for e in doc["errors"]}
+    assert details == {"/name": "must have at most 200 characters", "/tags/0": "must have at most 50 characters"}
+
+
 def test_read_only_fields_are_named_as_such(tenant):
     doc = assert_problem(tenant.request("POST", "/items", {"name": "n", "version": 3}), 422, "validation-error")
     assert doc["errors"][0]["detail"] == "is read-only"

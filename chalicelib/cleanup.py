@@ -1,0 +1,206 @@
+"""The scheduled cleanup job.
+
+It physically removes what the API already treats as gone or abandoned:
+
+- expired items, with their attachments' records and stored files;
+- attachments of deleted (or expired and replaced) items, found through their tombstones;
+- pending attachments and imports whose upload window has closed (an import becomes ``failed``);
+- the source files of finished imports.
+
+Its work is found through the sparse ``due-index`` (``due_at <= now`` on each shard), never a
+``Scan``, so a run costs O(what is due), not O(table). The index is eventually consistent and
+projects keys only, so every step re-reads or conditions on the base record: an item whose
+``expires_at`` was extended meanwhile is not deleted, a pending attachment that was uploaded is
+checked instead of removed. Steps are idempotent, and a record leaves the index only once its
+work is done, so a run that ends at its time budget (or fails) is simply resumed by the next.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import aws, clock, imports, uploads
+from chalicelib.attachments import PREFIX as ATTACHMENT_PREFIX
+from chalicelib.attachments import TOMBSTONE_PREFIX, AttachmentService
+from chalicelib.dynamo import DUE_INDEX, Expression, all_due_pks, from_item, is_condition_failure, old_item_of, to_attr
+from chalicelib.item_repository import ITEM_PREFIX, ItemRepository
+from chalicelib.observability import logger
+from chalicelib.settings import Settings, require
+
+PAGE_SIZE = 100
+
+
+class CleanupJob:
+    def __init__(self, settings: Settings, deadline: float) -> None:
+        """``deadline`` is a ``time.monotonic()`` value: no new work starts after it."""
+        self.settings = settings
+        self.table = require(settings.table_name, "TABLE_NAME")
+        self.bucket = require(settings.bucket_name, "BUCKET_NAME")
+        self.deadline = deadline
+        self.items = ItemRepository(self.table)
+        self.attachments = AttachmentService(settings)
+        self.report: Counter[str] = Counter()
+
+    def run(self) -> dict[str, Any]:
+        """One run; returns what it did, and whether it got through everything due."""
+        now = clock.now_text()
+        shards = all_due_pks()
+        start = random.randrange(len(shards))  # an interrupted run does not always favour shard 0
+        complete = True
+        for shard in shards[start:] + shards[:start]:
+            if not self._shard(shard, now):
+                complete = False
+                break
+        result = {"complete": complete, **self.report}
+        logger().info("cleanup run", **result)
+        return result
+
+    def _time_left(self) -> bool:
+        return time.monotonic() < self.deadline
+
+    def _shard(self, shard: str, now: str) -> bool:
+        kwargs: dict[str, Any] = {}
+        while True:
+            if not self._time_left():
+                return False
+            response = aws.dynamodb().query(
+                TableName=self.table,
+                IndexName=DUE_INDEX,
+                KeyConditionExpression="due_pk = :shard AND due_at <= :now",
+                ExpressionAttributeValues={":shard": to_attr(shard), ":now": to_attr(now)},
+                Limit=PAGE_SIZE,
+                **kwargs,
+            )
+            for key in response.get("Items", []):
+                if not self._time_left():
+                    return False
+                self._visit(str(key["pk"]["S"]), str(key["sk"]["S"]))
+            if "LastEvaluatedKey" not in response:
+                return True
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _visit(self, pk: str, sk: str) -> None:
+        if not pk.startswith("T#"):
+            self.report["unknown"] += 1
+            return
+        tenant = pk[2:]
+        try:
+            if sk.startswith(ITEM_PREFIX):
+                outcome = self._expired_item(tenant, sk[len(ITEM_PREFIX) :])
+            elif sk.startswith(TOMBSTONE_PREFIX):
+                outcome = self._tombstone(tenant, sk)
+            elif sk.startswith(ATTACHMENT_PREFIX):
+                outcome = "attachment " + self.attachments.expire_pending(tenant, sk).split(":")[0]
+            elif sk.startswith(imports.PREFIX):
+                outcome = self._import(tenant, sk[len(imports.PREFIX) :])
+            else:
+                outcome = "unknown"
+        except Exception as exc:  # one bad record must not stop the run
+            logger().exception("cleanup step failed; the next run retries it", sk=sk, error=str(exc))
+            outcome = "failed"
+        self.report[outcome] += 1
+
+    def _expired_item(self, tenant: str, item_id: str) -> str:
+        now = clock.now_text()
+        expr = Expression()
+        count = expr.name("attachment_count")
+        condition = (
+            f"{expr.name('expires_at')} <= {expr.value(now)}"
+            f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
+        )
+        key = self.items.key(tenant, item_id)
+        try:
+            aws.dynamodb().delete_item(
+                TableName=self.table,
+                Key=key,
+                ConditionExpression=condition,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **expr.kwargs(),
+            )
+            return "expired item deleted"
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            old = old_item_of(exc)
+        if old is None:
+            return "expired item gone"
+        if old.get("expires_at") is None or str(old["expires_at"]) > now:
+            return "expired item extended"
+        # Expired with attachments: their files and records first, then the item, so a run
+        # interrupted in between leaves the item in the index for the next one.
+        self.report["attachment files deleted"] += self.attachments.purge(tenant, item_id, str(old["created_at"]))
+        expr = Expression()
+        try:
+            aws.dynamodb().delete_item(
+                TableName=self.table,
+                Key=key,
+                ConditionExpression=(
+                    f"{expr.name('expires_at')} <= {expr.value(now)}"
+                    f" AND {expr.name('created_at')} = {expr.value(old['created_at'])}"
+                ),
+                **expr.kwargs(),
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            return "expired item gone"
+        return "expired item deleted"
+
+    def _tombstone(self, tenant: str, sk: str) -> str:
+        response = aws.dynamodb().get_item(
+            TableName=self.table, Key={"pk": to_attr(f"T#{tenant}"), "sk": to_attr(sk)}, ConsistentRead=True
+        )
+        if not response.get("Item"):
+            return "tombstone gone"
+        record = from_item(response["Item"])
+        self.report["attachment files deleted"] += self.attachments.purge(
+            tenant, str(record["item_id"]), str(record["item_created_at"])
+        )
+        aws.dynamodb().delete_item(TableName=self.table, Key={"pk": to_attr(f"T#{tenant}"), "sk": to_attr(sk)})
+        return "tombstone cleared"
+
+    def _import(self, tenant: str, import_id: str) -> str:
+        record = imports.get_record(self.table, tenant, import_id)
+        if record is None:
+            return "import gone"
+        if str(record.get("due_at", "~")) > clock.now_text():
+            return "import not due"
+        status = record["status"]
+        if status == "pending_upload":
+            window = self.settings.upload_window_seconds
+            detail = f"the file was not uploaded within {window} seconds"
+            if not imports.fail(
+                self.table, tenant, import_id, detail=detail, line=None, from_status=("pending_upload",)
+            ):
+                return "import moved on"
+            status = "failed"
+        if status not in imports.FINAL:
+            return "import not due"
+        uploads.delete(self.bucket, [uploads.import_key(tenant, import_id)])
+        expr = Expression()
+        try:
+            aws.dynamodb().update_item(
+                TableName=self.table,
+                Key=imports.record_key(tenant, import_id),
+                UpdateExpression=f"REMOVE {expr.name('due_pk')}, {expr.name('due_at')}",
+                ConditionExpression=f"{expr.name('status')} = {expr.value(status)}",
+                **expr.kwargs(),
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+        return "import source removed" if record["status"] != "pending_upload" else "import upload window closed"
+
+
+def deadline_for(context: Any, default_seconds: float = 60.0) -> float:
+    """Stop starting new work with a safety margin before the invocation's time runs out."""
+    remaining = default_seconds
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        remaining = context.get_remaining_time_in_millis() / 1000
+    margin = min(10.0, remaining * 0.2)
+    return time.monotonic() + max(0.0, remaining - margin)

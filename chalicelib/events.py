@@ -1,0 +1,61 @@
+"""Bodies of the event handlers (storage events, work queue, schedule), kept out of ``app.py``.
+
+A storage event is processed record by record: a record that is malformed or not ours is logged
+and skipped; a record that fails does not stop the others, and the invocation raises at the end so
+Lambda delivers the event again (each step is idempotent, so records already done are harmless).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib import uploads
+from chalicelib.observability import logger
+from chalicelib.settings import get_settings
+
+
+class EventRecordsError(RuntimeError):
+    """Some records of an event failed; the event is to be delivered again."""
+
+
+def _each_object(event: Any, kind: str, process: Callable[[str, str], str]) -> None:
+    failures = 0
+    for record in uploads.object_events(event):
+        if record is None:
+            logger().warning("storage event record skipped: not an object event", kind=kind)
+            continue
+        try:
+            outcome = process(record.bucket, record.key)
+        except Exception:
+            failures += 1
+            logger().exception("storage event record failed", kind=kind, key=record.key)
+            continue
+        logger().info("storage event processed", kind=kind, key=record.key, outcome=outcome)
+    if failures:
+        raise EventRecordsError(f"{failures} {kind} records failed")
+
+
+def attachment_uploaded(event: Any) -> None:
+    from chalicelib.attachments import AttachmentService
+
+    _each_object(event, "attachment", AttachmentService(get_settings()).process_upload)
+
+
+def import_uploaded(event: Any) -> None:
+    from chalicelib.import_pipeline import ImportPipeline
+
+    _each_object(event, "import", ImportPipeline(get_settings()).process_upload)
+
+
+def work_messages(event: Any) -> dict[str, Any]:
+    from chalicelib import queue_batch
+    from chalicelib.import_consumer import ImportConsumer
+
+    return queue_batch.process(event, ImportConsumer(get_settings()).apply)
+
+
+def cleanup(context: Any) -> dict[str, Any]:
+    from chalicelib.cleanup import CleanupJob, deadline_for
+
+    return CleanupJob(get_settings(), deadline_for(context)).run()

@@ -1,0 +1,215 @@
+"""Streaming parsers for import files: bytes in, validated rows or row errors out, line by line.
+
+Memory stays bounded whatever the file size: bytes are decoded incrementally, split into lines
+as they arrive, and each row is validated and handed on before the next is read. The only
+buffers are one partial line (at most ``MAX_LINE_CHARS``) and, for CSV, one record (at most
+``csv.field_size_limit()`` per field).
+
+Line numbers are 1-based physical lines of the file (LF or CRLF endings). A CSV record that spans
+lines (a quoted field with line breaks) is reported at the line where it starts. Blank lines are
+skipped but still counted.
+
+Each row is validated with ``ItemCreate``, the model that validates ``POST /items``, so a row is
+accepted exactly when the same object would be accepted by the API.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from chalicelib import clock, jsonutil
+from chalicelib.models import ItemCreate, to_field_errors
+
+MAX_LINE_CHARS = 1024 * 1024
+CSV_COLUMNS = ("name", "id", "description", "tags", "data", "expires_at")
+TAG_SEPARATOR = "|"
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be imported (encoding, header, ...); nothing is imported."""
+
+    def __init__(self, detail: str, line: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data row: ``fields`` (a create body with its id) when valid, else ``error``."""
+
+    line: int
+    fields: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def decoded_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """UTF-8 text lines with their line endings; a leading BOM is dropped."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    newlines_before = 0
+    pending = ""
+    lines_out = 0
+    for chunk in chunks:
+        try:
+            text = decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            line = newlines_before + bytes(exc.object[: exc.start]).count(b"\n") + 1
+            raise ImportFileError(f"the file is not valid UTF-8: invalid bytes on line {line}", line) from exc
+        newlines_before += chunk.count(b"\n")
+        pending += text
+        if "\n" in text:
+            parts = pending.split("\n")
+            pending = parts.pop()
+            for part in parts:
+                lines_out += 1
+                yield part + "\n"
+        if len(pending) > MAX_LINE_CHARS:
+            raise ImportFileError(f"line {lines_out + 1} is longer than {MAX_LINE_CHARS} characters", lines_out + 1)
+    try:
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        line = newlines_before + 1
+        raise ImportFileError(f"the file is not valid UTF-8: invalid bytes on line {line}", line) from exc
+    if pending:
+        yield pending
+
+
+def _validate(line: int, body: dict[str, Any], id_for_line: Callable[[int], str]) -> Row:
+    try:
+        model = ItemCreate.model_validate(body)
+    except ValidationError as exc:
+        return Row(line, error=describe(to_field_errors(exc)))
+    fields: dict[str, Any] = {
+        "id": model.id or id_for_line(line),
+        "name": model.name,
+        "tags": model.tags,
+        "data": model.data,
+    }
+    if model.description is not None:
+        fields["description"] = model.description
+    if model.expires_at is not None:
+        fields["expires_at"] = clock.format_timestamp(model.expires_at)
+    return Row(line, fields=fields)
+
+
+def _one_line(exc: Exception) -> str:
+    """A JSON error inside one line: the column is what helps (the line is the row's)."""
+    return str(exc).replace(" at line 1 column", " at column")
+
+
+def describe(errors: list[dict[str, str]]) -> str:
+    return "; ".join(f"{e['pointer'] or '/'} {e['detail']}" for e in errors)
+
+
+def jsonl_rows(lines: Iterable[str], id_for_line: Callable[[int], str]) -> Iterator[Row]:
+    """One JSON object per non-blank line, with the fields of a create body."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = jsonutil.loads(line.rstrip("\r\n"))
+        except jsonutil.MalformedJSON as exc:
+            yield Row(number, error=_one_line(exc))
+            continue
+        if not isinstance(value, dict):
+            yield Row(number, error="must be a JSON object")
+            continue
+        yield _validate(number, value, id_for_line)
+
+
+class _CountingLines:
+    """Feeds lines to ``csv.reader`` while counting them, to number records exactly."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self.count = 0
+
+    def __iter__(self) -> _CountingLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        return line
+
+
+def _is_blank(record: list[str]) -> bool:
+    return not record or (len(record) == 1 and not record[0].strip())
+
+
+def _header(record: list[str], line: int) -> list[str]:
+    columns = [name.strip() for name in record]
+    unknown = [c for c in columns if c not in CSV_COLUMNS]
+    if unknown:
+        raise ImportFileError(
+            f"unknown column {unknown[0]!r} in the header on line {line}; allowed: {', '.join(CSV_COLUMNS)}", line
+        )
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise ImportFileError(f"column {duplicates[0]!r} appears twice in the header on line {line}", line)
+    if "name" not in columns:
+        raise ImportFileError(f"the header on line {line} has no 'name' column", line)
+    return columns
+
+
+def _csv_body(columns: list[str], record: list[str]) -> dict[str, Any] | str:
+    """The create body of a CSV record, or an error text."""
+    if len(record) != len(columns):
+        return f"has {len(record)} fields, the header has {len(columns)}"
+    body: dict[str, Any] = {}
+    for column, value in zip(columns, record, strict=True):
+        if column == "name":
+            body["name"] = value
+        elif column == "tags":
+            body["tags"] = value.split(TAG_SEPARATOR) if value.strip() else []
+        elif not value.strip():
+            continue  # an empty cell is an absent optional field
+        elif column == "data":
+            try:
+                body["data"] = jsonutil.loads(value)
+            except jsonutil.MalformedJSON as exc:
+                return f"/data {_one_line(exc)}"
+        else:
+            body[column] = value
+    return body
+
+
+def csv_rows(lines: Iterable[str], id_for_line: Callable[[int], str]) -> Iterator[Row]:
+    """RFC 4180 with a header row; columns as ``CSV_COLUMNS``; ``tags`` separated by ``|``."""
+    counted = _CountingLines(lines)
+    reader = csv.reader(counted, strict=True)
+    columns: list[str] | None = None
+    while True:
+        start = counted.count + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if columns is None:
+                raise ImportFileError(f"the header on line {start} is not valid CSV: {exc}", start) from exc
+            yield Row(start, error=f"is not valid CSV: {exc}")
+            continue
+        if _is_blank(record):
+            continue
+        if columns is None:
+            columns = _header(record, start)
+            continue
+        body = _csv_body(columns, record)
+        yield Row(start, error=body) if isinstance(body, str) else _validate(start, body, id_for_line)
+    if columns is None:
+        raise ImportFileError("the file has no header row", None)
+
+
+def rows(file_format: str, chunks: Iterable[bytes], id_for_line: Callable[[int], str]) -> Iterator[Row]:
+    """The rows of an import file; raises ``ImportFileError`` when the file cannot be imported."""
+    lines = decoded_lines(chunks)
+    if file_format == "csv":
+        return csv_rows(lines, id_for_line)
+    return jsonl_rows(lines, id_for_line)

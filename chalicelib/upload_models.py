@@ -1,0 +1,131 @@
+"""Request and response models of attachments and imports (the rules of their bodies, once).
+
+The upper size limits are stage settings, so they are checked by the services against the
+settings; everything static lives here and feeds the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic_core import PydanticCustomError
+
+ATTACHMENT_CONTENT_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+    "application/json",
+)
+MAX_ATTACHMENTS_PER_ITEM = 20
+IMPORT_FORMATS = ("jsonl", "csv")
+# The media type an import's upload form pins, by format.
+IMPORT_CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+MAX_LISTED_ROW_ERRORS = 100
+
+AttachmentContentType = Literal[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+    "application/json",
+]
+AttachmentStatus = Literal["pending", "ready", "rejected"]
+ImportFormat = Literal["jsonl", "csv"]
+ImportStatus = Literal["pending_upload", "processing", "completed", "failed"]
+
+
+def _check_filename(value: str) -> str:
+    if "/" in value or "\\" in value:
+        raise PydanticCustomError("filename", "must not contain '/' or '\\'")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise PydanticCustomError("filename", "must not contain control characters")
+    return value
+
+
+Filename = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_check_filename)]
+Size = Annotated[StrictInt, Field(ge=1, description="Bytes; the upload must be exactly this long.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AttachmentCreate(_Strict):
+    """Body of ``POST /items/{id}/attachments``."""
+
+    filename: Filename = Field(description="1 to 255 characters, no '/', '\\' or control characters.")
+    content_type: AttachmentContentType
+    size: Size
+
+
+class Upload(BaseModel):
+    """How to upload the file: a ``multipart/form-data`` POST of every field, then the file as ``file``."""
+
+    method: Literal["POST"]
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+
+
+class Attachment(BaseModel):
+    """An attachment; ``upload`` while pending, ``download_url`` when ready, ``rejection_reason`` when rejected."""
+
+    id: str
+    item_id: str
+    filename: str
+    content_type: AttachmentContentType
+    size: int
+    status: AttachmentStatus
+    created_at: datetime
+    updated_at: datetime
+    upload: Upload | None = None
+    download_url: str | None = Field(default=None, description="Time-limited; downloads under the original filename.")
+    rejection_reason: str | None = None
+
+
+class AttachmentList(BaseModel):
+    attachments: list[Attachment]
+
+
+class ImportCreate(_Strict):
+    """Body of ``POST /imports``."""
+
+    format: ImportFormat
+    size: Size
+
+
+class ImportRowError(BaseModel):
+    line: int | None = Field(description="1-based line in the file; null for a problem of the whole upload.")
+    detail: str
+
+
+class Import(BaseModel):
+    """A bulk import; ``upload`` while ``pending_upload``."""
+
+    id: str
+    format: ImportFormat
+    size: int
+    status: ImportStatus
+    rows_total: int | None
+    rows_imported: int
+    rows_failed: int
+    errors: list[ImportRowError] = Field(description="At most the first 100 row errors, by line.")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    upload: Upload | None = None
+
+
+class ImportPage(BaseModel):
+    imports: list[Import]
+    next_cursor: str | None

@@ -1,0 +1,100 @@
+"""Usable with the keyboard alone, labelled for assistive technology, and on a phone-sized screen."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import open_app, row
+
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+  .filter((el) => {
+    const name = (el.labels?.length ? [...el.labels].map((l) => l.textContent).join(' ') : '')
+      || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.textContent;
+    return !name.trim();
+  })
+  .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def tab_to(page, locator, limit: int = 60) -> None:
+    """Press Tab until ``locator`` has focus (fails after ``limit`` presses)."""
+    handle = locator.element_handle()
+    for _ in range(limit):
+        if page.evaluate("(el) => document.activeElement === el", handle):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached {locator}")
+
+
+def test_every_control_has_an_accessible_name(page, local_stack, api):
+    api.create("Labelled")
+    open_app(page, local_stack)
+    row(page, "Labelled").get_by_test_id("item-open").click()
+    expect(page.get_by_test_id("item-version")).to_be_visible()
+    assert page.evaluate(UNLABELLED_CONTROLS) == []
+    for label in ("ID", "Name", "Description", "Tags", "Expires at", "Data (JSON object)", "Order", "Per page"):
+        expect(page.get_by_label(label, exact=False).first).to_be_visible()
+    assert page.evaluate("document.documentElement.lang") == "en"
+    expect(page.get_by_role("main")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Item pages")).to_be_visible()
+
+
+def test_keyboard_only_create_edit_and_delete(page, local_stack, api, shot):
+    api.create("Older")
+    open_app(page, local_stack)
+
+    # The skip link is the first stop and moves focus to the content.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+
+    tab_to(page, page.get_by_test_id("item-name"))
+    page.keyboard.type("Typed only")
+    page.keyboard.press("Enter")  # submits the form from a text field
+    expect(row(page, "Typed only")).to_be_visible()
+    expect(page.get_by_test_id("item-version")).to_have_text("version 1")
+
+    # Open another item from the list with the keyboard: focus lands in the form.
+    page.get_by_test_id("item-name").focus()
+    opener = row(page, "Older").get_by_test_id("item-open")
+    opener.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("item-name")).to_have_value("Older")
+    expect(page.get_by_test_id("item-name")).to_be_focused()
+
+    # Delete: Enter opens the dialog with focus on Cancel; Tab reaches Delete; Enter confirms.
+    delete = row(page, "Typed only").get_by_test_id("item-delete")
+    delete.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("confirm-cancel")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_test_id("confirm-delete")).to_be_focused()
+    shot("dialog-keyboard")
+    page.keyboard.press("Enter")
+    expect(row(page, "Typed only")).to_have_count(0)
+    # Focus moves to the row that took the deleted one's place, never back to the page body.
+    expect(row(page, "Older").get_by_test_id("item-open")).to_be_focused()
+
+
+def test_status_messages_are_announced_politely(page, local_stack, api):
+    open_app(page, local_stack)
+    status = page.get_by_test_id("status")
+    expect(status).to_have_attribute("role", "status")
+    expect(status).to_have_attribute("aria-live", "polite")
+    expect(page.get_by_test_id("error-banner")).to_have_attribute("role", "alert")
+
+
+@pytest.mark.viewport(375, 740)
+def test_phone_sized_screen_stacks_the_panels_without_sideways_scrolling(page, local_stack, api, shot):
+    api.create("A rather long item name that has to wrap on a narrow phone screen", tags=["one", "two"])
+    open_app(page, local_stack)
+    page.get_by_test_id("item-open").first.click()
+    expect(page.get_by_test_id("item-version")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    list_box = page.get_by_test_id("item-list").bounding_box()
+    form_box = page.get_by_test_id("item-form").bounding_box()
+    assert list_box and form_box
+    assert list_box["y"] + list_box["height"] <= form_box["y"]
+    assert form_box["x"] >= 0 and form_box["x"] + form_box["width"] <= 375
+    shot("phone")

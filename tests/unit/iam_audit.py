@@ -1,0 +1,246 @@
+"""Record the AWS operations the application makes during the unit suite, as IAM requirements.
+
+Installed by tests/unit/conftest.py before any client exists: a handler on every botocore session
+sees each API call (``before-parameter-build``) and each presigned POST (``before-sign``), and
+turns it into the IAM actions and resource ARNs AWS would authorise it against.
+
+Only the deployed code's calls count. A call is the application's when ``app.py`` or a module of
+``chalicelib/`` is on the call stack (a route, handler or service made it, whether a test went
+through the API or called the service directly), or when no test code is (a thread the
+application started). Calls tests make with their own clients — building the stack, seeding or
+inspecting the table and bucket — stand for the operator's or a browser's, not the function's.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_FILE = str(ROOT / "app.py")
+CHALICELIB_DIR = str(ROOT / "chalicelib") + "/"
+TESTS_DIR = str(ROOT / "tests") + "/"
+ACCOUNT = "123456789012"  # moto's default account: the one the unit stack lives in
+
+
+@dataclass(frozen=True)
+class Requirement:
+    action: str
+    resource: str
+    operation: str  # what the code called, e.g. "dynamodb.TransactWriteItems", for messages
+
+
+# requirement -> the test during which it was first recorded
+RECORDED: dict[Requirement, str] = {}
+_state: dict[str, Any] = {"installed": False, "deselected": False, "collected": set()}
+
+
+def install() -> None:
+    """Register the recorder for every botocore session created from now on."""
+    if _state["installed"]:
+        return
+    from botocore import handlers
+
+    handlers.BUILTIN_HANDLERS.append(("before-parameter-build", _on_call))
+    handlers.BUILTIN_HANDLERS.append(("before-sign.s3.PutObject", _on_presigned_post))
+    _state["installed"] = True
+
+
+def _on_call(params: Mapping[str, Any], model: Any, context: Mapping[str, Any], **_: Any) -> None:
+    if context.get("is_presign_request") and model.name == "CreateBucket":
+        return  # the operation botocore borrows to build a presigned POST; see _on_presigned_post
+    if not made_by_application():
+        return
+    service = model.service_model.signing_name
+    region = context.get("client_region") or "us-east-1"
+    for action, resource in requirements(service, model.name, params, region):
+        _record(Requirement(action, resource, f"{service}.{model.name}"))
+
+
+def _on_presigned_post(request: Any, **_: Any) -> None:
+    fields = request.context.get("s3-presign-post-fields")
+    policy = request.context.get("s3-presign-post-policy")
+    if fields is None or policy is None or not made_by_application():
+        return
+    bucket = next(c["bucket"] for c in policy["conditions"] if isinstance(c, dict) and "bucket" in c)
+    _record(Requirement("s3:PutObject", f"arn:aws:s3:::{bucket}/{fields['key']}", "s3.generate_presigned_post"))
+
+
+def _record(requirement: Requirement) -> None:
+    import os
+
+    RECORDED.setdefault(requirement, os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0])
+
+
+def made_by_application() -> bool:
+    frame = sys._getframe(1)
+    in_tests = False
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename == APP_FILE or filename.startswith(CHALICELIB_DIR):
+            return True
+        in_tests = in_tests or filename.startswith(TESTS_DIR)
+        frame = frame.f_back  # type: ignore[assignment]
+    return not in_tests
+
+
+# -- API operation -> IAM (action, resource) ---------------------------------------------------
+
+def requirements(service: str, operation: str, params: Mapping[str, Any], region: str) -> list[tuple[str, str]]:
+    if service == "dynamodb":
+        return _dynamodb(operation, params, region)
+    if service == "s3":
+        return _s3(operation, params)
+    if service == "sqs":
+        return _sqs(operation, params, region)
+    return [(f"{service}:{operation}", "*")]
+
+
+_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem",
+                     "Get": "GetItem"}
+
+
+def _dynamodb(operation: str, params: Mapping[str, Any], region: str) -> list[tuple[str, str]]:
+    def table(name: str) -> str:
+        return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"
+
+    if operation in ("TransactWriteItems", "TransactGetItems"):
+        return [
+            (f"dynamodb:{_TRANSACT_ACTIONS[kind]}", table(entry[kind]["TableName"]))
+            for entry in params["TransactItems"]
+            for kind in entry
+        ]
+    if operation in ("BatchWriteItem", "BatchGetItem"):
+        return [(f"dynamodb:{operation}", table(name)) for name in params["RequestItems"]]
+    resource = table(params["TableName"])
+    if params.get("IndexName"):
+        resource += f"/index/{params['IndexName']}"
+    return [(f"dynamodb:{operation}", resource)]
+
+
+# s3:ListBucket goes with every object read: without it a missing key answers 403, not 404.
+_S3_OBJECT_ACTIONS = {
+    "HeadObject": ("s3:GetObject", "s3:ListBucket"),
+    "GetObject": ("s3:GetObject", "s3:ListBucket"),
+    "PutObject": ("s3:PutObject",),
+    "CreateMultipartUpload": ("s3:PutObject",),
+    "UploadPart": ("s3:PutObject",),
+    "CompleteMultipartUpload": ("s3:PutObject",),
+    "DeleteObject": ("s3:DeleteObject",),
+}
+_S3_BUCKET_ACTIONS = {
+    "ListObjects": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+}
+
+
+def _s3(operation: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    bucket = f"arn:aws:s3:::{params['Bucket']}"
+
+    def on(action: str, key: str) -> tuple[str, str]:
+        return (action, bucket) if action.startswith("s3:ListBucket") else (action, f"{bucket}/{key}")
+
+    if operation == "DeleteObjects":
+        return [("s3:DeleteObject", f"{bucket}/{obj['Key']}") for obj in params["Delete"]["Objects"]]
+    if operation == "CopyObject":
+        source = params["CopySource"]
+        source_path = f"{source['Bucket']}/{source['Key']}" if isinstance(source, dict) else source.lstrip("/")
+        return [("s3:PutObject", f"{bucket}/{params['Key']}"), ("s3:GetObject", f"arn:aws:s3:::{source_path}")]
+    if operation in _S3_OBJECT_ACTIONS:
+        return [on(action, params["Key"]) for action in _S3_OBJECT_ACTIONS[operation]]
+    if operation in _S3_BUCKET_ACTIONS:
+        return [(_S3_BUCKET_ACTIONS[operation], bucket)]
+    if "Key" in params:
+        return [(f"s3:{operation}", f"{bucket}/{params['Key']}")]
+    return [(f"s3:{operation}", bucket)]
+
+
+_SQS_BATCH = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+              "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+
+
+def _sqs(operation: str, params: Mapping[str, Any], region: str) -> list[tuple[str, str]]:
+    if "QueueUrl" in params:
+        account, name = urlparse(params["QueueUrl"]).path.strip("/").split("/")[-2:]
+    else:
+        account, name = params.get("QueueOwnerAWSAccountId", ACCOUNT), params["QueueName"]
+    return [(f"sqs:{_SQS_BATCH.get(operation, operation)}", f"arn:aws:sqs:{region}:{account}:{name}")]
+
+
+# -- what the platform does with the function's role -------------------------------------------
+
+def platform_requirements(app: Any, functions: Iterable[str], outputs: Mapping[str, str]) -> set[Requirement]:
+    """Calls Lambda makes with the role on the functions' behalf: logging, polling the queue."""
+    _, partition, _, region, account = outputs["TableArn"].split(":")[:5]
+    needed = set()
+    for name in functions:
+        group = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{name}"
+        needed.add(Requirement("logs:CreateLogGroup", group, f"lambda runtime ({name})"))
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+            needed.add(Requirement(action, f"{group}:log-stream:2026/01/01/[$LATEST]0", f"lambda runtime ({name})"))
+    from chalice.app import SQSEventConfig
+
+    for source in app.event_sources:
+        if isinstance(source, SQSEventConfig):
+            # The stage has one consumed queue; the event source mapping polls it.
+            for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+                needed.add(Requirement(action, outputs["WorkQueueArn"], f"event source mapping ({source.name})"))
+    return needed
+
+
+# -- a small IAM evaluator (identity policy, no conditions) ------------------------------------
+
+def _pattern(glob: str, ignore_case: bool) -> re.Pattern[str]:
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
+    return re.compile(f"^{body}$", re.IGNORECASE if ignore_case else 0)
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def statement_allows(statement: Mapping[str, Any], action: str, resource: str) -> bool:
+    unsupported = {"NotAction", "NotResource", "Condition", "Principal", "NotPrincipal"} & set(statement)
+    if unsupported:
+        raise ValueError(f"statement {statement.get('Sid')} uses {sorted(unsupported)}, which this check cannot evaluate")
+    return any(_pattern(a, True).match(action) for a in _as_list(statement["Action"])) and any(
+        _pattern(r, False).match(resource) for r in _as_list(statement["Resource"])
+    )
+
+
+def allowed(policy: Mapping[str, Any], action: str, resource: str) -> bool:
+    verdict = False
+    for statement in policy["Statement"]:
+        if statement_allows(statement, action, resource):
+            if statement["Effect"] == "Deny":
+                return False
+            verdict = True
+    return verdict
+
+
+# -- which run is complete enough to call a grant unused ---------------------------------------
+
+def order_last(items: list[Any], module_name: str) -> None:
+    """Move the policy test to the end of the run and note whether the whole unit suite runs."""
+    _state["collected"] = {Path(str(item.path)) for item in items}
+    last = [item for item in items if Path(str(item.path)).name == module_name]
+    items[:] = [item for item in items if item not in last] + last
+
+
+def note_deselected(items: Iterable[Any]) -> None:
+    unit_dir = Path(__file__).parent
+    if any(Path(str(item.path)).is_relative_to(unit_dir) for item in items):
+        _state["deselected"] = True
+
+
+def full_suite() -> bool:
+    """Every unit test module was collected and nothing in them was deselected (-k, -m, --lf)."""
+    on_disk = set(Path(__file__).parent.rglob("test_*.py"))
+    return on_disk <= _state["collected"] and not _state["deselected"]

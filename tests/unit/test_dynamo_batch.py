@@ -1,0 +1,112 @@
+"""Batch writes and reads retry what DynamoDB leaves unprocessed, and fail loudly when it persists."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from chalicelib import aws, dynamo_batch
+
+
+@pytest.fixture
+def stubbed(monkeypatch):
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    monkeypatch.setattr(aws, "dynamodb", lambda: client)
+    monkeypatch.setattr(dynamo_batch.time, "sleep", lambda _seconds: None)
+    with Stubber(client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+def put(n):
+    return dynamo_batch.put({"pk": {"S": "p"}, "sk": {"S": f"s{n}"}})
+
+
+def test_unprocessed_items_are_sent_again_until_done(stubbed):
+    requests = [put(n) for n in range(3)]
+    stubbed.add_response(
+        "batch_write_item", {"UnprocessedItems": {"t": requests[1:]}}, {"RequestItems": {"t": requests}}
+    )
+    stubbed.add_response(
+        "batch_write_item", {"UnprocessedItems": {"t": requests[2:]}}, {"RequestItems": {"t": requests[1:]}}
+    )
+    stubbed.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {"t": requests[2:]}})
+    dynamo_batch.write("t", requests)
+
+
+def test_more_than_25_writes_go_in_several_batches(stubbed):
+    requests = [put(n) for n in range(30)]
+    stubbed.add_response("batch_write_item", {}, {"RequestItems": {"t": requests[:25]}})
+    stubbed.add_response("batch_write_item", {}, {"RequestItems": {"t": requests[25:]}})
+    dynamo_batch.write("t", requests)
+
+
+def test_persistently_unprocessed_items_raise(stubbed):
+    requests = [put(0)]
+    for _ in range(dynamo_batch.ATTEMPTS):
+        stubbed.add_response(
+            "batch_write_item", {"UnprocessedItems": {"t": requests}}, {"RequestItems": {"t": requests}}
+        )
+    with pytest.raises(dynamo_batch.UnprocessedError, match="1 writes still unprocessed"):
+        dynamo_batch.write("t", requests)
+
+
+def test_throttling_that_outlasts_the_client_retries_is_raised(stubbed):
+    stubbed.add_client_error("batch_write_item", "ProvisionedThroughputExceededException")
+    with pytest.raises(ClientError):
+        dynamo_batch.write("t", [put(0)])
+
+
+def test_unprocessed_keys_are_read_again(stubbed):
+    keys = [{"pk": {"S": "p"}, "sk": {"S": f"s{n}"}} for n in range(2)]
+    stubbed.add_response(
+        "batch_get_item",
+        {"Responses": {"t": [keys[0]]}, "UnprocessedKeys": {"t": {"Keys": keys[1:], "ConsistentRead": True}}},
+        {"RequestItems": {"t": {"Keys": keys, "ConsistentRead": True}}},
+    )
+    stubbed.add_response(
+        "batch_get_item",
+        {"Responses": {"t": [keys[1]]}},
+        {"RequestItems": {"t": {"Keys": keys[1:], "ConsistentRead": True}}},
+    )
+    assert dynamo_batch.get("t", keys) == keys
+
+
+CHECK = [{"ConditionCheck": {"TableName": "t", "Key": {"pk": {"S": "p"}}, "ConditionExpression": "x"}}]
+
+
+def test_transactions_are_retried_on_conflicts_only(stubbed):
+    stubbed.add_client_error(
+        "transact_write_items",
+        "TransactionCanceledException",
+        response_meta=None,
+        modeled_fields={"CancellationReasons": [{"Code": "TransactionConflict"}]},
+    )
+    stubbed.add_response("transact_write_items", {})
+    dynamo_batch.transact(CHECK)
+
+
+def test_a_failed_condition_is_not_retried(stubbed):
+    stubbed.add_client_error(
+        "transact_write_items",
+        "TransactionCanceledException",
+        modeled_fields={"CancellationReasons": [{"Code": "ConditionalCheckFailed"}, {"Code": "None"}]},
+    )
+    with pytest.raises(ClientError):
+        dynamo_batch.transact(CHECK)
+
+
+def test_endless_conflicts_end_as_service_unavailable(stubbed):
+    from chalicelib.problems import Problem
+
+    for _ in range(dynamo_batch.TRANSACT_ATTEMPTS):
+        stubbed.add_client_error(
+            "transact_write_items",
+            "TransactionCanceledException",
+            modeled_fields={"CancellationReasons": [{"Code": "TransactionConflict"}]},
+        )
+    with pytest.raises(Problem) as raised:
+        dynamo_batch.transact(CHECK)
+    assert raised.value.status == 503

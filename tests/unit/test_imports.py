@@ -1,0 +1,518 @@
+"""Imports: routes, the storage-event pipeline and the queue consumer, against the AWS mock."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib import aws, dynamo_batch, imports
+from tests.unit.eventkit import dlq_url, drain, purge, queue_depth, s3_event, sqs_event, work_queue_poller
+
+CSV = "text/csv"
+NDJSON = "application/x-ndjson"
+
+
+def body_of(response):
+    return json.loads(response.body)
+
+
+@pytest.fixture(autouse=True)
+def empty_queues(aws_mock):
+    purge(os.environ["QUEUE_URL"])
+    purge(dlq_url())
+    yield
+
+
+@pytest.fixture
+def s3():
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(dynamo_batch.time, "sleep", lambda _seconds: None)
+
+
+def new_import(tenant, file_format: str, data: bytes) -> dict:
+    response = tenant.request("POST", "/imports", {"format": file_format, "size": len(data)})
+    assert response.status_code == 201, response.body
+    return body_of(response)
+
+
+def upload(s3, created: dict, data: bytes, content_type: str | None = None) -> str:
+    key = created["upload"]["fields"]["key"]
+    content_type = content_type or created["upload"]["fields"]["Content-Type"]
+    s3.put_object(Bucket=os.environ["BUCKET_NAME"], Key=key, Body=data, ContentType=content_type)
+    return key
+
+
+def run_import(client, app_module, s3, tenant, file_format, data, **poller_options) -> dict:
+    created = new_import(tenant, file_format, data)
+    key = upload(s3, created, data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    drain(work_queue_poller(app_module, **poller_options))
+    return body_of(tenant.request("GET", f"/imports/{created['id']}"))
+
+
+def all_items(tenant) -> list[dict]:
+    return body_of(tenant.request("GET", "/items?limit=100"))["items"]
+
+
+def every_item(tenant) -> list[dict]:
+    page = body_of(tenant.request("GET", "/items?limit=100"))
+    items = page["items"]
+    while page["next_cursor"]:
+        page = body_of(tenant.request("GET", f"/items?limit=100&cursor={page['next_cursor']}"))
+        items += page["items"]
+    return items
+
+
+def exists(s3, key):
+    return s3.list_objects_v2(Bucket=os.environ["BUCKET_NAME"], Prefix=key).get("KeyCount", 0) > 0
+
+
+# -- routes ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("file_format", "content_type"), [("csv", CSV), ("jsonl", NDJSON)])
+def test_create_returns_a_pending_import_with_a_pinned_form(tenant, file_format, content_type):
+    response = tenant.request("POST", "/imports", {"format": file_format, "size": 2048})
+    assert response.status_code == 201
+    created = body_of(response)
+    assert response.headers["Location"] == f"/imports/{created['id']}"
+    assert {k: v for k, v in created.items() if k not in ("id", "created_at", "updated_at", "upload")} == {
+        "format": file_format,
+        "size": 2048,
+        "status": "pending_upload",
+        "rows_total": None,
+        "rows_imported": 0,
+        "rows_failed": 0,
+        "errors": [],
+        "completed_at": None,
+    }
+    fields = created["upload"]["fields"]
+    assert fields["key"] == f"imports/{tenant.name}/{created['id']}"
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    assert ["content-length-range", 2048, 2048] in policy["conditions"]
+    assert {"Content-Type": content_type} in policy["conditions"]
+    fetched = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert fetched.pop("upload")["fields"]["key"] == fields["key"]
+    assert fetched == {k: v for k, v in created.items() if k != "upload"}
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({"format": "xml", "size": 1}, "/format"),
+        ({"format": "csv", "size": 0}, "/size"),
+        ({"format": "csv", "size": True}, "/size"),
+        ({"format": "csv"}, "/size"),
+        ({"format": "csv", "size": 1, "name": "x"}, "/name"),
+        ({"format": "csv", "size": 100 * 1024 * 1024 + 1}, "/size"),
+    ],
+)
+def test_invalid_import_declarations_are_422(tenant, body, pointer):
+    response = tenant.request("POST", "/imports", body)
+    assert response.status_code == 422
+    assert [e["pointer"] for e in body_of(response)["errors"]] == [pointer]
+
+
+def test_import_size_limit_is_a_stage_setting(tenant, monkeypatch):
+    monkeypatch.setenv("MAX_IMPORT_BYTES", "10")
+    assert tenant.request("POST", "/imports", {"format": "csv", "size": 10}).status_code == 201
+    assert tenant.request("POST", "/imports", {"format": "csv", "size": 11}).status_code == 422
+
+
+def test_imports_are_per_tenant(tenant, other_tenant):
+    created = body_of(tenant.request("POST", "/imports", {"format": "csv", "size": 1}))
+    assert other_tenant.request("GET", f"/imports/{created['id']}").status_code == 404
+    assert body_of(other_tenant.request("GET", "/imports"))["imports"] == []
+    assert tenant.request("GET", "/imports/not-there").status_code == 404
+    assert tenant.request("GET", "/imports/bad!id").status_code == 404
+
+
+def test_imports_list_pages_like_items(tenant, other_tenant):
+    ids = [body_of(tenant.request("POST", "/imports", {"format": "csv", "size": 1}))["id"] for _ in range(3)]
+    first = body_of(tenant.request("GET", "/imports?limit=2"))
+    assert [i["id"] for i in first["imports"]] == ids[:2]
+    second = body_of(tenant.request("GET", f"/imports?limit=2&cursor={first['next_cursor']}"))
+    assert [i["id"] for i in second["imports"]] == ids[2:]
+    assert second["next_cursor"] is None
+    newest = body_of(tenant.request("GET", "/imports?order=desc&limit=3"))
+    assert [i["id"] for i in newest["imports"]] == ids[::-1]
+    assert newest["next_cursor"] is None
+    for query in ("limit=0", "limit=x", "order=up", "cursor=garbage"):
+        response = tenant.request("GET", f"/imports?{query}")
+        assert response.status_code == 400, query
+    foreign = other_tenant.request("GET", f"/imports?limit=2&cursor={first['next_cursor']}")
+    assert foreign.status_code == 400
+
+
+def test_idempotent_import_creation(tenant, monkeypatch):
+    monkeypatch.delenv("POWERTOOLS_IDEMPOTENCY_DISABLED", raising=False)
+    headers = {"Idempotency-Key": "import-1"}
+    first = tenant.request("POST", "/imports", {"format": "csv", "size": 5}, headers=headers)
+    second = tenant.request("POST", "/imports", {"format": "csv", "size": 5}, headers=headers)
+    assert body_of(first) == body_of(second)
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert len(body_of(tenant.request("GET", "/imports"))["imports"]) == 1
+
+
+# -- pipeline and consumer ------------------------------------------------------------------------
+
+
+def test_jsonl_import_end_to_end(client, app_module, s3, tenant):
+    existing = tenant.request("POST", "/items", {"id": "taken", "name": "already here"})
+    assert existing.status_code == 201
+    data = (
+        b'{"name": "one", "data": {"price": 0.10, "qty": 2}}\n'
+        b"\n"
+        b'{"name": ""}\n'
+        b'{"id": "taken", "name": "overwrite?"}\n'
+        b'{"id": "mine", "name": "two", "tags": ["a"]}\n'
+        b'{"id": "mine", "name": "duplicate in the file"}\n'
+        b"not json\n"
+        b'{"name": "three", "expires_at": "2999-01-01T00:00:00Z"}\n'
+    )
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert result["status"] == "completed"
+    assert (result["rows_total"], result["rows_imported"], result["rows_failed"]) == (7, 3, 4)
+    assert result["errors"] == [
+        {"line": 3, "detail": "/name must not be blank"},
+        {"line": 4, "detail": "an item with id 'taken' already exists"},
+        {"line": 6, "detail": "id 'mine' is already used on line 5"},
+        {"line": 7, "detail": "malformed JSON: Expecting value at column 1"},
+    ]
+    assert result["completed_at"] >= result["created_at"]
+    assert "upload" not in result
+    items = {i["name"]: i for i in all_items(tenant)}
+    assert set(items) == {"already here", "one", "two", "three"}
+    assert items["already here"]["version"] == 1
+    assert items["one"]["data"] == {"price": 0.10, "qty": 2}
+    assert json.dumps(items["one"]["data"]) == '{"price": 0.1, "qty": 2}'
+    assert items["one"]["id"] == imports.row_id(result["id"], result["created_at"], 1)
+    assert items["two"]["id"] == "mine"
+    assert items["three"]["expires_at"] == "2999-01-01T00:00:00.000Z"
+
+
+def test_csv_import_end_to_end(client, app_module, s3, tenant):
+    data = (
+        "\ufeffname,description,tags,data\r\n"
+        "Alpha,,x|y,\r\n"
+        '"Beta, the second","spans\r\ntwo lines",,"{""n"": 1}"\r\n'
+        "\r\n"
+        ",no name,,\r\n"
+        "Gamma,,,\r\n"
+    ).encode()
+    result = run_import(client, app_module, s3, tenant, "csv", data)
+    assert result["status"] == "completed"
+    assert (result["rows_total"], result["rows_imported"], result["rows_failed"]) == (4, 3, 1)
+    assert result["errors"] == [{"line": 6, "detail": "/name must not be blank"}]
+    items = all_items(tenant)
+    # Server ids of one import sort in file order.
+    assert [i["name"] for i in items] == ["Alpha", "Beta, the second", "Gamma"]
+    assert items[1]["description"] == "spans\r\ntwo lines"
+    assert items[0]["tags"] == ["x", "y"]
+
+
+def test_many_rows_many_messages_and_only_the_first_100_errors(client, app_module, s3, tenant):
+    lines = []
+    for n in range(1, 331):
+        lines.append('{"name": ""}' if n % 3 == 0 else f'{{"name": "row {n}"}}')
+    data = ("\n".join(lines) + "\n").encode()
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert result["status"] == "completed"
+    assert (result["rows_total"], result["rows_imported"], result["rows_failed"]) == (330, 220, 110)
+    assert [e["line"] for e in result["errors"]] == list(range(3, 301, 3))
+    listed = body_of(tenant.request("GET", "/items?limit=100"))
+    assert len(listed["items"]) == 100
+
+
+def test_errors_are_visible_while_processing(client, app_module, s3, tenant):
+    data = b'{"name": ""}\n{"name": "ok"}\n'
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    processing = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert processing["status"] == "processing"
+    assert (processing["rows_total"], processing["rows_failed"]) == (2, 1)
+    assert processing["errors"] == [{"line": 1, "detail": "/name must not be blank"}]
+    listed = body_of(tenant.request("GET", "/imports"))["imports"]
+    assert listed[0]["errors"] == processing["errors"]
+    drain(work_queue_poller(app_module))
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("file_format", "data", "detail", "line"),
+    [
+        (
+            "csv",
+            b"name,colour\nA,red\n",
+            "unknown column 'colour' in the header on line 1; allowed: name, id, description, tags, data, expires_at",
+            1,
+        ),
+        ("csv", b"name\nA\nB\n\xff\xfe\n", "the file is not valid UTF-8: invalid bytes on line 4", 4),
+        ("jsonl", b'{"name": "A"}\n{"name": "caf\xe9"}\n', "the file is not valid UTF-8: invalid bytes on line 2", 2),
+        ("csv", b" \r\n", "the file has no header row", None),
+    ],
+)
+def test_file_problems_fail_the_import_and_write_nothing(
+    client, app_module, s3, tenant, file_format, data, detail, line
+):
+    created = new_import(tenant, file_format, data)
+    key = upload(s3, created, data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    assert queue_depth(os.environ["QUEUE_URL"]) == 0
+    failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert failed["status"] == "failed"
+    assert failed["errors"] == [{"line": line, "detail": detail}]
+    assert failed["rows_imported"] == 0
+    assert failed["completed_at"] is not None
+    assert all_items(tenant) == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "content_type", "detail"),
+    [
+        (b"name\nA\nB\n", CSV, "the uploaded file has 9 bytes, 7 were declared"),
+        (b"name\nA\n", "text/plain", "the uploaded file is text/plain, text/csv was required"),
+    ],
+)
+def test_upload_not_as_declared_fails_the_import(client, s3, tenant, stored, content_type, detail):
+    created = new_import(tenant, "csv", b"name\nA\n")
+    key = upload(s3, created, stored, content_type)
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert (failed["status"], failed["errors"]) == ("failed", [{"line": None, "detail": detail}])
+    assert all_items(tenant) == []
+
+
+def test_duplicate_storage_events_and_redelivered_batches_create_nothing_twice(client, app_module, s3, tenant):
+    data = "".join(f'{{"name": "n{n}"}}\n' for n in range(120)).encode()
+    created = new_import(tenant, "jsonl", data)
+    key = upload(s3, created, data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))  # S3 may deliver an event twice
+    assert queue_depth(os.environ["QUEUE_URL"]) == 3  # 120 rows, 50 a message; the duplicate queued nothing
+    poller = work_queue_poller(app_module)
+    poller.duplicate_deliveries = True  # every batch is delivered twice
+    drain(poller)
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert (result["status"], result["rows_imported"], result["rows_failed"]) == ("completed", 120, 0)
+    assert sorted(i["name"] for i in every_item(tenant)) == sorted(f"n{n}" for n in range(120))
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))  # a late duplicate after completion
+    assert queue_depth(os.environ["QUEUE_URL"]) == 0
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["rows_imported"] == 120
+
+
+def test_parser_rerun_while_processing_queues_the_same_chunks_again(client, app_module, s3, tenant, monkeypatch):
+    """A crash after queueing but before rows_total was written: the retry re-queues, nothing doubles."""
+    from chalicelib import import_pipeline
+
+    data = "".join(f'{{"name": "n{n}"}}\n' for n in range(60)).encode()
+    created = new_import(tenant, "jsonl", data)
+    key = upload(s3, created, data)
+    original = import_pipeline.ImportPipeline._set_total
+
+    def crash(self, *args):
+        raise RuntimeError("crashed before recording rows_total")
+
+    monkeypatch.setattr(import_pipeline.ImportPipeline, "_set_total", crash)
+    with pytest.raises(Exception, match="records failed"):
+        client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    drain(work_queue_poller(app_module))
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "processing"
+    monkeypatch.setattr(import_pipeline.ImportPipeline, "_set_total", original)
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    drain(work_queue_poller(app_module))
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert (result["status"], result["rows_total"], result["rows_imported"]) == ("completed", 60, 60)
+
+
+def test_rows_written_before_a_crash_count_as_imported_on_redelivery(
+    client, app_module, s3, tenant, monkeypatch, no_backoff
+):
+    data = b'{"name": "a"}\n{"id": "fixed", "name": "b"}\n'
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    real = aws.dynamodb().transact_write_items
+    calls = {"n": 0}
+
+    def fail_first(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "TransactWriteItems")
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", fail_first)
+    poller = work_queue_poller(app_module)
+    assert poller.poll_once() == 1
+    assert queue_depth(os.environ["QUEUE_URL"]) == 1  # not acknowledged
+    drain(poller)
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert (result["status"], result["rows_imported"], result["rows_failed"], result["errors"]) == (
+        "completed",
+        2,
+        0,
+        [],
+    )
+    assert len(all_items(tenant)) == 2
+
+
+def test_throttled_writes_leave_the_message_on_the_queue(client, app_module, s3, tenant, monkeypatch):
+    data = b'{"name": "a"}\n{"name": "b"}\n'
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    real = aws.dynamodb().put_item
+    throttled = {"left": 1}
+
+    def throttle(**kwargs):
+        if throttled["left"]:
+            throttled["left"] -= 1
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "put_item", throttle)
+    poller = work_queue_poller(app_module)
+    poller.poll_once()
+    assert queue_depth(os.environ["QUEUE_URL"]) == 1
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["rows_imported"] == 0
+    drain(poller)
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert (result["status"], result["rows_imported"]) == ("completed", 2)
+
+
+def test_unprocessed_row_errors_are_retried(client, app_module, s3, tenant, monkeypatch, no_backoff):
+    tenant.request("POST", "/items", {"id": "taken", "name": "first"})
+    data = b'{"name": ""}\n{"name": "ok"}\n{"id": "dup", "name": "a"}\n{"id": "dup", "name": "b"}\n'
+    data += b'{"id": "taken", "name": "second"}\n'
+    created = new_import(tenant, "jsonl", data)
+    real = aws.dynamodb().batch_write_item
+    calls = []
+
+    def partially(**kwargs):
+        calls.append(kwargs)
+        if len(calls) % 2:  # every first attempt leaves its last request unprocessed
+            requests = kwargs["RequestItems"]
+            table = next(iter(requests))
+            done = {table: requests[table][:-1]}
+            if done[table]:
+                real(RequestItems=done)
+            return {"UnprocessedItems": {table: requests[table][-1:]}}
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "batch_write_item", partially)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))  # the parser's errors
+    drain(work_queue_poller(app_module))  # the consumer's
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert result["errors"] == [
+        {"line": 1, "detail": "/name must not be blank"},
+        {"line": 4, "detail": "id 'dup' is already used on line 3"},
+        {"line": 5, "detail": "an item with id 'taken' already exists"},
+    ]
+    assert len(calls) == 4
+
+
+def test_rows_are_validated_again_when_written(client, app_module, tenant, monkeypatch):
+    """An expiry that was in the future when parsed may have passed when the row is written."""
+    created = new_import(tenant, "jsonl", b"x")
+    table = os.environ["TABLE_NAME"]
+    aws.dynamodb().update_item(
+        TableName=table,
+        Key=imports.record_key(tenant.name, created["id"]),
+        UpdateExpression="SET #s = :p, rows_total = :t",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":p": {"S": "processing"}, ":t": {"N": "2"}},
+    )
+    message = {
+        "kind": "import_rows",
+        "tenant": tenant.name,
+        "import_id": created["id"],
+        "chunk": 0,
+        "rows": [
+            {"line": 1, "fields": {"id": "late", "name": "x", "expires_at": "2001-01-01T00:00:00Z"}},
+            {"line": 2, "fields": {"name": "no id"}},
+        ],
+    }
+    client.lambda_.invoke("on_work_message", sqs_event([json.dumps(message)]))
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert result["status"] == "completed"
+    assert result["errors"] == [
+        {"line": 1, "detail": "/expires_at must be in the future"},
+        {"line": 2, "detail": "/id is required"},
+    ]
+
+
+def test_messages_for_unknown_or_finished_imports_are_acknowledged(client, tenant):
+    created = new_import(tenant, "csv", b"x")
+    message = {
+        "kind": "import_rows",
+        "tenant": tenant.name,
+        "import_id": "nope",
+        "chunk": 0,
+        "rows": [{"line": 1, "fields": {"id": "a", "name": "a"}}],
+    }
+    pending = {**message, "import_id": created["id"]}
+    response = client.lambda_.invoke("on_work_message", sqs_event([json.dumps(message), json.dumps(pending)]))
+    assert response.payload == {"batchItemFailures": []}
+    assert all_items(tenant) == []
+
+
+def test_late_upload_to_a_failed_import_is_removed(client, s3, tenant):
+    created = new_import(tenant, "csv", b"name\nA\n")
+    imports.fail(
+        os.environ["TABLE_NAME"],
+        tenant.name,
+        created["id"],
+        detail="gave up",
+        line=None,
+        from_status=("pending_upload",),
+    )
+    key = upload(s3, created, b"name\nA\n")
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    assert not exists(s3, key)
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["errors"] == [
+        {"line": None, "detail": "gave up"}
+    ]
+
+
+def test_header_only_file_completes_with_no_rows(client, app_module, s3, tenant):
+    result = run_import(client, app_module, s3, tenant, "csv", b"name,tags\r\n")
+    assert (result["status"], result["rows_total"], result["rows_imported"], result["rows_failed"]) == (
+        "completed",
+        0,
+        0,
+        0,
+    )
+
+
+def test_odd_import_keys_are_skipped(client, s3, tenant):
+    created = new_import(tenant, "csv", b"name\nA\n")
+    key = upload(s3, created, b"name\nA\n")
+    odd = [f"imports/{tenant.name}/{created['id']} copy", f"imports/{tenant.name}/a+b", "imports/é/x", f"{key}/x"]
+    response = client.lambda_.invoke("on_import_uploaded", s3_event(*odd))
+    assert response.payload is None
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "pending_upload"
+
+
+def test_an_id_used_twice_in_a_file_fails_on_the_later_line_whatever_the_delivery_order(client, app_module, s3, tenant):
+    lines = [f'{{"id": "id-{n}", "name": "row {n}"}}' for n in range(1, 121)]
+    lines[109] = '{"id": "id-2", "name": "again"}'  # line 110 reuses line 2's id, three messages later
+    data = ("\n".join(lines) + "\n").encode()
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(QueueUrl=os.environ["QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]
+    for message in reversed(messages):  # re-queue them in reverse: the last chunk is written first
+        sqs.delete_message(QueueUrl=os.environ["QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
+        client.lambda_.invoke("on_work_message", sqs_event([message["Body"]]))
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert result["errors"] == [{"line": 110, "detail": "id 'id-2' is already used on line 2"}]
+    assert body_of(tenant.request("GET", "/items/id-2"))["name"] == "row 2"
