@@ -57,6 +57,7 @@ def document(outputs: Mapping[str, str], functions: Iterable[str]) -> dict[str, 
         _allow(
             "TableItems",
             [
+                "dynamodb:BatchGetItem",
                 "dynamodb:BatchWriteItem",
                 "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
@@ -69,7 +70,7 @@ def document(outputs: Mapping[str, str], functions: Iterable[str]) -> dict[str, 
         _allow("DueIndex", ["dynamodb:Query"], [f"{table}/index/{DUE_INDEX}"]),
         _allow("Objects", ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], [f"{bucket}/*"]),
         _allow("ObjectListing", ["s3:ListBucket"], [bucket]),
-        _allow("WorkQueueSend", ["sqs:SendMessage"], [queue]),
+        _allow("WorkQueueSend", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
         _allow("WorkQueueConsume", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"], [queue]),
         _allow(
             "FunctionLogs",

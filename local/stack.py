@@ -31,7 +31,12 @@ if TYPE_CHECKING:
     from local.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_FILE = ROOT / ".local" / "stack.json"
+DEFAULT_STATE_FILE = ROOT / ".local" / "stack.json"
+
+
+def state_file() -> Path:
+    """Where a running stack says where it is (read by ``tools.apikeys --local``)."""
+    return Path(os.environ.get("LOCAL_STATE_FILE") or DEFAULT_STATE_FILE)
 HOST = "127.0.0.1"
 STAGE = "local"
 
@@ -72,6 +77,7 @@ class LocalStack:
         self.ui_server: Any = None
         self.dispatcher: Any = None
         self.stopping = threading.Event()
+        self.state_file = state_file()
         self.keys: list[tuple[str, str]] = []
         self.app_env: dict[str, str] = {}
 
@@ -233,9 +239,9 @@ class LocalStack:
         raise SystemExit(f"the API did not answer on {self.api_url}/health within {timeout:.0f} s")
 
     def _write_state(self, outputs: dict[str, str]) -> None:
-        STATE_FILE.parent.mkdir(exist_ok=True)
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
         state = {"endpoint_url": self.endpoint, "api_url": self.api_url, "ui_url": self.ui_url, **outputs}
-        STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
+        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
     def _announce(self) -> None:
         lines = [
@@ -273,7 +279,7 @@ class LocalStack:
             self.dispatcher.stop()
         if self.emulator is not None:
             self.emulator.stop()
-        STATE_FILE.unlink(missing_ok=True)
+        self.state_file.unlink(missing_ok=True)
         _log("stopped")
 
 
