@@ -32,7 +32,8 @@ from chalicelib.dynamo import (
     to_item,
 )
 from chalicelib.item_repository import ItemRepository, is_live
-from chalicelib.models import ID_PATTERN, to_field_errors
+from chalicelib.limits import ID_PATTERN
+from chalicelib.models import to_field_errors
 from chalicelib.problems import Problem, field_errors, not_found
 from chalicelib.settings import Settings, require
 from chalicelib.upload_models import MAX_ATTACHMENTS_PER_ITEM, AttachmentCreate

@@ -28,7 +28,8 @@ from chalicelib import aws, clock, dynamo_batch, ulid, uploads
 from chalicelib import cursor as cursors
 from chalicelib.dynamo import Expression, due_pk, from_item, is_condition_failure, tenant_pk, to_attr, to_item
 from chalicelib.items import _limit as page_limit
-from chalicelib.models import ID_PATTERN, to_field_errors
+from chalicelib.limits import ID_PATTERN
+from chalicelib.models import to_field_errors
 from chalicelib.problems import Problem, field_errors, query_error
 from chalicelib.settings import Settings, require
 from chalicelib.upload_models import IMPORT_CONTENT_TYPES, MAX_LISTED_ROW_ERRORS, ImportCreate

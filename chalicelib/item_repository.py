@@ -146,20 +146,9 @@ class ItemRepository:
         record = from_item(item)
         return record if is_live(record, clock.now_text()) else None
 
-    def create(
-        self,
-        tenant: str,
-        item_id: str,
-        fields: ItemFields,
-        import_ref: str | None = None,
-        completion: Completion | None = None,
-    ) -> dict[str, Any]:
-        """Create the item.
-
-        ``import_ref`` (``<import id>#<line>``) marks a row written by an import. ``completion`` may
-        return a transaction entry to write atomically with the item (an idempotency record).
-        """
-        now = clock.now_text()
+    @staticmethod
+    def new_record(tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str | None = None) -> dict[str, Any]:
+        """The stored form of a new item (version 1); ``import_ref`` marks a row written by an import."""
         pk, sk = tenant_pk(tenant), ITEM_PREFIX + item_id
         record: dict[str, Any] = {
             "pk": pk,
@@ -180,6 +169,27 @@ class ItemRepository:
             record.update(_expiry_attributes(pk, sk, fields.expires_at))
         if import_ref is not None:
             record["import_ref"] = import_ref
+        return record
+
+    @staticmethod
+    def free_id_condition(expr: Expression, now: str) -> str:
+        """An id is free when no item holds it, or its item has expired (an expired item is gone)."""
+        return f"attribute_not_exists(pk) OR {expr.name('expires_at')} <= {expr.value(now)}"
+
+    def create_action(self, tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str) -> dict[str, Any]:
+        """The create as one ``TransactWriteItems`` action (bulk imports write rows this way)."""
+        expr = Expression()
+        condition = self.free_id_condition(expr, now)
+        record = self.new_record(tenant, item_id, fields, now, import_ref)
+        return {"Put": {"TableName": self.table, "Item": to_item(record), "ConditionExpression": condition, **expr.kwargs()}}
+
+    def create(
+        self, tenant: str, item_id: str, fields: ItemFields, completion: Completion | None = None
+    ) -> dict[str, Any]:
+        """Create the item; ``completion`` may return a transaction entry to write atomically with it
+        (an idempotency record)."""
+        now = clock.now_text()
+        record = self.new_record(tenant, item_id, fields, now)
         also = completion(to_api(record)) if completion is not None else None
         replaced = self._put_new(record, now) if also is None else self._create_in_transaction(record, also, now)
         if replaced:
@@ -192,8 +202,7 @@ class ItemRepository:
     def _put_new(self, record: dict[str, Any], now: str) -> dict[str, Any] | None:
         """One conditional ``PutItem``; returns the expired item it replaced, if any."""
         expr = Expression()
-        # An expired item is gone even before the cleanup job removes it: its id is free again.
-        condition = f"attribute_not_exists(pk) OR {expr.name('expires_at')} <= {expr.value(now)}"
+        condition = self.free_id_condition(expr, now)
         try:
             response = aws.dynamodb().put_item(
                 TableName=self.table,

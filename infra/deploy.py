@@ -5,8 +5,9 @@
 1. ``resources``: the stage's CloudFormation stack from infra/template.yaml, created or updated,
    and waited for.
 2. ``cursor_secrets``: the SecureString parameter ``/items/<stage>/cursor-secrets``, created once
-   with a random value. It reaches the functions' environment in memory, through Chalice's
-   deployer; it is never written to .chalice/config.json, which is committed.
+   with a random value. The functions read it at run time (``CURSOR_SECRETS_PARAMETER`` names
+   it; ``chalicelib/secret_store.py``), so the secret is in no file and in no function's
+   configuration.
 3. ``write_stage_config``: the stage's environment variables, from the stack's outputs, into
    .chalice/config.json.
 4. ``policy.write``: .chalice/policy-<stage>.json, from the outputs and the app's functions.
@@ -109,14 +110,15 @@ def resources(cloudformation: Any, stage: str, frontend_origin: str | None) -> d
 # -- 2. secrets -------------------------------------------------------------------------------
 
 def secret_parameter(stage: str) -> str:
-    return f"/items/{stage}/cursor-secrets"
+    return policy.cursor_secrets_parameter(stage)
 
 
 def cursor_secrets(ssm: Any, stage: str) -> str:
     """The stage's cursor-signing secrets, created on first use.
 
-    Rotate by writing ``new,old`` to the parameter and deploying: the first secret signs, all
-    verify, so cursors issued before the rotation keep working until the old one is dropped.
+    Rotate by writing ``old,new``, then ``new,old`` five minutes later, to the parameter (no
+    deploy needed): the first secret signs, all verify, so cursors issued before the rotation keep
+    working until the old one is dropped (``chalicelib/secret_store.py``).
     """
     name = secret_parameter(stage)
     try:
@@ -141,7 +143,8 @@ def cursor_secrets(ssm: Any, stage: str) -> str:
 # -- 3. stage configuration -------------------------------------------------------------------
 
 def stage_environment(outputs: dict[str, str], settings: Mapping[str, str]) -> dict[str, str]:
-    return {**stack.app_environment(outputs), **settings}
+    parameter = {"CURSOR_SECRETS_PARAMETER": secret_parameter(outputs["Stage"])}
+    return {**stack.app_environment(outputs), **parameter, **settings}
 
 
 def write_stage_config(path: Path, stage: str, environment: Mapping[str, str]) -> bool:
@@ -335,10 +338,10 @@ def configure(options: Options, clients: Clients, project: ChaliceProject, confi
     stage = options.stage
     log(f"resources stack {stack.stack_name(stage)}")
     outputs = resources(clients.cloudformation, stage, options.frontend_origin)
-    secret_environment = {"CURSOR_SECRETS": cursor_secrets(clients.ssm, stage)}
+    cursor_secrets(clients.ssm, stage)  # the functions read it themselves
     if write_stage_config(config_path, stage, stage_environment(outputs, options.settings)):
         log(f"stage {stage!r} environment written to {config_path.name}")
-    config = project.config(stage, secret_environment)
+    config = project.config(stage)
     functions = policy.function_names(config.chalice_app, stage)
     policy_file = config_path.parent / policy.policy_path(stage).name
     if policy.write(policy_file, policy.document(outputs, functions)):

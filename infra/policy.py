@@ -13,7 +13,9 @@ How API operations map to IAM actions matters for reading it:
   ``s3:ListBucket`` makes a missing key answer 404 instead of 403.
 - ``SendMessageBatch`` is ``sqs:SendMessage``; Lambda's event source mapping polls the work queue
   with the function's role (``ReceiveMessage``, ``DeleteMessage``, ``GetQueueAttributes``).
-- The table, buckets and queues are encrypted with AWS owned or managed keys, so no ``kms:*``.
+- The table, buckets and queues are encrypted with AWS owned or managed keys, so no ``kms:*``;
+  the cursor secrets' SecureString uses the AWS managed key ``aws/ssm``, whose key policy lets
+  the account's principals decrypt through SSM, so ``ssm:GetParameter`` on it is enough.
 
 Run ``python -m infra.policy --stage dev`` to print the policy of a deployed stage.
 """
@@ -32,6 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def policy_path(stage: str) -> Path:
     return ROOT / ".chalice" / f"policy-{stage}.json"
+
+
+def cursor_secrets_parameter(stage: str) -> str:
+    """The SecureString parameter holding the stage's cursor secrets (the functions read it)."""
+    return f"/items/{stage}/cursor-secrets"
 
 
 def function_names(app: Any, stage: str) -> list[str]:
@@ -53,10 +60,12 @@ def document(outputs: Mapping[str, str], functions: Iterable[str]) -> dict[str, 
     bucket = outputs["BucketArn"]
     queue = outputs["WorkQueueArn"]
     log_groups = [f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{name}" for name in functions]
+    parameter = f"arn:{partition}:ssm:{region}:{account}:parameter{cursor_secrets_parameter(outputs['Stage'])}"
     statements = [
         _allow(
             "TableItems",
             [
+                "dynamodb:BatchGetItem",
                 "dynamodb:BatchWriteItem",
                 "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
@@ -69,8 +78,9 @@ def document(outputs: Mapping[str, str], functions: Iterable[str]) -> dict[str, 
         _allow("DueIndex", ["dynamodb:Query"], [f"{table}/index/{DUE_INDEX}"]),
         _allow("Objects", ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], [f"{bucket}/*"]),
         _allow("ObjectListing", ["s3:ListBucket"], [bucket]),
-        _allow("WorkQueueSend", ["sqs:SendMessage"], [queue]),
+        _allow("WorkQueueSend", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
         _allow("WorkQueueConsume", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"], [queue]),
+        _allow("CursorSecrets", ["ssm:GetParameter"], [parameter]),
         _allow(
             "FunctionLogs",
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],

@@ -31,7 +31,12 @@ if TYPE_CHECKING:
     from local.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_FILE = ROOT / ".local" / "stack.json"
+DEFAULT_STATE_FILE = ROOT / ".local" / "stack.json"
+
+
+def state_file() -> Path:
+    """Where a running stack says where it is (read by ``tools.apikeys --local``)."""
+    return Path(os.environ.get("LOCAL_STATE_FILE") or DEFAULT_STATE_FILE)
 HOST = "127.0.0.1"
 STAGE = "local"
 
@@ -72,10 +77,8 @@ class LocalStack:
         self.ui_server: Any = None
         self.dispatcher: Any = None
         self.stopping = threading.Event()
+        self.state_file = state_file()
         self.keys: list[tuple[str, str]] = []
-        # Where tools (``tools.apikeys --local``) find the stack; a second stack started for a test
-        # names its own file, so it never replaces or removes the first one's.
-        self.state_file = Path(environ.get("LOCAL_STATE_FILE") or STATE_FILE)
         self.app_env: dict[str, str] = {}
 
     # -- start ------------------------------------------------------------------------------
@@ -236,7 +239,7 @@ class LocalStack:
         raise SystemExit(f"the API did not answer on {self.api_url}/health within {timeout:.0f} s")
 
     def _write_state(self, outputs: dict[str, str]) -> None:
-        self.state_file.parent.mkdir(exist_ok=True)
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
         state = {"endpoint_url": self.endpoint, "api_url": self.api_url, "ui_url": self.ui_url, **outputs}
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 

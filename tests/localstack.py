@@ -67,6 +67,7 @@ def start_stack(tmp_dir: Path, extra_env: dict[str, str] | None = None, timeout:
         "UI_PORT": str(ui_port),
         "LOCAL_API_KEYS": ",".join(f"{tenant}:{key}" for tenant, key in keys.items()),
         "PYTHONUNBUFFERED": "1",
+        "LOCAL_STATE_FILE": str(tmp_dir / f"stack-{port}.json"),
         **(extra_env or {}),
     }
     for name in ("AWS_ENDPOINT_URL", "TABLE_NAME", "BUCKET_NAME", "QUEUE_URL", "CURSOR_SECRETS"):

@@ -14,9 +14,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
-
-STATE_FILE = Path(__file__).resolve().parent.parent / ".local" / "stack.json"
 
 
 def _target(args: argparse.Namespace) -> str:
@@ -26,9 +23,11 @@ def _target(args: argparse.Namespace) -> str:
             os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
         return str(args.table)
     if args.local:
-        if not STATE_FILE.exists():
+        from local.stack import state_file
+
+        if not state_file().exists():
             raise SystemExit("the local stack is not running (start it with `make run`)")
-        state = json.loads(STATE_FILE.read_text())
+        state = json.loads(state_file().read_text())
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": state["endpoint_url"],

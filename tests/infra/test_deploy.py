@@ -300,10 +300,11 @@ def test_deploy_end_to_end_and_again(clients, config_path, capsys):
 
         outputs = stack.outputs(clients.cloudformation, "ci")
         variables = json.loads(config_path.read_text())["stages"]["ci"]["environment_variables"]
-        assert variables == {**stack.app_environment(outputs), "RATE_LIMIT_RPS": "20"}
+        assert variables == {**stack.app_environment(outputs), "RATE_LIMIT_RPS": "20",
+                             "CURSOR_SECRETS_PARAMETER": "/items/ci/cursor-secrets"}
         assert variables["CORS_ALLOW_ORIGIN"] == ORIGIN
         secret = clients.ssm.get_parameter(Name="/items/ci/cursor-secrets", WithDecryption=True)["Parameter"]["Value"]
-        assert project.secrets == [{"CURSOR_SECRETS": secret}]
+        assert project.secrets == [{}]  # the functions read the parameter; no secret in their configuration
         assert secret not in config_path.read_text()
         written = json.loads((config_path.parent / "policy-ci.json").read_text())
         assert written == policy.document(outputs, ["items-ci", "items-ci-api_key", "items-ci-consume"])

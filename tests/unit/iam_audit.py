@@ -98,6 +98,8 @@ def requirements(service: str, operation: str, params: Mapping[str, Any], region
         return _s3(operation, params)
     if service == "sqs":
         return _sqs(operation, params, region)
+    if service == "ssm" and "Name" in params:
+        return [(f"ssm:{operation}", f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{params['Name']}")]
     return [(f"{service}:{operation}", "*")]
 
 

@@ -16,18 +16,7 @@ from tests.unit import iam_audit
 
 # Grants for features that API.md specifies and whose code is not on this branch yet: each entry
 # must be unused today, and fails the test the moment its feature exercises it (then delete it).
-AWAITING_FEATURES = {
-    ("TableItems", "dynamodb:BatchWriteItem"): "import rows written in batches by the queue consumer",
-    ("DueIndex", "dynamodb:Query"): "the cleanup job finds expired records through due-index",
-    ("Objects", "s3:GetObject"): "HeadObject of uploads, streaming import files, download URLs",
-    ("Objects", "s3:PutObject"): "presigned POST forms for attachment and import uploads",
-    ("Objects", "s3:DeleteObject"): "removing rejected, deleted and expired files",
-    ("ObjectListing", "s3:ListBucket"): "HeadObject/GetObject of a missing key answer 404, not 403",
-    ("WorkQueueSend", "sqs:SendMessage"): "import rows sent with SendMessageBatch",
-    ("WorkQueueConsume", "sqs:ReceiveMessage"): "the event source mapping of the queue consumer",
-    ("WorkQueueConsume", "sqs:DeleteMessage"): "the event source mapping of the queue consumer",
-    ("WorkQueueConsume", "sqs:GetQueueAttributes"): "the event source mapping of the queue consumer",
-}
+AWAITING_FEATURES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")

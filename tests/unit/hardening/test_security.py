@@ -67,6 +67,7 @@ def test_cursor_check_compares_in_constant_time(monkeypatch):
 def test_keys_never_reach_the_logs(client, faults, capsys, caplog, rate_limited):
     """Every path a request with a key can take — success, client errors, a throttled authorizer,
     a rate limit, an internal error — and not one log line holds the key."""
+    caplog.set_level("DEBUG")
     tenant = make_tenant(client)
     wrong = "wrong-" + "k" * 30
     tenant.request("POST", "/items", {"id": "x", "name": "n"}, headers={"Idempotency-Key": "i"})
@@ -85,8 +86,12 @@ def test_keys_never_reach_the_logs(client, faults, capsys, caplog, rate_limited)
     rate_limited(0.01, 1)
     tenant.request("GET", "/items")
     assert tenant.request("GET", "/items").status_code == 429
+    from chalicelib import observability
+
     captured = capsys.readouterr()
-    logged = captured.out + captured.err + caplog.text
+    formatter = observability.logger().registered_formatter
+    records = [formatter.format(r) + json.dumps(r.__dict__, default=str) for r in caplog.records]
+    logged = captured.out + captured.err + "\n".join(records)
     assert '"status":500' in logged and '"status":429' in logged  # the log saw all of it
     for secret in (tenant.key, wrong):
         assert secret not in logged
