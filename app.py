@@ -200,20 +200,25 @@ def delete_item(item_id: str) -> Response:
 # -- attachments and imports ---------------------------------------------------------------------
 
 
-def _idempotent_created(route: str, body: Any, create: Any) -> Response:
-    """Run ``create`` (returns ``(body, location)``) once per Idempotency-Key; 201 with Location."""
+def _idempotent_created(route: str, body: Any, create: Any, location: Any) -> Response:
+    """``create(tenant, completion)`` once per Idempotency-Key; 201 with ``location(created)``.
+
+    With a key, the created record and the remembered response are written in one transaction.
+    """
     request = app.current_request
     tenant = _tenant()
     key = web.idempotency_key(request)
 
-    def operation() -> dict[str, Any]:
-        created, location = create(tenant)
-        return {"status": 201, "body": jsonutil.dumps(created), "headers": {"Location": location}}
+    def outcome_of(created: dict[str, Any]) -> dict[str, Any]:
+        return {"status": 201, "body": jsonutil.dumps(created), "headers": {"Location": location(created)}}
 
     if key is None:
-        outcome, replayed = operation(), False
+        outcome, replayed = outcome_of(create(tenant, None)), False
     else:
         from chalicelib import idempotency
+
+        def operation() -> dict[str, Any]:
+            return outcome_of(create(tenant, lambda created: idempotency.completion_record(outcome_of(created))))
 
         outcome, replayed = idempotency.run(
             table=require(get_settings().table_name, "TABLE_NAME"),
@@ -247,11 +252,12 @@ def _imports() -> Any:
 def create_attachment(item_id: str) -> Response:
     body = web.read_json_body(app.current_request)
 
-    def create(tenant: str) -> tuple[dict[str, Any], str]:
-        attachment = _attachments().create(tenant, item_id, body)
-        return attachment, f"/items/{item_id}/attachments/{attachment['id']}"
-
-    return _idempotent_created(f"POST /items/{item_id}/attachments", body, create)
+    return _idempotent_created(
+        f"POST /items/{item_id}/attachments",
+        body,
+        lambda tenant, completion: _attachments().create(tenant, item_id, body, completion),
+        lambda created: f"/items/{item_id}/attachments/{created['id']}",
+    )
 
 
 @app.route("/items/{item_id}/attachments", methods=["GET"], authorizer=api_key, cors=cors)
@@ -278,11 +284,12 @@ def delete_attachment(item_id: str, attachment_id: str) -> Response:
 def create_import() -> Response:
     body = web.read_json_body(app.current_request)
 
-    def create(tenant: str) -> tuple[dict[str, Any], str]:
-        created = _imports().create(tenant, body)
-        return created, f"/imports/{created['id']}"
-
-    return _idempotent_created("POST /imports", body, create)
+    return _idempotent_created(
+        "POST /imports",
+        body,
+        lambda tenant, completion: _imports().create(tenant, body, completion),
+        lambda created: f"/imports/{created['id']}",
+    )
 
 
 @app.route("/imports", methods=["GET"], authorizer=api_key, cors=cors)

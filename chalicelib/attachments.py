@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from chalicelib import aws, clock, dynamo_batch, ulid, uploads
 from chalicelib.dynamo import (
+    CompanionRefused,
     Expression,
     cancellation_reasons,
     due_pk,
@@ -31,7 +32,7 @@ from chalicelib.dynamo import (
     to_attr,
     to_item,
 )
-from chalicelib.item_repository import ItemRepository, is_live
+from chalicelib.item_repository import Completion, ItemRepository, is_live
 from chalicelib.limits import ID_PATTERN
 from chalicelib.models import to_field_errors
 from chalicelib.problems import Problem, field_errors, not_found
@@ -93,7 +94,9 @@ class AttachmentService:
         return require(self.settings.bucket_name, "BUCKET_NAME")
 
     # -- API ------------------------------------------------------------------------------
-    def create(self, tenant: str, item_id: str, body: Any) -> dict[str, Any]:
+    def create(self, tenant: str, item_id: str, body: Any, completion: Completion | None = None) -> dict[str, Any]:
+        """Create a pending attachment; ``completion`` (given the answer) may return one more
+        transaction entry to write with it — the idempotency record of the request."""
         _check_id(item_id)
         try:
             model = AttachmentCreate.model_validate(body)
@@ -131,6 +134,8 @@ class AttachmentService:
             f" AND (attribute_not_exists({expires}) OR {expires} > {expr.value(record['created_at'])})"
             f" AND (attribute_not_exists({count}) OR {count} < {expr.value(MAX_ATTACHMENTS_PER_ITEM)})"
         )
+        answer = self.to_api(tenant, record)
+        also = completion(answer) if completion is not None else None
         try:
             dynamo_batch.transact(
                 [
@@ -151,10 +156,17 @@ class AttachmentService:
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
+                    *([also] if also is not None else []),
                 ]
             )
         except ClientError as exc:
             reasons = cancellation_reasons(exc)
+            if reasons and len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
+                # The record's id is fresh: only an earlier attempt of this very call (its answer
+                # lost, then retried by the client library) can have written it, with the rest.
+                return answer
+            if reasons and any(r.get("Code") == "ConditionalCheckFailed" for r in reasons[2:]):
+                raise CompanionRefused() from exc
             if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
                 raise
             old = from_item(reasons[0]["Item"]) if reasons[0].get("Item") else None
@@ -163,7 +175,7 @@ class AttachmentService:
             raise Problem(
                 "conflict", f"an item has at most {MAX_ATTACHMENTS_PER_ITEM} attachments; delete one first"
             ) from exc
-        return self.to_api(tenant, record)
+        return answer
 
     def list_for_item(self, tenant: str, item_id: str) -> dict[str, Any]:
         _check_id(item_id)

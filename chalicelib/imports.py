@@ -26,7 +26,18 @@ from pydantic import ValidationError
 
 from chalicelib import aws, clock, dynamo_batch, ulid, uploads
 from chalicelib import cursor as cursors
-from chalicelib.dynamo import Expression, due_pk, from_item, is_condition_failure, tenant_pk, to_attr, to_item
+from chalicelib.dynamo import (
+    CompanionRefused,
+    Expression,
+    cancellation_reasons,
+    due_pk,
+    from_item,
+    is_condition_failure,
+    tenant_pk,
+    to_attr,
+    to_item,
+)
+from chalicelib.item_repository import Completion
 from chalicelib.items import _limit as page_limit
 from chalicelib.limits import ID_PATTERN
 from chalicelib.models import to_field_errors
@@ -176,7 +187,9 @@ class ImportService:
         self.settings = settings
         self.table = require(settings.table_name, "TABLE_NAME")
 
-    def create(self, tenant: str, body: Any) -> dict[str, Any]:
+    def create(self, tenant: str, body: Any, completion: Completion | None = None) -> dict[str, Any]:
+        """Create an import awaiting its upload; ``completion`` (given the answer) may return one
+        more transaction entry to write with it — the idempotency record of the request."""
         try:
             model = ImportCreate.model_validate(body)
         except ValidationError as exc:
@@ -202,10 +215,24 @@ class ImportService:
             "due_pk": due_pk(pk, sk),
             "due_at": clock.format_timestamp(now + timedelta(seconds=self.settings.upload_window_seconds)),
         }
-        aws.dynamodb().put_item(
-            TableName=self.table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)"
-        )
-        return self.to_api(tenant, record)
+        answer = self.to_api(tenant, record)
+        also = completion(answer) if completion is not None else None
+        put: Any = {"TableName": self.table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(pk)"}
+        try:
+            if also is None:
+                aws.dynamodb().put_item(**put)
+            else:
+                dynamo_batch.transact([{"Put": put}, also])
+        except ClientError as exc:
+            reasons = cancellation_reasons(exc) or []
+            if is_condition_failure(exc) or (reasons and reasons[0].get("Code") == "ConditionalCheckFailed"):
+                # The id is fresh: only an earlier attempt of this very call (its answer lost, then
+                # retried by the client library) can have written it.
+                return answer
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons[1:]):
+                raise CompanionRefused() from exc
+            raise
+        return answer
 
     def get(self, tenant: str, import_id: str) -> dict[str, Any]:
         if not _ID.match(import_id):

@@ -46,6 +46,11 @@ def _error_response(url: str, code: str, message: str, **fields: Any) -> AWSResp
     return AWSResponse(url, 400, headers, _Raw(body))
 
 
+def _s3_error_response(url: str, status: int, code: str, message: str) -> AWSResponse:
+    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
+    return AWSResponse(url, status, {"Content-Type": "application/xml", "x-amz-request-id": "injected"}, _Raw(body.encode()))
+
+
 Predicate = Callable[[dict[str, Any]], bool]
 _MARK = "x-injected-fault"
 
@@ -76,7 +81,7 @@ class Injector:
     faults: list[Fault] = field(default_factory=list)
     # One entry per API call (operation, parameters), and one per attempt on the wire.
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    attempts: list[str] = field(default_factory=list)
+    attempts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def add(self, operation: str, kind: str, *, times: int | None = None, when: Predicate | None = None,
             applied: bool = False, action: Callable[[], None] | None = None, delay: float = 0.0) -> Fault:
@@ -93,19 +98,18 @@ class Injector:
         return [operation for operation, _ in self.calls]
 
     @staticmethod
-    def _operation(request: Any) -> tuple[str, dict[str, Any]]:
-        target = request.headers.get("X-Amz-Target", b"")
-        target = target.decode() if isinstance(target, bytes) else str(target)
+    def _operation(request: Any, event_name: str) -> tuple[str, dict[str, Any]]:
         body = request.body
         try:
             parsed = json.loads(body) if body else {}
-        except ValueError:
-            parsed = {}
-        return target.rsplit(".", 1)[-1], parsed
+        except (ValueError, TypeError):
+            parsed = {}  # S3 bodies are not JSON
+        return event_name.rsplit(".", 1)[-1], parsed if isinstance(parsed, dict) else {}
 
-    def before_send(self, request: Any, **_kwargs: Any) -> AWSResponse | None:
-        operation, body = self._operation(request)
-        self.attempts.append(operation)
+    def before_send(self, request: Any, event_name: str, **_kwargs: Any) -> AWSResponse | None:
+        operation, body = self._operation(request, event_name)
+        s3 = event_name.split(".")[1] == "s3"
+        self.attempts.append((operation, body))
         for fault in self.faults:
             if fault.applied or not fault.matches(operation, body):
                 continue
@@ -117,6 +121,8 @@ class Injector:
             # botocore calls every ``before-send`` handler even after one answered; the mark tells
             # the emulator's handler (see ``injected``) that this request never reached DynamoDB.
             request.headers[_MARK] = fault.kind
+            if fault.kind == "throttle" and s3:
+                return _s3_error_response(request.url, 503, "SlowDown", "injected throttling")
             if fault.kind == "throttle":
                 return _error_response(request.url, "ProvisionedThroughputExceededException", "injected throttling")
             if fault.kind == "condition" and operation == "TransactWriteItems":
@@ -140,9 +146,9 @@ class Injector:
     def on_call(self, params: dict[str, Any], model: Any, **_kwargs: Any) -> None:
         self.calls.append((model.name, params))
 
-    def after_send(self, request: Any, **_kwargs: Any) -> None:
+    def after_send(self, request: Any, event_name: str, **_kwargs: Any) -> None:
         """Runs after the emulator applied the request: a fault here loses the response only."""
-        operation, body = self._operation(request)
+        operation, body = self._operation(request, event_name)
         for fault in self.faults:
             if fault.applied and fault.matches(operation, body):
                 fault.fired += 1
@@ -168,22 +174,26 @@ def _emulator_skips_marked_requests() -> Iterator[None]:
 
 
 @contextmanager
-def injected(client: Any) -> Iterator[Injector]:
-    """Install an injector on ``client`` for the duration of the block."""
+def injected(*clients: Any) -> Iterator[Injector]:
+    """Install one injector on ``clients`` for the duration of the block."""
     injector = Injector()
-    service = client.meta.service_model.service_id.hyphenize()
-    # Handlers on a more specific event run before moto's generic ``before-send`` one (the
-    # emulator), handlers registered last on the generic event run after it.
-    client.meta.events.register(f"before-send.{service}", injector.before_send, unique_id="fault-before")
-    client.meta.events.register_last("before-send", injector.after_send, unique_id="fault-after")
-    client.meta.events.register(f"provide-client-params.{service}", injector.on_call, unique_id="fault-calls")
+    installed = []
+    for client in clients:
+        service = client.meta.service_model.service_id.hyphenize()
+        # Handlers on a more specific event run before moto's generic ``before-send`` one (the
+        # emulator), handlers registered last on the generic event run after it.
+        client.meta.events.register(f"before-send.{service}", injector.before_send, unique_id="fault-before")
+        client.meta.events.register_last("before-send", injector.after_send, unique_id="fault-after")
+        client.meta.events.register(f"provide-client-params.{service}", injector.on_call, unique_id="fault-calls")
+        installed.append((client, service))
     try:
         with _emulator_skips_marked_requests():
             yield injector
     finally:
-        client.meta.events.unregister(f"provide-client-params.{service}", unique_id="fault-calls")
-        client.meta.events.unregister(f"before-send.{service}", unique_id="fault-before")
-        client.meta.events.unregister("before-send", unique_id="fault-after")
+        for client, service in installed:
+            client.meta.events.unregister(f"provide-client-params.{service}", unique_id="fault-calls")
+            client.meta.events.unregister(f"before-send.{service}", unique_id="fault-before")
+            client.meta.events.unregister("before-send", unique_id="fault-after")
 
 
 def key_of(body: dict[str, Any]) -> tuple[str, str]:

@@ -80,7 +80,8 @@ def test_every_function_gets_its_logs_and_nothing_else(policy, needed):
 
 def test_policy_is_scoped_to_the_stage(policy, outputs, functions):
     log_prefix = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/"
-    own = (outputs["TableArn"], outputs["BucketArn"], outputs["WorkQueueArn"])
+    parameter = f"arn:aws:ssm:us-east-1:123456789012:parameter{stage_policy.cursor_secrets_parameter('test')}"
+    own = (outputs["TableArn"], outputs["BucketArn"], outputs["WorkQueueArn"], parameter)
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
         for action in statement["Action"]:

@@ -20,11 +20,11 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def faults(aws_mock: None, no_backoff: None) -> Iterator[Injector]:
-    """An injector on a fresh DynamoDB client (fresh retry quota), removed afterwards."""
+    """An injector on fresh DynamoDB and S3 clients (fresh retry quota), removed afterwards."""
     from chalicelib import aws
 
     aws.reset()
-    with injected(aws.dynamodb()) as injector:
+    with injected(aws.dynamodb(), aws.s3()) as injector:
         yield injector
     aws.reset()
 

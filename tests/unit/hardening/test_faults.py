@@ -14,6 +14,7 @@ to the client: same status as without faults, the write applied exactly once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +46,36 @@ def items_of(tenant: Tenant) -> dict[str, dict[str, Any]]:
     return {sk: r for sk, r in records(tenant).items() if sk.startswith("ITEM#")}
 
 
-def shape(item: dict[str, Any]) -> dict[str, Any]:
-    """What a write decides about an item (not when it happened)."""
-    return {k: item.get(k) for k in ("id", "name", "description", "tags", "data", "expires_at", "version")}
+_ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+# What a write decides about an item (not when it happened, nor its bookkeeping).
+ITEM_FIELDS = ("id", "name", "description", "tags", "data", "expires_at", "version", "attachment_count")
+
+
+def _normal(value: Any) -> Any:
+    """Server-assigned ids and timestamps differ from run to run; what was written does not."""
+    if isinstance(value, str):
+        return _TIMESTAMP.sub("<time>", _ULID.sub("<id>", value))
+    if isinstance(value, dict):
+        return {_normal(k): _normal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    return value
+
+
+def shape(sk: str, record: dict[str, Any]) -> dict[str, Any]:
+    if sk.startswith("ITEM#"):
+        return {k: record.get(k) for k in ITEM_FIELDS}
+    return {k: _normal(v) for k, v in record.items() if k not in ("pk", "due_pk", "write_token", "ttl")}
+
+
+def state(tenant: Tenant) -> dict[str, dict[str, Any]]:
+    """The tenant's data as writes decide it (idempotency records and keys are bookkeeping)."""
+    return {
+        _normal(sk): shape(sk, record)
+        for sk, record in records(tenant).items()
+        if not sk.startswith(("IDEMPOTENCY#", "APIKEY#"))
+    }
 
 
 @dataclass
@@ -57,7 +85,8 @@ class Scenario:
     path: str
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    setup: Callable[[Tenant], None] = lambda tenant: None
+    # Prepares the tenant; returns names to format ``path`` with (ids the server assigned).
+    setup: Callable[[Tenant], dict[str, str] | None] = lambda tenant: None
     # The request is safe for the client to repeat after a 503 (it promises nothing else).
     retry_safe: bool = True
     expected_status: int = 200
@@ -66,13 +95,34 @@ class Scenario:
     lost_answer_statuses: tuple[int, ...] = ()
     content_type: str = "application/json"
 
+    def prepare(self, tenant: Tenant) -> None:
+        tenant.names = self.setup(tenant) or {}  # type: ignore[attr-defined]
+
     def send(self, tenant: Tenant) -> Any:
-        return tenant.request(self.method, self.path, self.body, headers=self.headers, content_type=self.content_type)
+        path = self.path.format(**getattr(tenant, "names", {}))
+        return tenant.request(self.method, path, self.body, headers=self.headers, content_type=self.content_type)
 
 
 def _seed(tenant: Tenant) -> None:
     created = tenant.request("POST", "/items", {"id": "it", "name": "seed", "data": {"a": {"x": 1}, "n": 1}})
     assert created.status_code == 201
+
+
+ATTACHMENT = {"filename": "scan.png", "content_type": "image/png", "size": 10}
+IMPORT = {"format": "jsonl", "size": 100}
+
+
+def _seed_attachment(tenant: Tenant) -> dict[str, str]:
+    _seed(tenant)
+    created = tenant.request("POST", "/items/it/attachments", ATTACHMENT)
+    assert created.status_code == 201, created.body
+    return {"att": json.loads(created.body)["id"]}
+
+
+def _seed_import(tenant: Tenant) -> dict[str, str]:
+    created = tenant.request("POST", "/imports", IMPORT)
+    assert created.status_code == 201, created.body
+    return {"imp": json.loads(created.body)["id"]}
 
 
 SCENARIOS = [
@@ -98,6 +148,17 @@ SCENARIOS = [
     Scenario("delete", "DELETE", "/items/it", setup=_seed, expected_status=204, lost_answer_statuses=(404,)),
     Scenario("delete-if-match", "DELETE", "/items/it", headers={"If-Match": '"1"'}, setup=_seed, expected_status=204,
              lost_answer_statuses=(404,)),
+    Scenario("attach", "POST", "/items/it/attachments", ATTACHMENT, setup=_seed, retry_safe=False, expected_status=201),
+    Scenario("attach-idempotent", "POST", "/items/it/attachments", ATTACHMENT, headers={"Idempotency-Key": "a-1"},
+             setup=_seed, expected_status=201),
+    Scenario("attachments-list", "GET", "/items/it/attachments", setup=_seed_attachment),
+    Scenario("attachment-get", "GET", "/items/it/attachments/{att}", setup=_seed_attachment),
+    Scenario("attachment-delete", "DELETE", "/items/it/attachments/{att}", setup=_seed_attachment,
+             expected_status=204, lost_answer_statuses=(404,)),
+    Scenario("import", "POST", "/imports", IMPORT, retry_safe=False, expected_status=201),
+    Scenario("import-idempotent", "POST", "/imports", IMPORT, headers={"Idempotency-Key": "i-1"}, expected_status=201),
+    Scenario("imports-list", "GET", "/imports", setup=_seed_import),
+    Scenario("import-get", "GET", "/imports/{imp}", setup=_seed_import),
 ]
 
 
@@ -118,12 +179,12 @@ def _matcher(target: str) -> Callable[[dict[str, Any]], bool]:
 
 def trace(client: Any, faults: Injector, scenario: Scenario) -> list[tuple[str, str]]:
     tenant = make_tenant(client)
-    scenario.setup(tenant)
+    scenario.prepare(tenant)
     faults.clear()
     response = scenario.send(tenant)
     assert response.status_code == scenario.expected_status, response.body
     steps = []
-    for operation, params in faults.calls:
+    for operation, params in faults.attempts:  # what went on the wire (a presigned form does not)
         step = _step(operation, params)
         if step not in steps:
             steps.append(step)
@@ -133,20 +194,19 @@ def trace(client: Any, faults: Injector, scenario: Scenario) -> list[tuple[str, 
 def _ideal(client: Any, scenario: Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
     """Item shapes before and after a fault-free run of the scenario, on a fresh tenant."""
     tenant = make_tenant(client)
-    scenario.setup(tenant)
-    before = {sk: shape(r) for sk, r in items_of(tenant).items()}
+    scenario.prepare(tenant)
+    before = state(tenant)
     scenario.send(tenant)
-    after = {sk: shape(r) for sk, r in items_of(tenant).items()}
-    return before, after
+    return before, state(tenant)
 
 
-def _normalise(state: dict[str, Any]) -> list[dict[str, Any]]:
+def _normalise(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     """Server-assigned ids differ from run to run; compare what was written."""
-    return sorted(({k: v for k, v in s.items() if k != "id"} for s in state.values()), key=repr)
+    return sorted(({k: v for k, v in s.items() if k != "id"} for s in snapshot.values()), key=repr)
 
 
 def _check_state(tenant: Tenant, before: dict[str, Any], after: dict[str, Any]) -> str:
-    now = {sk: shape(r) for sk, r in items_of(tenant).items()}
+    now = state(tenant)
     if _normalise(now) == _normalise(after):
         return "applied once"  # also what a read leaves behind
     if _normalise(now) == _normalise(before):
@@ -170,7 +230,7 @@ def _check_retry(tenant: Tenant, scenario: Scenario, outcome: str, retried: Any,
             assert retried.headers["Idempotent-Replayed"] == "true", where
     else:
         assert retried.status_code in (scenario.expected_status, 404, 412), (where, "retry", retried.body)
-        now = {sk: {**shape(r), "version": None} for sk, r in items_of(tenant).items()}
+        now = {sk: {**s, "version": None} for sk, s in state(tenant).items()}
         assert _normalise(now) == _normalise({sk: {**s, "version": None} for sk, s in after.items()}), where
     _no_claims_left(tenant)
 
@@ -195,7 +255,7 @@ def test_persistent_faults_on_every_call(client, faults, scenario):
             continue  # the authorizer: test_authorizer_faults
         for kind in FAULTS:
             tenant = make_tenant(client)
-            scenario.setup(tenant)
+            scenario.prepare(tenant)
             faults.clear()
             faults.add(operation, kind.removesuffix("-applied"), when=_matcher(target),
                        applied=kind.endswith("-applied"))
@@ -224,7 +284,7 @@ def test_transient_faults_are_invisible(client, faults, scenario):
     for operation, target in steps:
         for kind in FAULTS:
             tenant = make_tenant(client)
-            scenario.setup(tenant)
+            scenario.prepare(tenant)
             faults.clear()
             faults.add(operation, kind.removesuffix("-applied"), times=1, when=_matcher(target),
                        applied=kind.endswith("-applied"))
