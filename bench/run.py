@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -238,13 +239,126 @@ def calls_per_request(env: Environment, _sizes: Sizes) -> dict[str, Any]:
     return {key: result[key] for key in ("get", "create", "put", "patch", "delete", "list_page")}
 
 
-def package(_env: Environment, _sizes: Sizes) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as out:
-        done = subprocess.run([str(Path(sys.executable).with_name("chalice")), "package", "--stage", "dev", out],
-                              check=False, cwd=ROOT, capture_output=True, text=True)
+READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+
+@contextmanager
+def counting_items_read() -> Iterator[Counter[str]]:
+    """Counts the records DynamoDB hands back to the service (what a read costs), per operation."""
+    from chalicelib import aws
+
+    counts: Counter[str] = Counter()
+
+    def count(http_response: Any, parsed: dict[str, Any], model: Any, **_kwargs: Any) -> None:
+        if model.name in ("Query", "Scan"):
+            counts[model.name] += len(parsed.get("Items", []))
+        elif model.name == "GetItem":
+            counts[model.name] += 1 if parsed.get("Item") else 0
+        elif model.name == "BatchGetItem":
+            counts[model.name] += sum(len(v) for v in parsed.get("Responses", {}).values())
+
+    events = aws.dynamodb().meta.events
+    events.register("after-call.dynamodb.*", count, unique_id="bench-read")
+    try:
+        yield counts
+    finally:
+        events.unregister("after-call.dynamodb.*", unique_id="bench-read")
+
+
+def cleanup(env: Environment, sizes: Sizes) -> dict[str, Any]:
+    """One cleanup run over a large live tenant and a few expired items: what it reads."""
+    import app
+    from chalicelib import clock
+    from chalicelib.dynamo import due_pk, tenant_pk
+    from local.dispatcher import LambdaContext, scheduled_event
+
+    past = clock.format_timestamp(clock.now() - timedelta(hours=1))
+    future = clock.format_timestamp(clock.now() + timedelta(days=30))
+
+    def expiring(when: str, tenant: str) -> Callable[[int], dict[str, Any]]:
+        def attributes(n: int) -> dict[str, Any]:
+            return {"expires_at": when, "due_at": when, "due_pk": due_pk(tenant_pk(tenant), f"ITEM#{n:08d}")}
+
+        return attributes
+
+    # Half of the live items expire in a month: they sit in the index too, just not due yet.
+    env.put_items("bench-clean-live", sizes.cleanup_live // 2)
+    env.put_items("bench-clean-later", sizes.cleanup_live - sizes.cleanup_live // 2, expiring(future, "bench-clean-later"))
+    env.put_items("bench-clean-expired", sizes.cleanup_expired, expiring(past, "bench-clean-expired"))
+    with counting_items_read() as reads, counting_calls() as calls:
+        result = app.run_cleanup(scheduled_event("cleanup"), LambdaContext("run_cleanup", 300))
+    assert result["complete"], result
+    assert "Scan" not in calls, "the cleanup job must never scan"
+    remaining = api("GET", "/items", "/items", "bench-clean-expired")
+    assert json.loads(remaining["body"])["items"] == []
+    items_read = sum(reads.values())
+    return {"table_items": sizes.cleanup_live + sizes.cleanup_expired, "expired": sizes.cleanup_expired,
+            "items_read": items_read, "ratio": round(items_read / sizes.cleanup_expired, 3)}
+
+
+def bulk_import(env: Environment, sizes: Sizes) -> dict[str, Any]:
+    """A JSONL file through the storage handler (own process, for its memory) and the queue consumer."""
+    import app
+    from chalicelib import aws
+    from local.dispatcher import Function, QueuePoller
+
+    lines = [json.dumps({"name": f"row {n}", "tags": ["bulk"], "data": {"n": n, "price": "12.50"}}) for n in range(sizes.import_rows)]
+    payload = ("\n".join(lines) + "\n").encode()
+    created = api("POST", "/imports", "/imports", "bench-import", body={"format": "jsonl", "size": len(payload)})
+    assert created["statusCode"] == 201, created
+    record = json.loads(created["body"])
+    key = record["upload"]["fields"]["key"]
+    aws.s3().put_object(Bucket=env.outputs["BucketName"], Key=key, Body=payload, ContentType="application/x-ndjson")
+
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "bench/import_child.py", env.outputs["BucketName"], key, str(len(payload))],
+                          cwd=ROOT, env=dict(os.environ), check=True, capture_output=True, text=True)
+    handler = json.loads(done.stdout.strip().splitlines()[-1])
+    queue_arn = f"arn:aws:sqs:us-east-1:123456789012:{env.outputs['WorkQueueUrl'].rsplit('/', 1)[-1]}"
+    poller = QueuePoller(aws.sqs(), env.outputs["WorkQueueUrl"], queue_arn,
+                         Function("on_work_message", app.on_work_message, 60))
+    with counting_calls() as calls:
+        status = "processing"
+        while status == "processing":
+            if not poller.poll_once():
+                view = api("GET", "/imports/{import_id}", f"/imports/{record['id']}", "bench-import",
+                           {"import_id": record["id"]})
+                status = json.loads(view["body"])["status"]
+    seconds = time.perf_counter() - started
+    final = json.loads(api("GET", "/imports/{import_id}", f"/imports/{record['id']}", "bench-import",
+                           {"import_id": record["id"]})["body"])
+    assert (final["status"], final["rows_imported"]) == ("completed", sizes.import_rows), final
+    write_calls = sum(count for name, count in calls.items() if name in WRITES)
+    return {"rows": sizes.import_rows, "seconds": round(seconds, 1), "rows_per_s": round(sizes.import_rows / seconds),
+            "write_calls": write_calls, "rows_per_write_call": round(sizes.import_rows / write_calls, 1),
+            "peak_rss_mb": round(handler["peak_rss_mb"], 1), "storage_handler_seconds": round(handler["seconds"], 1)}
+
+
+def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
+    """``chalice package`` of a copy of the project, with the stage policy a deploy would write."""
+    import shutil
+
+    import app
+    from infra import policy
+
+    with tempfile.TemporaryDirectory() as work:
+        project = Path(work) / "project"
+        project.mkdir()
+        for name in ("app.py", "requirements.txt"):
+            shutil.copy(ROOT / name, project / name)
+        for name in ("chalicelib", ".chalice"):
+            shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "deployed"))
+        document = policy.document({**env.outputs, "Stage": "dev"}, policy.function_names(app.app, "dev"))
+        policy.write(project / ".chalice" / "policy-dev.json", document)
+        out = Path(work) / "out"
+        # Terraform format: Chalice's CloudFormation packager refuses S3 event handlers (aws/chalice#1823).
+        command = [str(Path(sys.executable).with_name("chalice")), "package", "--pkg-format", "terraform",
+                   "--stage", "dev", str(out)]
+        done = subprocess.run(command, check=False, cwd=project, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"chalice package failed:\n{done.stdout}\n{done.stderr}")
-        zip_path = Path(out) / "deployment.zip"
+        zip_path = out / "deployment.zip"
         with zipfile.ZipFile(zip_path) as archive:
             names = archive.namelist()
         assert not any(name.startswith(("boto3/", "botocore/")) for name in names), "boto3 must not be packaged"
@@ -256,6 +370,8 @@ MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
     ("warm_request", warm_request),
     ("list_scaling", list_scaling),
     ("calls_per_request", calls_per_request),
+    ("cleanup", cleanup),
+    ("import", bulk_import),
     ("package", package),
 ]
 

@@ -76,3 +76,41 @@ def test_paging_through_the_api_sees_every_key_once(table):
             break
         kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
     assert seen == [f"ITEM#{n:03d}" for n in range(57)]
+
+
+def test_transactions_apply_whole_or_roll_back_exactly(table):
+    from local.emulator import install_item_level_transactions
+
+    install_item_level_transactions()
+    client, _, _ = table
+    name = "emulator-equivalence"
+
+    def item(sk):
+        return client.get_item(TableName=name, Key={"pk": {"S": "tx"}, "sk": {"S": sk}}).get("Item")
+
+    client.put_item(TableName=name, Item={"pk": {"S": "tx"}, "sk": {"S": "ITEM#kept"}, "v": {"N": "1"}})
+    client.put_item(TableName=name, Item={"pk": {"S": "tx"}, "sk": {"S": "ITEM#gone"}, "v": {"N": "1"}})
+    cancelled = [
+        {"Put": {"TableName": name, "Item": {"pk": {"S": "tx"}, "sk": {"S": "ITEM#new"}}}},
+        {"Delete": {"TableName": name, "Key": {"pk": {"S": "tx"}, "sk": {"S": "ITEM#gone"}}}},
+        {"Update": {"TableName": name, "Key": {"pk": {"S": "tx"}, "sk": {"S": "ITEM#kept"}},
+                    "UpdateExpression": "SET v = :two", "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+        {"Put": {"TableName": name, "Item": {"pk": {"S": "tx"}, "sk": {"S": "ITEM#kept2"}},
+                 "ConditionExpression": "attribute_exists(pk)"}},
+    ]
+    with pytest.raises(client.exceptions.TransactionCanceledException) as raised:
+        client.transact_write_items(TransactItems=cancelled)
+    codes = [r["Code"] for r in raised.value.response["CancellationReasons"]]
+    assert codes == ["None", "None", "None", "ConditionalCheckFailed"]
+    assert item("ITEM#new") is None
+    assert item("ITEM#gone")["v"] == {"N": "1"}
+    assert item("ITEM#kept")["v"] == {"N": "1"}
+    page = client.query(TableName=name, KeyConditionExpression="pk = :p",
+                        ExpressionAttributeValues={":p": {"S": "tx"}})
+    assert [i["sk"]["S"] for i in page["Items"]] == ["ITEM#gone", "ITEM#kept"]
+
+    client.transact_write_items(TransactItems=cancelled[:3])
+    assert item("ITEM#new") is not None and item("ITEM#gone") is None and item("ITEM#kept")["v"] == {"N": "2"}
+    page = client.query(TableName=name, KeyConditionExpression="pk = :p",
+                        ExpressionAttributeValues={":p": {"S": "tx"}})
+    assert [i["sk"]["S"] for i in page["Items"]] == ["ITEM#kept", "ITEM#new"]

@@ -1,0 +1,36 @@
+"""`make bench` with tiny sizes, so the benchmark cannot rot: it runs and reports every measure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.localstack import ROOT
+
+KEYS = {
+    "cold_start": {"app_ms", "floor_ms", "ratio"},
+    "warm_request": {"app_us", "floor_us", "ratio"},
+    "list_scaling": {"small_items", "large_items", "small_ms", "large_ms", "ratio"},
+    "cleanup": {"table_items", "expired", "items_read", "ratio"},
+    "import": {"rows", "seconds", "rows_per_s", "write_calls", "rows_per_write_call", "peak_rss_mb"},
+    "package": {"zip_bytes"},
+    "calls_per_request": {"get", "create", "put", "patch", "delete", "list_page"},
+}
+
+
+def test_smoke_benchmark_reports_every_measure(tmp_path):
+    output = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TABLE_", "QUEUE_", "BUCKET_"))}
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)],
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(output.read_text())
+    for section, keys in KEYS.items():
+        assert keys <= set(results[section]), section
+    # Counts do not depend on the machine's speed: these hold at any size.
+    assert results["calls_per_request"] == dict.fromkeys(KEYS["calls_per_request"], 1)
+    assert results["cleanup"]["items_read"] <= 2 * results["cleanup"]["expired"]
+    assert results["import"]["rows_per_write_call"] >= 20
+    assert results["package"]["zip_bytes"] <= 8 * 1024 * 1024
