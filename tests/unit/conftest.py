@@ -51,7 +51,11 @@ def aws_mock() -> Iterator[None]:
 
     from chalicelib import aws
     from infra import stack
+    from local import emulator
 
+    # As in the local stack: a transaction does not deep-copy the whole table (whose size grows
+    # with every test of the session) to be able to roll back.
+    emulator.install_item_level_transactions()
     with mock_aws():
         aws.reset()
         outputs = stack.deploy(boto3.client("cloudformation"), "test")
