@@ -13,16 +13,6 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 from pydantic_core import PydanticCustomError
 
-ATTACHMENT_CONTENT_TYPES = (
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "application/pdf",
-    "text/plain",
-    "text/csv",
-    "application/json",
-)
 MAX_ATTACHMENTS_PER_ITEM = 20
 IMPORT_FORMATS = ("jsonl", "csv")
 # The media type an import's upload form pins, by format.
