@@ -123,37 +123,13 @@ def openapi() -> Response:
 @app.route("/items", methods=["POST"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
 @web.problem_boundary
 def create_item() -> Response:
-    request = _request()
-    body = web.read_json_body(request)
-    tenant = _tenant()
-    key = web.idempotency_key(request)
-
-    def created(item: dict[str, Any]) -> dict[str, Any]:
-        headers = {"ETag": web.etag(item["version"]), "Location": f"/items/{item['id']}"}
-        return {"status": 201, "body": jsonutil.dumps(item), "headers": headers}
-
-    if key is None:
-        outcome, replayed = created(_items().create(tenant, body)), False
-    else:
-        from chalicelib import idempotency
-
-        def create() -> dict[str, Any]:
-            # The item and the remembered response are written in one transaction.
-            return created(_items().create(tenant, body, lambda item: idempotency.completion_record(created(item))))
-
-        outcome, replayed = idempotency.run(
-            table=require(get_settings().table_name, "TABLE_NAME"),
-            tenant=tenant,
-            route="POST /items",
-            key=key,
-            body=body,
-            operation=create,
-            lambda_context=app.lambda_context,
-        )
-    headers = {"Content-Type": web.JSON, **outcome["headers"]}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(body=outcome["body"], status_code=outcome["status"], headers=headers)
+    body = web.read_json_body(_request())
+    return _idempotent_created(
+        "POST /items",
+        body,
+        lambda tenant, completion: _items().create(tenant, body, completion),
+        lambda item: {"ETag": web.etag(item["version"]), "Location": f"/items/{item['id']}"},
+    )
 
 
 @app.route("/items", methods=["GET"], authorizer=api_key, cors=cors)
@@ -197,11 +173,11 @@ def delete_item(item_id: str) -> Response:
     return Response(body="", status_code=204)
 
 
-# -- attachments and imports ---------------------------------------------------------------------
+# -- creates with Idempotency-Key ---------------------------------------------------------------
 
 
-def _idempotent_created(route: str, body: Any, create: Any, location: Any) -> Response:
-    """``create(tenant, completion)`` once per Idempotency-Key; 201 with ``location(created)``.
+def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> Response:
+    """``create(tenant, completion)`` once per Idempotency-Key; 201 with the ``headers_of(created)``.
 
     With a key, the created record and the remembered response are written in one transaction.
     """
@@ -210,7 +186,7 @@ def _idempotent_created(route: str, body: Any, create: Any, location: Any) -> Re
     key = web.idempotency_key(request)
 
     def outcome_of(created: dict[str, Any]) -> dict[str, Any]:
-        return {"status": 201, "body": jsonutil.dumps(created), "headers": {"Location": location(created)}}
+        return {"status": 201, "body": jsonutil.dumps(created), "headers": headers_of(created)}
 
     if key is None:
         outcome, replayed = outcome_of(create(tenant, None)), False
@@ -256,7 +232,7 @@ def create_attachment(item_id: str) -> Response:
         f"POST /items/{item_id}/attachments",
         body,
         lambda tenant, completion: _attachments().create(tenant, item_id, body, completion),
-        lambda created: f"/items/{item_id}/attachments/{created['id']}",
+        lambda created: {"Location": f"/items/{item_id}/attachments/{created['id']}"},
     )
 
 
@@ -288,7 +264,7 @@ def create_import() -> Response:
         "POST /imports",
         body,
         lambda tenant, completion: _imports().create(tenant, body, completion),
-        lambda created: f"/imports/{created['id']}",
+        lambda created: {"Location": f"/imports/{created['id']}"},
     )
 
 
