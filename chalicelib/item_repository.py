@@ -13,6 +13,7 @@ retry would apply an update twice, or report a create as a conflict with itself.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,27 @@ class ItemExists(Exception):
     def __init__(self, item_id: str, existing: dict[str, Any] | None = None) -> None:
         super().__init__(item_id)
         self.existing = existing
+
+
+class ExpressionTooLarge(Exception):
+    """The write would need an expression over DynamoDB's limits; nothing was sent."""
+
+
+# DynamoDB's limits on one expression (Developer Guide, "Constraints in Amazon DynamoDB",
+# "Expression parameters"): "The maximum length of any expression string is 4 KB" and "The maximum
+# number of operators or functions allowed in an UpdateExpression is 300".
+MAX_EXPRESSION_BYTES = 4096
+MAX_EXPRESSION_OPERATORS = 300
+# Counted generously: comparators, arithmetic, logical keywords, functions, and the "=" of every
+# SET action. Placeholders (#n1, :v1) hold none of these characters.
+_OPERATOR = re.compile(r"<>|<=|>=|=|<|>|\+|-|\b(?:AND|OR|NOT|IN|BETWEEN)\b|\b[a-z_]+\(")
+
+
+def within_expression_limits(*expressions: str) -> bool:
+    return all(
+        len(text.encode("utf-8")) <= MAX_EXPRESSION_BYTES and len(_OPERATOR.findall(text)) <= MAX_EXPRESSION_OPERATORS
+        for text in expressions
+    )
 
 
 class ConditionFailed(Exception):
@@ -111,7 +133,8 @@ def to_api(record: dict[str, Any]) -> dict[str, Any]:
 def _expiry_attributes(pk: str, sk: str, expires_at: datetime) -> dict[str, Any]:
     return {
         "expires_at": clock.format_timestamp(expires_at),
-        "ttl": clock.epoch_seconds(expires_at + TTL_GRACE),
+        # In seconds, not datetimes: an expiry in the last week of 9999 plus the grace is no date.
+        "ttl": clock.epoch_seconds(expires_at) + int(TTL_GRACE.total_seconds()),
         "due_pk": due_pk(pk, sk),
         "due_at": clock.format_timestamp(expires_at),
     }
@@ -297,6 +320,8 @@ class ItemRepository:
             + extra_condition
             + f" AND (attribute_not_exists({expr.name(WRITE_TOKEN)}) OR {expr.name(WRITE_TOKEN)} <> {expr.value(token)})"
         )
+        if not within_expression_limits(update, condition):
+            raise ExpressionTooLarge()
         try:
             response = aws.dynamodb().update_item(
                 TableName=self.table,
@@ -365,7 +390,9 @@ class ItemRepository:
     ) -> dict[str, Any]:
         """Apply a merge patch whose ``data`` part only sets or removes top-level keys.
 
-        Such a patch can be expressed as one ``UpdateItem``, atomic against concurrent writers.
+        Such a patch can be expressed as one ``UpdateItem``, atomic against concurrent writers, as
+        long as the expression stays within DynamoDB's limits (else ``ExpressionTooLarge``, and the
+        caller merges locally instead).
         ``data_size`` is kept as an upper bound of the compact size of ``data``; the write is
         conditional on the bound staying within ``data_budget``, so ``data`` can never grow past
         the limit. When the condition fails for that reason alone, the caller merges locally

@@ -14,6 +14,7 @@ from chalicelib import jsonutil, ulid
 from chalicelib.item_repository import (
     Completion,
     ConditionFailed,
+    ExpressionTooLarge,
     ItemExists,
     ItemFields,
     ItemRepository,
@@ -126,6 +127,10 @@ class ItemService:
                     raise _precondition_failed(exc.current) from exc
                 # Only the size budget failed: merge exactly below, starting from this state.
                 return self._patch_merged(tenant, item_id, body, precondition, exc.current)
+            except ExpressionTooLarge:
+                # Hundreds of data keys: one expression cannot say it (nothing was sent). Read,
+                # merge and write the whole result: two round trips instead of one.
+                return self._patch_merged(tenant, item_id, body, precondition, None)
         return self._patch_merged(tenant, item_id, body, precondition, None)
 
     def _patch_in_place(
@@ -226,10 +231,15 @@ def _check_id(item_id: str) -> None:
         raise not_found()
 
 
+# ASCII digits only, and few of them: ``str.isdigit`` also accepts "²" and "١٢", which int()
+# refuses or reads as another number, and int() refuses literals over 4,300 digits.
+_LIMIT = re.compile(r"[0-9]{1,6}")
+
+
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise query_error("limit", f"must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 

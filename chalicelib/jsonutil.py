@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 
-class NonFiniteNumber:
-    """Placeholder for NaN/Infinity in a parsed body, so validation can point at the field."""
+class OutOfRangeNumber:
+    """A number literal too large or too small for any ``Decimal`` (``1e99999999999999999999``).
+
+    It is valid JSON, so parsing keeps it (with its text) and validation refuses it where it stands,
+    like any other number DynamoDB cannot hold; writing it back gives the same text.
+    """
 
     __slots__ = ("literal",)
 
@@ -29,6 +33,11 @@ class NonFiniteNumber:
 class MalformedJSON(ValueError):
     pass
 
+
+# The deepest nesting a body may have (RFC 8259 section 9 lets a parser limit it). Far above what
+# any field allows (``data`` nests at most 16 levels), and low enough that everything walking a
+# parsed body (hashing, validation) stays well inside Python's recursion limit.
+MAX_NESTING = 64
 
 # ``\ud800``-style escapes are the only way a parsed string can hold a lone surrogate, a code point
 # that is not text: UTF-8 cannot encode it, so DynamoDB (or any output) would fail on it later.
@@ -50,15 +59,55 @@ def _check_text(value: Any) -> None:
             _check_text(item)
 
 
-def loads(raw: str | bytes) -> Any:
+def _not_json(literal: str) -> Any:
+    raise MalformedJSON(f"{literal} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
+def _integer(text: str) -> int | Decimal:
+    # int() refuses literals over sys.get_int_max_str_digits() (4,300) digits; Decimal takes any
+    # length, and validation then refuses the number as too precise to store.
+    return int(text) if len(text) <= 4000 else Decimal(text)
+
+
+def _fraction(text: str) -> Decimal | OutOfRangeNumber:
     try:
-        parsed = json.loads(raw, parse_float=Decimal, parse_constant=NonFiniteNumber)
-        text = raw if isinstance(raw, str) else raw.decode("utf-8")
+        return Decimal(text)
+    except InvalidOperation:  # an exponent beyond what Decimal can represent at all
+        return OutOfRangeNumber(text)
+
+
+def _nesting(value: Any) -> int:
+    """Depth of ``value`` (containers count 1 each), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def loads(raw: str | bytes) -> Any:
+    """Parse JSON text (RFC 8259): numbers exact, NaN/Infinity and excessive nesting refused.
+
+    Every problem with the text itself is a ``MalformedJSON``; nothing else escapes.
+    """
+    try:
+        # A UTF-8 byte order mark is ignored, as RFC 8259 section 8.1 allows.
+        text = raw if isinstance(raw, str) else raw.decode("utf-8-sig")
+        parsed = json.loads(text, parse_int=_integer, parse_float=_fraction, parse_constant=_not_json)
+        if (text.count("[") + text.count("{") > MAX_NESTING) and _nesting(parsed) > MAX_NESTING:
+            raise MalformedJSON(f"JSON is nested more than {MAX_NESTING} levels deep")
         if _SURROGATE_ESCAPE.search(text):
             _check_text(parsed)
         return parsed
     except RecursionError as exc:
-        raise MalformedJSON("JSON is nested too deeply") from exc
+        raise MalformedJSON(f"JSON is nested more than {MAX_NESTING} levels deep") from exc
     except UnicodeDecodeError as exc:
         raise MalformedJSON("body is not valid UTF-8") from exc
     except json.JSONDecodeError as exc:
@@ -74,10 +123,9 @@ def number_text(value: Decimal) -> str:
     Integers print as plain digits up to 38 of them (DynamoDB's precision, so every stored integer
     literal comes back as written); anything larger is an exponent form of the same exact value.
     """
-    if value == value.to_integral_value():
-        digits = str(int(value))
-        if len(digits.lstrip("-")) <= 38:
-            return digits
+    # The exponent is looked at first: int() of 1E+999999999 would build a billion-digit integer.
+    if value.is_finite() and value.adjusted() < 38 and value == value.to_integral_value():
+        return str(int(value))
     return str(strip_zeros(value))
 
 
@@ -107,6 +155,8 @@ def _write(value: Any, out: list[str]) -> None:
         out.append(number_text(value))
     elif isinstance(value, float):
         out.append(float.__repr__(value))
+    elif isinstance(value, OutOfRangeNumber):
+        out.append(value.literal)
     elif isinstance(value, dict):
         out.append("{")
         first = True

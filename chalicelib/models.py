@@ -57,7 +57,10 @@ def parse_timestamp(value: Any) -> Any:
         parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError as exc:
         raise PydanticCustomError("timestamp", "is not a valid date and time") from exc
-    return clock.truncate(parsed.astimezone(UTC))
+    try:
+        return clock.truncate(parsed.astimezone(UTC))
+    except OverflowError as exc:  # e.g. 9999-12-31T23:00:00-05:00 is in the year 10000 in UTC
+        raise PydanticCustomError("timestamp", "must fall within the years 0001 to 9999 in UTC") from exc
 
 
 def _in_future(value: datetime | None) -> datetime | None:
@@ -98,9 +101,9 @@ def _check_number(value: Decimal | int, path: tuple[str | int, ...]) -> Decimal 
 
 def check_json_value(value: Any, path: tuple[str | int, ...] = ()) -> int:
     """Validate a JSON value for storage; return its nesting depth (containers count 1 each)."""
-    if isinstance(value, jsonutil.NonFiniteNumber):
+    if isinstance(value, jsonutil.OutOfRangeNumber):
         raise PydanticCustomError(
-            "number", "must be a finite number", {"pointer": _pointer(("data", *path))}
+            "number", "is outside the storable range 1E-130 .. 9.99E+125", {"pointer": _pointer(("data", *path))}
         )
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return 0
