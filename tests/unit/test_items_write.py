@@ -144,7 +144,7 @@ def test_patch_can_set_and_clear_expiry(tenant, item):
         ({"version": 9}, "/version"),
         ({"unknown": 1}, "/unknown"),
         ({"tags": ["x" * 51]}, "/tags/0"),
-        ({"data": {"n": float("inf")}}, "/data/n"),
+        ({"data": {"n": 10**130}}, "/data/n"),  # NaN/Infinity are not JSON: 400, see test_hostile_input
         ({"expires_at": "2001-01-01T00:00:00Z"}, "/expires_at"),
     ],
 )
