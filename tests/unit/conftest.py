@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests import moto_shims
 from tests.unit import iam_audit
 
 os.environ.update(
@@ -56,6 +57,8 @@ def aws_mock() -> Iterator[None]:
     # As in the local stack: a transaction does not deep-copy the whole table (whose size grows
     # with every test of the session) to be able to roll back.
     emulator.install_item_level_transactions()
+    # moto's Query omits LastEvaluatedKey when Limit is reached on the last item; DynamoDB does not.
+    moto_shims.query_limit_like_dynamodb()
     with mock_aws():
         aws.reset()
         outputs = stack.deploy(boto3.client("cloudformation"), "test")

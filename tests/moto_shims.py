@@ -1,0 +1,48 @@
+"""Where moto answers differently from DynamoDB in a way a test must see, the test harness makes it
+answer as DynamoDB does. Each shim cites the AWS documentation it follows.
+
+- ``Query`` with ``Limit``: the API reference (Query, request parameter ``Limit``) says "If
+  DynamoDB processes the number of items up to the limit while processing the results, it stops
+  the operation and returns the matching values up to that point, and a key in
+  LastEvaluatedKey to apply in a subsequent operation". So a query whose ``Limit`` is reached on
+  the partition's last item still returns ``LastEvaluatedKey``, and the next page is empty. moto
+  returns it only when another item follows, which hides a listing that reads ``limit`` items
+  instead of ``limit + 1``: on AWS such a listing ends with an empty page carrying a cursor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_installed: set[str] = set()
+
+
+def query_limit_like_dynamodb() -> None:
+    """Install the ``Limit`` shim on moto's ``Table.query`` (once per process)."""
+    if "query-limit" in _installed:
+        return
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+
+    def query(self: Any, hash_key: Any, range_comparison: Any, range_objs: Any, limit: Any,
+              exclusive_start_key: Any, scan_index_forward: Any, projection_expressions: Any,
+              index_name: Any = None, consistent_read: bool = False, filter_expression: Any = None,
+              **kwargs: Any) -> Any:
+        results, scanned, last_key = original(
+            self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+            projection_expressions, index_name, consistent_read, filter_expression, **kwargs,
+        )
+        if last_key is None and limit and scanned == limit:
+            # The limit was reached exactly on the last matching item: find that item (before any
+            # filter or projection) and hand back its key, as DynamoDB does.
+            evaluated, _, _ = original(
+                self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+                None, index_name, consistent_read, None, **kwargs,
+            )
+            if len(evaluated) == limit:
+                last_key = self._get_last_evaluated_key(evaluated[-1], index_name)
+        return results, scanned, last_key
+
+    Table.query = query
+    _installed.add("query-limit")
