@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from chalicelib import clock
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -48,7 +49,7 @@ def deadline(lambda_context: Any) -> Iterator[None]:
     end = None
     remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
     if remaining is not None:
-        end = time.monotonic() + remaining() / 1000 - ATTEMPT_SECONDS - _MARGIN_SECONDS
+        end = clock.monotonic() + remaining() / 1000 - ATTEMPT_SECONDS - _MARGIN_SECONDS
     token = _deadline.set(end)
     try:
         yield
@@ -59,7 +60,7 @@ def deadline(lambda_context: Any) -> Iterator[None]:
 def _enforce_deadline(**_kwargs: Any) -> None:
     """``before-send``: every attempt, retries included, passes here before it leaves."""
     end = _deadline.get()
-    if end is not None and time.monotonic() >= end:
+    if end is not None and clock.monotonic() >= end:
         raise DeadlineExceeded("the request ran out of time before this AWS call")
 
 

@@ -6,11 +6,40 @@ DynamoDB condition and key expressions.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+
+# Where the service reads time: the wall clock (seconds since the epoch) and a monotonic clock for
+# durations and deadlines. Tests put their own in place (``sources``) so that rules about time are
+# tested by moving time, not by waiting for it on a machine of unknown speed.
+_wall: Callable[[], float] = time.time
+_monotonic: Callable[[], float] = time.monotonic
+
+
+def wall_seconds() -> float:
+    return _wall()
+
+
+def monotonic() -> float:
+    return _monotonic()
+
+
+@contextmanager
+def sources(wall: Callable[[], float], monotonic: Callable[[], float]) -> Iterator[None]:
+    """Read time from ``wall`` and ``monotonic`` inside the block."""
+    global _wall, _monotonic
+    saved = _wall, _monotonic
+    _wall, _monotonic = wall, monotonic
+    try:
+        yield
+    finally:
+        _wall, _monotonic = saved
 
 
 def now() -> datetime:
-    return truncate(datetime.now(UTC))
+    return truncate(datetime.fromtimestamp(_wall(), UTC))
 
 
 def truncate(moment: datetime) -> datetime:

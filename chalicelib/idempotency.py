@@ -36,7 +36,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, jsonutil
+from chalicelib import aws, clock, jsonutil
 from chalicelib.dynamo import CompanionRefused, is_condition_failure, tenant_pk
 from chalicelib.problems import Problem, from_aws_error, unavailable
 
@@ -58,14 +58,10 @@ class _Budget:
     """A stand-in Lambda context: a fixed time budget from when the request started."""
 
     def __init__(self, milliseconds: int) -> None:
-        import time
-
-        self._deadline = time.monotonic() + milliseconds / 1000
+        self._deadline = clock.monotonic() + milliseconds / 1000
 
     def get_remaining_time_in_millis(self) -> int:
-        import time
-
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int((self._deadline - clock.monotonic()) * 1000))
 
 
 class _ClaimClient:

@@ -42,12 +42,12 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from chalicelib import clock
 from chalicelib.problems import Problem
 from chalicelib.settings import ConfigurationError, Settings, require
 
@@ -112,7 +112,7 @@ def _refusal(tat: Decimal, now: Decimal, limit: Limit) -> Decision:
 class RateLimiter:
     """GCRA over one DynamoDB item per key; see the module docstring."""
 
-    def __init__(self, table: str, limit: Limit, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, table: str, limit: Limit, clock: Callable[[], float] = clock.wall_seconds) -> None:
         self.table = table
         self.limit = limit
         self.clock = clock

@@ -138,6 +138,8 @@ class Injector:
             if fault.kind == "denied":
                 return _error_response(request.url, "AccessDeniedException", "injected misconfiguration")
             if fault.kind == "timeout":
+                if fault.action is not None:
+                    fault.action()  # e.g. move a fake clock by the time the client waited
                 time.sleep(fault.delay)  # how long the client waited for an answer that never came
                 raise ReadTimeoutError(endpoint_url=request.url)
             raise AssertionError(f"unknown fault kind {fault.kind}")

@@ -41,3 +41,14 @@ def rate_limited(monkeypatch: pytest.MonkeyPatch) -> Any:
     ratelimit.forget_all()
     yield enable
     ratelimit.forget_all()
+
+
+@pytest.fixture
+def fake_clock() -> Iterator[Any]:
+    """The service reads time from a clock the test moves: timing rules without waiting."""
+    from chalicelib import clock
+    from tests.fake_clock import FakeClock
+
+    fake = FakeClock()
+    with clock.sources(fake.time, fake.monotonic):
+        yield fake

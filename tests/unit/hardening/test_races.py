@@ -194,28 +194,57 @@ def test_transaction_cancelled_by_throttling_is_503(client, faults):
 
 # -- double faults: the write fails and so does the cleanup after it -------------------------------
 
+def _claims(tenant_name: str) -> dict[str, dict]:
+    response = boto3.client("dynamodb").query(
+        TableName=TABLE, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": tenant_pk(tenant_name)}}, ConsistentRead=True,
+    )
+    return {i["sk"]["S"]: i for i in response["Items"] if i["sk"]["S"].startswith("IDEMPOTENCY#")}
+
+
+def _let_claims_expire(tenant_name: str) -> None:
+    """The invocation's time has run out: its claims' expiry is in the past, as DynamoDB sees it."""
+    for sk in _claims(tenant_name):
+        boto3.client("dynamodb").update_item(
+            TableName=TABLE, Key={"pk": {"S": tenant_pk(tenant_name)}, "sk": {"S": sk}},
+            UpdateExpression="SET in_progress_expiration = :past",
+            ExpressionAttributeValues={":past": {"N": str(int(time.time() * 1000) - 1)}},
+        )
+
+
+def _assert_claim_lasts(tenant_name: str, budget_ms: int, before_ms: int, after_ms: int) -> None:
+    """The one claim expires ``budget_ms`` after it was made (bounds measured around the request)."""
+    [claim] = _claims(tenant_name).values()
+    assert claim["status"]["S"] == "INPROGRESS"
+    assert before_ms + budget_ms - 1000 <= int(claim["in_progress_expiration"]["N"]) <= after_ms + budget_ms + 1000
+
+
 def test_claim_that_cannot_be_released_expires_and_the_retry_then_succeeds(client, faults, monkeypatch):
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
     from chalicelib import idempotency
 
-    # Claims last as long as the invocation may run; make that 1.5 s here (long enough for the
-    # throttled attempts and the retry below on a busy machine, short enough for a unit test).
+    # Claims last as long as the invocation may run; here 10 minutes, far longer than any machine
+    # takes for the steps below, and the test then ends the invocation's time itself.
+    budget_ms = 600_000
     monkeypatch.setattr(IdempotencyConfig, "register_lambda_context",
-                        lambda self, context: setattr(self, "lambda_context", idempotency._Budget(1500)))
+                        lambda self, context: setattr(self, "lambda_context", idempotency._Budget(budget_ms)))
     tenant = make_tenant(client)
     headers = {"Idempotency-Key": "stuck"}
     faults.add("TransactWriteItems", "throttle")
     faults.add("DeleteItem", "throttle", when=_matcher("IDEMPOTENCY#"))
+    before_ms = int(time.time() * 1000)
     response = tenant.request("POST", "/items", {"name": "x"}, headers=headers)
+    after_ms = int(time.time() * 1000)
     assert_problem(response, 503, "service-unavailable")
     faults.clear()
+    _assert_claim_lasts(tenant.name, budget_ms, before_ms, after_ms)
     # The claim is still there: a retry right away is told to wait, and nothing is created.
     waiting = tenant.request("POST", "/items", {"name": "x"}, headers=headers)
     assert_problem(waiting, 409, "conflict")
     assert waiting.headers["Retry-After"] == "1"
     assert items_of(tenant) == {}
-    time.sleep(1.6)
+    _let_claims_expire(tenant.name)
     retried = tenant.request("POST", "/items", {"name": "x"}, headers=headers)
     assert retried.status_code == 201
     assert len(items_of(tenant)) == 1
@@ -224,19 +253,36 @@ def test_claim_that_cannot_be_released_expires_and_the_retry_then_succeeds(clien
 def test_claim_without_a_lambda_context_still_expires(aws_mock, faults, monkeypatch):
     from chalicelib import idempotency
 
-    monkeypatch.setattr(idempotency, "IN_PROGRESS_BUDGET_MS", 1000)
+    monkeypatch.setattr(idempotency, "IN_PROGRESS_BUDGET_MS", 600_000)  # outlasts any slow step below
     faults.add("DeleteItem", "throttle", when=_matcher("IDEMPOTENCY#"))
 
     def failing() -> dict:
         raise RuntimeError("operation failed")
 
     arguments = {"table": TABLE, "tenant": "no-context", "route": "POST /x", "key": "k", "body": {}}
+    before_ms = int(time.time() * 1000)
     with pytest.raises(Exception, match="busy"):
         idempotency.run(**arguments, operation=failing)
+    after_ms = int(time.time() * 1000)
     faults.clear()
-    time.sleep(1.1)
+    # Without a Lambda context the claim lasts IN_PROGRESS_BUDGET_MS, not the record's 24 hours.
+    _assert_claim_lasts("no-context", idempotency.IN_PROGRESS_BUDGET_MS, before_ms, after_ms)
+    with pytest.raises(Exception, match="in progress"):
+        idempotency.run(**arguments, operation=lambda: {"status": 201, "body": "{}", "headers": {}})
+    _let_claims_expire("no-context")
     outcome, replayed = idempotency.run(**arguments, operation=lambda: {"status": 201, "body": "{}", "headers": {}})
     assert (outcome["status"], replayed) == (201, False)
+
+
+def test_the_stand_in_budget_counts_down_on_the_service_clock(fake_clock):
+    from chalicelib import idempotency
+
+    budget = idempotency._Budget(1500)
+    assert budget.get_remaining_time_in_millis() == 1500
+    fake_clock.advance(1.0)
+    assert budget.get_remaining_time_in_millis() == 500
+    fake_clock.advance(1.0)
+    assert budget.get_remaining_time_in_millis() == 0
 
 
 def test_remembering_the_response_fails_after_the_operation_ran(aws_mock, faults):
@@ -277,9 +323,12 @@ def test_access_denied_is_a_logged_500_not_a_503(client, faults, operation, targ
 
 # -- the request's deadline -------------------------------------------------------------------------
 
-def test_retries_stop_before_the_invocation_would_time_out(client, faults, monkeypatch):
+def test_retries_stop_before_the_invocation_would_time_out(client, faults, monkeypatch, fake_clock):
     """A database that keeps timing out: the request ends as a 503 within Lambda's time, never a
-    Lambda timeout (which API Gateway would report as a bare 502/504)."""
+    Lambda timeout (which API Gateway would report as a bare 502/504).
+
+    Each timed-out attempt moves the service's clock by 0.2 s (the wait for an answer that never
+    came) instead of sleeping, so the count of attempts does not depend on the machine's speed."""
     from chalice.local import LambdaContext
 
     from chalicelib import aws
@@ -288,14 +337,13 @@ def test_retries_stop_before_the_invocation_would_time_out(client, faults, monke
     remaining_ms = int((aws.ATTEMPT_SECONDS + 0.5 + 0.3) * 1000)
     monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: remaining_ms)
     tenant = make_tenant(client)
-    fault = faults.add("GetItem", "timeout", when=_matcher("ITEM#"), delay=0.2)
-    started = time.monotonic()
+    fault = faults.add("GetItem", "timeout", when=_matcher("ITEM#"), action=lambda: fake_clock.advance(0.2))
+    started = fake_clock.monotonic()
     response = tenant.request("GET", "/items/slow")
-    elapsed = time.monotonic() - started
     assert_problem(response, 503, "service-unavailable")
     assert response.headers["Retry-After"] == "1"
-    assert fault.fired == 2  # the third attempt would have started after the deadline
-    assert elapsed < 1.0
+    assert fault.fired == 2  # attempts at 0 and 0.2 s; the third would have started after the deadline (0.3 s)
+    assert fake_clock.monotonic() - started == pytest.approx(0.4)
 
 
 def test_no_deadline_outside_a_request(aws_mock):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 
 import pytest
@@ -174,8 +173,8 @@ def test_enabled_adds_one_conditional_update(tenant, faults, rate_limited):
     assert calls[0][1]["Key"]["pk"]["S"].startswith("RATE#")
 
 
-def test_over_the_rate_is_429_with_retry_after_and_other_keys_unaffected(client, tenant, rate_limited):
-    rate_limited(0.5, 3)
+def test_over_the_rate_is_429_with_retry_after_and_other_keys_unaffected(client, tenant, rate_limited, fake_clock):
+    rate_limited(0.5, 3)  # time stands still: however slow the machine, the fourth request is over
     other = make_tenant(client)
     statuses = [tenant.request("GET", "/items").status_code for _ in range(3)]
     assert statuses == [200, 200, 200]
@@ -202,13 +201,18 @@ def test_refused_requests_change_nothing(tenant, rate_limited, monkeypatch):
     assert tenant.request("GET", "/items/first").status_code == 200
 
 
-def test_the_key_recovers_after_retry_after(tenant, rate_limited):
-    # One request a second: three requests in a row stay within that second even on a busy machine.
+def test_the_key_recovers_after_retry_after(tenant, rate_limited, fake_clock):
+    # Time moves only when the test says: three requests land in the same instant on any machine.
     rate_limited(1, 2)
     responses = [tenant.request("GET", "/items") for _ in range(3)]
     assert [r.status_code for r in responses] == [200, 200, 429]
-    time.sleep(int(responses[-1].headers["Retry-After"]))
+    retry_after = int(responses[-1].headers["Retry-After"])
+    assert retry_after == 1
+    fake_clock.advance(retry_after - 0.5)
+    assert tenant.request("GET", "/items").status_code == 429  # not before
+    fake_clock.advance(0.5)
     assert tenant.request("GET", "/items").status_code == 200
+    assert tenant.request("GET", "/items").status_code == 429
 
 
 def test_health_and_openapi_are_not_limited(client, rate_limited):
