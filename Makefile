@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 # checkov pins an old boto3, so it lives in a virtualenv of its own (tests/infra runs it from there).
 CHECKOV_VENV := $(VENV)/checkov
 
-.PHONY: run test unit integration browser chromium lint typecheck bench clean deploy destroy package
+.PHONY: run test unit integration browser chromium lint typecheck bench mutation clean deploy destroy package
 
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
@@ -63,6 +63,11 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.run
 
+# Mutants of the cursor, conditional-request parsing and API-key modules (pyproject [tool.mutmut]);
+# writes bench/mutation.json, which make bench reports. Several minutes: not part of make test.
+mutation: $(STAMP)
+	$(PY) -m bench.mutation
+
 # Deploy a stage to AWS (docs/DEPLOY.md): make deploy STAGE=dev [FRONTEND_ORIGIN=https://app.example.com]
 deploy: $(STAMP)
 	$(PY) -m infra.deploy deploy --stage "$(STAGE)"
@@ -76,4 +81,4 @@ package: $(STAMP)
 	$(PY) -m infra.deploy package --stage "$(STAGE)" --out "$(or $(OUT),build/terraform)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov .local
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov .local mutants

@@ -365,6 +365,17 @@ def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
         return {"zip_bytes": zip_path.stat().st_size}
 
 
+def mutation(_env: Environment, sizes: Sizes) -> dict[str, Any]:
+    """Kill ratio of ``make mutation`` (bench/mutation.py): run here unless a record is already there."""
+    from bench import mutation as mutation_run
+
+    record = mutation_run.latest()
+    if record is None and sizes is SMOKE:
+        return {}  # minutes of work: the smoke run does not start it
+    record = record or mutation_run.run()
+    return {k: record[k] for k in ("mutants", "killed", "survived", "kill_ratio", "seconds")}
+
+
 MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
     ("cold_start", cold_start),
     ("warm_request", warm_request),
@@ -373,6 +384,7 @@ MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
     ("cleanup", cleanup),
     ("import", bulk_import),
     ("package", package),
+    ("mutation", mutation),
 ]
 
 
