@@ -8,6 +8,10 @@ answer as DynamoDB does. Each shim cites the AWS documentation it follows.
   the partition's last item still returns ``LastEvaluatedKey``, and the next page is empty. moto
   returns it only when another item follows, which hides a listing that reads ``limit`` items
   instead of ``limit + 1``: on AWS such a listing ends with an empty page carrying a cursor.
+- Expression size: the Developer Guide ("Constraints in Amazon DynamoDB", "Expression
+  parameters") says "The maximum length of any expression string is 4 KB". moto accepts any
+  length (and its parser recurses until it fails on a few hundred clauses), so a write that AWS
+  would refuse could pass here.
 """
 
 from __future__ import annotations
@@ -46,3 +50,33 @@ def query_limit_like_dynamodb() -> None:
 
     Table.query = query
     _installed.add("query-limit")
+
+
+MAX_EXPRESSION_BYTES = 4096
+_EXPRESSIONS = ("UpdateExpression", "ConditionExpression", "KeyConditionExpression", "FilterExpression",
+                "ProjectionExpression")
+
+
+def expression_size_like_dynamodb() -> None:
+    """Refuse expressions over 4 KB with DynamoDB's ``ValidationException`` (once per process)."""
+    if "expression-size" in _installed:
+        return
+    from moto.dynamodb.exceptions import MockValidationException
+    from moto.dynamodb.responses import DynamoHandler
+
+    def checked(original: Any) -> Any:
+        def handler(self: Any) -> Any:
+            for name in _EXPRESSIONS:
+                text = self.body.get(name)
+                if isinstance(text, str) and len(text.encode("utf-8")) > MAX_EXPRESSION_BYTES:
+                    raise MockValidationException(
+                        f"Invalid {name}: Expression size has exceeded the maximum allowed size; "
+                        f"expression size: {len(text.encode('utf-8'))}"
+                    )
+            return original(self)
+
+        return handler
+
+    for operation in ("update_item", "put_item", "delete_item", "query"):
+        setattr(DynamoHandler, operation, checked(getattr(DynamoHandler, operation)))
+    _installed.add("expression-size")

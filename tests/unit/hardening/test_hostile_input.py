@@ -231,7 +231,22 @@ def test_expression_limits_are_dynamodbs():
     assert item_repository.within_expression_limits(" AND ".join(["a = b"] * 150))  # 299
 
 
-@pytest.mark.parametrize("keys", [300, 1000])
+def test_the_test_harness_refuses_expressions_over_4_kb_as_dynamodb_does(aws_mock):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    names = {f"#n{i}": f"k{i}" for i in range(400)}
+    values = {f":v{i}": {"N": str(i)} for i in range(400)}
+    expression = "SET " + ", ".join(f"#n{i} = :v{i}" for i in range(400))
+    assert len(expression) > 4096
+    with pytest.raises(ClientError, match="ValidationException"):
+        boto3.client("dynamodb").update_item(
+            TableName="items-test", Key={"pk": {"S": "T#nobody"}, "sk": {"S": "ITEM#x"}},
+            UpdateExpression=expression, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+        )
+
+
+@pytest.mark.parametrize("keys", [150, 180, 300, 1000])
 def test_a_patch_with_hundreds_of_data_keys_applies(tenant, faults, keys):
     _seed(tenant)
     patch = {"data": {f"key-{i}": i for i in range(keys)}, "description": "wide"}
@@ -267,9 +282,11 @@ def test_a_wide_patch_over_the_data_limit_is_422(tenant):
     assert records(tenant) == before
 
 
-def test_a_narrow_patch_is_still_one_update(tenant, faults):
+@pytest.mark.parametrize("keys", [20, 90])
+def test_a_narrow_patch_is_still_one_update(tenant, faults, keys):
     _seed(tenant)
     faults.clear()
-    response = tenant.request("PATCH", "/items/it", {"data": {f"k{i}": i for i in range(20)}}, content_type=PATCH)
+    response = tenant.request("PATCH", "/items/it", {"data": {f"k{i}": i for i in range(keys)}}, content_type=PATCH)
     assert response.status_code == 200, response.body
     assert [op for op, params in faults.calls if "ITEM#" in json.dumps(params)] == ["UpdateItem"]
+    assert body(response)["data"] == {"keep": 1, **{f"k{i}": i for i in range(keys)}}
