@@ -51,8 +51,13 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": "Replays the first response for 24 h; another body with the same key is refused.",
 }
-IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
-IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+_TAG_LIST = (
+    '"*" or a list of up to 50 entity tags (RFC 9110), e.g. "3" or W/"3", "4"; anything else is a 400.'
+)
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+            "description": _TAG_LIST + " Compared strongly: only the exact ETag matches."}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": _TAG_LIST + " Compared weakly; a match is a 304."}
 
 
 def common_errors(*statuses: int) -> dict[str, Any]:
@@ -133,7 +138,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json("Item", "The item", _ETAG),
                     "304": {"description": "Not modified"},
-                    **common_errors(404, *_AUTHED),
+                    **common_errors(400, 404, *_AUTHED),
                 },
             },
             "put": {
