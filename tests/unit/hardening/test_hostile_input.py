@@ -290,3 +290,10 @@ def test_a_narrow_patch_is_still_one_update(tenant, faults, keys):
     assert response.status_code == 200, response.body
     assert [op for op, params in faults.calls if "ITEM#" in json.dumps(params)] == ["UpdateItem"]
     assert body(response)["data"] == {"keep": 1, **{f"k{i}": i for i in range(keys)}}
+
+
+@pytest.mark.parametrize("key", ["k\n", "k\r\n", "x" * 255 + "\n"])
+def test_an_idempotency_key_with_a_final_newline_is_400(tenant, key):
+    response = tenant.request("POST", "/items", {"name": "n"}, headers={"Idempotency-Key": key})
+    assert_problem(response, 400, "bad-request", ["/header/Idempotency-Key"])
+    assert records(tenant) == {k: v for k, v in records(tenant).items() if not k.startswith(("ITEM#", "IDEMP"))}
