@@ -8,7 +8,7 @@ from typing import Any
 
 from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response  # type: ignore[attr-defined]
 
-from chalicelib import apikeys, aws, gateway, jsonutil, observability, ratelimit
+from chalicelib import apikeys, aws, conditional, gateway, jsonutil, observability, ratelimit
 from chalicelib import cors as cors_policy
 from chalicelib import http as web
 from chalicelib.items import ItemService
@@ -142,7 +142,7 @@ def list_items() -> Response:
 @web.problem_boundary
 def get_item(item_id: str) -> Response:
     item = _items().get(_tenant(), item_id)
-    if web.if_none_match_hits(_request().headers.get("if-none-match"), item["version"]):
+    if conditional.if_none_match_hits(_request().headers.get("if-none-match"), item["version"]):
         return Response(body="", status_code=304, headers={"ETag": web.etag(item["version"])})
     return _item_response(200, item)
 
@@ -152,7 +152,7 @@ def get_item(item_id: str) -> Response:
 def replace_item(item_id: str) -> Response:
     request = _request()
     body = web.read_json_body(request)
-    precondition = web.parse_if_match(request.headers.get("if-match"))
+    precondition = conditional.parse_if_match(request.headers.get("if-match"))
     return _item_response(200, _items().replace(_tenant(), item_id, body, precondition))
 
 
@@ -161,14 +161,14 @@ def replace_item(item_id: str) -> Response:
 def patch_item(item_id: str) -> Response:
     request = _request()
     body = web.read_json_body(request, accepted=(web.JSON, web.MERGE_PATCH))
-    precondition = web.parse_if_match(request.headers.get("if-match"))
+    precondition = conditional.parse_if_match(request.headers.get("if-match"))
     return _item_response(200, _items().patch(_tenant(), item_id, body, precondition))
 
 
 @app.route("/items/{item_id}", methods=["DELETE"], authorizer=api_key, cors=cors)
 @web.problem_boundary
 def delete_item(item_id: str) -> Response:
-    precondition = web.parse_if_match(_request().headers.get("if-match"))
+    precondition = conditional.parse_if_match(_request().headers.get("if-match"))
     _items().delete(_tenant(), item_id, precondition)
     return Response(body="", status_code=204)
 

@@ -15,7 +15,7 @@ import base64
 
 import pytest
 
-from chalicelib import cursor, http
+from chalicelib import conditional, cursor
 from tests.unit.hardening.test_faults import records
 from tests.unit.helpers import assert_problem, body
 
@@ -79,7 +79,7 @@ def _tags(count: int, matching: bool) -> str:
 
 def test_fifty_tags_are_read_and_fifty_one_are_refused(tenant):
     _seed(tenant)
-    assert http.MAX_ENTITY_TAGS == 50
+    assert conditional.MAX_ENTITY_TAGS == 50
     applied = tenant.request("PATCH", "/items/i000", {"name": "x"}, headers={"If-Match": _tags(50, True)},
                              content_type=PATCH)
     assert applied.status_code == 200, applied.body
