@@ -128,8 +128,8 @@ class ItemService:
                 # Only the size budget failed: merge exactly below, starting from this state.
                 return self._patch_merged(tenant, item_id, body, precondition, exc.current)
             except ExpressionTooLarge:
-                # Hundreds of data keys: one expression cannot say it (nothing was sent). Read,
-                # merge and write the whole result: two round trips instead of one.
+                # Too many data keys for one expression (nothing was sent): read, merge and write
+                # the whole result, two round trips instead of one.
                 return self._patch_merged(tenant, item_id, body, precondition, None)
         return self._patch_merged(tenant, item_id, body, precondition, None)
 
