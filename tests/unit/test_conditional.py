@@ -32,13 +32,14 @@ def test_star(value):
 
 @pytest.mark.parametrize("value", [
     "", " ", ",", ", ,", "1", '"1', '1"', '"1" "2"', '"1"x', 'x"1"', 'w/"1"', 'W/ "1"', 'W/1', '"a b"', '"a"b"',
-    "**", '*, "1"', '"1",x', '"\x7f"', '"\x00"', '"1"\n', '"\t"',
+    "**", '*, "1"', '"1",x', '"\x7f"', '"\x00"', '"1"\n', '"\t"', 'X"1"', '"1"X',
 ])
 @pytest.mark.parametrize("header", ["If-Match", "If-None-Match"])
 def test_anything_else_is_malformed_with_a_pointer_to_the_header(value, header):
     with pytest.raises(Problem) as raised:
         parse_entity_tags(value, header)
     assert raised.value.status == 400
+    assert header in raised.value.detail
     assert raised.value.document("r")["errors"] == [{"pointer": f"/header/{header}", "detail": raised.value.detail}]
 
 

@@ -12,6 +12,10 @@ Each test here was checked by putting its bug into the code and seeing the test 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import json
+import re
 
 import pytest
 
@@ -51,6 +55,48 @@ def test_a_cursor_with_a_truncated_or_empty_tag_does_not_verify():
     for forged in _shortened_tags(token):
         with pytest.raises(cursor.InvalidCursor):
             cursor.decode(forged, tenant="t", listing="items", order="asc", secrets=SECRETS)
+
+
+# Minted by this release with the secret above. A deployment must keep verifying the cursors the
+# previous one issued (clients hold them across a deploy), so the format is fixed: base64url JSON
+# payload without padding, a dot, the first 16 bytes of HMAC-SHA256 over "tenant NUL listing NUL
+# order NUL payload", base64url without padding.
+ISSUED = [
+    ("i001", "asc", "eyJrIjoiaTAwMSJ9.E0drwY6A3e-Es8lwm_hDmg"),
+    ("ünï/😀", "desc", "eyJrIjoiXHUwMGZjblx1MDBlZi9cdWQ4M2RcdWRlMDAifQ.UtdXRyOGmMFHLOUgGlDE4Q"),
+]
+
+
+@pytest.mark.parametrize(("key", "order", "token"), ISSUED)
+def test_cursors_keep_their_format_across_releases(key, order, token):
+    assert cursor.encode(key, tenant="t", listing="items", order=order, secret=SECRETS[0]) == token
+    assert cursor.decode(token, tenant="t", listing="items", order=order, secrets=(b"newer", *SECRETS)) == key
+    payload, tag = token.split(".")
+    assert _unb64(payload) == json.dumps({"k": key}, separators=(",", ":")).encode()
+    scope = f"t\x00items\x00{order}".encode()
+    assert _unb64(tag) == hmac.new(SECRETS[0], scope + b"\x00" + _unb64(payload), hashlib.sha256).digest()[:16]
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)  # URL-safe, no padding
+
+
+@pytest.mark.parametrize("payload", [b"not json", b"[]", b'{"x":"i001"}', b'{"k":7}', b'{"k":null}'])
+def test_a_signed_cursor_whose_payload_is_not_a_key_is_refused(payload):
+    """Defence behind the MAC: even a correctly signed payload must hold a string key."""
+    tag = hmac.new(SECRETS[0], b"t\x00items\x00asc\x00" + payload, hashlib.sha256).digest()[:16]
+    token = f"{_b64(payload)}.{_b64(tag)}"
+    with pytest.raises(cursor.InvalidCursor, match="is not a cursor issued by this listing"):
+        cursor.decode(token, tenant="t", listing="items", order="asc", secrets=SECRETS)
+
+
+@pytest.mark.parametrize(("token", "detail"), [
+    ("garbage", "is not a cursor issued by this listing"),
+    ("a.b.c", "is not a cursor issued by this listing"),
+    ("é.é", "is not a cursor issued by this listing"),
+    (ISSUED[0][2], "is not a cursor issued by this listing for this order"),
+])
+def test_refused_cursors_say_why(tenant, token, detail):
+    response = tenant.request("GET", f"/items?cursor={token}")
+    problem = assert_problem(response, 400, "bad-request", ["/query/cursor"])
+    assert problem["errors"][0]["detail"] == detail
 
 
 @pytest.mark.parametrize("path", ["/items", "/imports"])
