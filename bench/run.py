@@ -37,6 +37,7 @@ TARGETS = {
     ("import", "rows_per_write_call"): (">=", 20),
     ("import", "peak_rss_mb"): ("<=", 150),
     ("package", "zip_bytes"): ("<=", 8 * 1024 * 1024),
+    ("mutation", "kill_ratio"): (">=", 0.9),
 }
 
 
