@@ -349,8 +349,11 @@ def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
             shutil.copy(ROOT / name, project / name)
         for name in ("chalicelib", ".chalice"):
             shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "deployed"))
-        document = policy.document({**env.outputs, "Stage": "dev"}, policy.function_names(app.app, "dev"))
-        policy.write(project / ".chalice" / "policy-dev.json", document)
+        from infra import deploy
+
+        policies = policy.documents({**env.outputs, "Stage": "dev"}, app.app, "dev")
+        policy.write_all(project / ".chalice", "dev", policies)
+        deploy.write_stage_config(project / ".chalice" / "config.json", "dev", {}, policies)
         out = Path(work) / "out"
         # Terraform format: Chalice's CloudFormation packager refuses S3 event handlers (aws/chalice#1823).
         command = [str(Path(sys.executable).with_name("chalice")), "package", "--pkg-format", "terraform",
