@@ -21,6 +21,11 @@ uses only moto's public API (its HTTP endpoints, through boto3):
   in ``GetBucketNotificationConfiguration``); moto accepts only lower case
   (https://docs.aws.amazon.com/AmazonS3/latest/API/API_FilterRule.html,
   https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-filtering.html).
+- ``CreateDeployment`` naming an existing stage. API Gateway points the stage at the new
+  deployment and keeps the stage's settings (its method settings, such as throttling); moto
+  replaces the stage with a fresh one
+  (https://docs.aws.amazon.com/apigateway/latest/api/API_CreateDeployment.html,
+  https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-deployments.html).
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ import requests
 HOST = "127.0.0.1"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date"}
 _REST_API = re.compile(r"^/restapis/([^/]+)$")
+_DEPLOYMENTS = re.compile(r"^/restapis/([^/]+)/deployments$")
+_METHOD_SETTINGS = {"throttlingRateLimit": "throttling/rateLimit", "throttlingBurstLimit": "throttling/burstLimit",
+                    "metricsEnabled": "metrics/enabled", "loggingLevel": "logging/loglevel",
+                    "dataTraceEnabled": "logging/dataTrace"}
 _REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
 
 
@@ -94,6 +103,8 @@ class _ShimHandler(BaseHTTPRequestHandler):
         elif is_apigateway and self.command == "PUT" and target and query.get("mode", ["merge"]) == ["overwrite"]:
             import_swagger(self._apigateway(), json.loads(body), target.group(1), None)
             self._forward("GET", f"/restapis/{target.group(1)}", b"")
+        elif is_apigateway and self.command == "POST" and _DEPLOYMENTS.match(parts.path):
+            self._create_deployment(_DEPLOYMENTS.match(parts.path).group(1), body)  # type: ignore[union-attr]
         elif self.command == "PUT" and "notification" in query and "/s3/" in self.headers.get("Authorization", ""):
             body = re.sub(rb"<Name>(Prefix|Suffix)</Name>", lambda m: b"<Name>" + m.group(1).lower() + b"</Name>", body)
             self._forward(self.command, self.path, body)
@@ -101,6 +112,24 @@ class _ShimHandler(BaseHTTPRequestHandler):
             self._forward(self.command, self.path, body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+    def _create_deployment(self, rest_api_id: str, body: bytes) -> None:
+        client = self._apigateway()
+        stage = json.loads(body or b"{}").get("stageName")
+        settings: dict[str, Any] = {}
+        if stage:
+            try:
+                settings = client.get_stage(restApiId=rest_api_id, stageName=stage).get("methodSettings", {})
+            except client.exceptions.NotFoundException:
+                settings = {}
+        self._forward("POST", self.path, body)
+        operations = [
+            {"op": "replace", "path": f"/{key}/{_METHOD_SETTINGS[name]}", "value": str(value).lower()
+             if isinstance(value, bool) else str(value)}
+            for key, values in settings.items() for name, value in values.items() if name in _METHOD_SETTINGS
+        ]
+        if operations:
+            client.update_stage(restApiId=rest_api_id, stageName=stage, patchOperations=operations)
 
     def _apigateway(self) -> Any:
         match = _REGION.search(self.headers.get("Authorization", ""))

@@ -10,6 +10,7 @@ process, with only ``AWS_REGION`` set, as docs/DEPLOY.md says.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -69,28 +70,254 @@ def run_deploy(project: Path, endpoint: str, *args: str, **extra: str) -> subpro
     )
 
 
+HANDLERS = {
+    "api_handler": f"items-{STAGE}",
+    "bearer_authorizer": f"items-{STAGE}-bearer_authorizer",
+    "on_attachment_uploaded": f"items-{STAGE}-on_attachment_uploaded",
+    "on_import_uploaded": f"items-{STAGE}-on_import_uploaded",
+    "on_work_message": f"items-{STAGE}-on_work_message",
+    "run_cleanup": f"items-{STAGE}-run_cleanup",
+}
+TIMEOUTS = {"on_import_uploaded": 900, "on_work_message": 60, "run_cleanup": 300}
+
+
 class Deployed:
-    def __init__(self, aws: emulator.Emulator, project: Path, first: subprocess.CompletedProcess[str], seconds: float):
+    def __init__(self, aws: emulator.Emulator, project: Path) -> None:
         self.aws = aws
         self.project = project
-        self.first = first
-        self.seconds = seconds
+        self.runs: list[subprocess.CompletedProcess[str]] = []
+        self.seconds: list[float] = []
+        self.snapshots: list[dict[str, Any]] = []
 
     def client(self, service: str) -> Any:
         return self.aws.client(service, REGION)
 
+    def outputs(self, stage: str = STAGE) -> dict[str, str]:
+        stack = self.client("cloudformation").describe_stacks(StackName=f"items-{stage}-resources")["Stacks"][0]
+        return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+    def deploy(self) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        done = run_deploy(self.project, self.aws.url, "deploy", "--stage", STAGE, FRONTEND_ORIGIN=ORIGIN)
+        self.seconds.append(round(time.monotonic() - started, 1))
+        assert done.returncode == 0, done.stdout + done.stderr
+        self.runs.append(done)
+        self.snapshots.append(snapshot(self))
+        return done
+
+
+def snapshot(deployed: Deployed) -> dict[str, Any]:
+    """What a deploy leaves, without the identifiers and timestamps a redeploy renews."""
+    lambda_ = deployed.client("lambda")
+    iam = deployed.client("iam")
+    functions = {}
+    for name in HANDLERS.values():
+        configuration = lambda_.get_function_configuration(FunctionName=name)
+        role = configuration["Role"].rsplit("/", 1)[1]
+        functions[name] = {
+            "environment": configuration["Environment"]["Variables"],
+            "timeout": configuration["Timeout"],
+            "memory": configuration["MemorySize"],
+            "role": role,
+            "policies": {p: iam.get_role_policy(RoleName=role, PolicyName=p)["PolicyDocument"]
+                         for p in iam.list_role_policies(RoleName=role)["PolicyNames"]},
+            "mappings": sorted(
+                (m["EventSourceArn"], m["BatchSize"], tuple(m.get("FunctionResponseTypes") or ()))
+                for m in lambda_.list_event_source_mappings()["EventSourceMappings"]
+                if m["FunctionArn"] == configuration["FunctionArn"]
+            ),
+        }
+    apigateway = deployed.client("apigateway")
+    (api,) = apigateway.get_rest_apis()["items"]
+    authorizers = {a["id"]: a for a in apigateway.get_authorizers(restApiId=api["id"])["items"]}
+    methods = {}
+    for resource in apigateway.get_resources(restApiId=api["id"], embed=["methods"], limit=500)["items"]:
+        for verb in resource.get("resourceMethods", {}):
+            method = apigateway.get_method(restApiId=api["id"], resourceId=resource["id"], httpMethod=verb)
+            authorizer = authorizers.get(method.get("authorizerId") or "")
+            methods[(resource["path"], verb)] = (method["authorizationType"], authorizer["name"] if authorizer else None,
+                                                 method.get("apiKeyRequired", False),
+                                                 (method.get("methodIntegration") or {}).get("uri"))
+    responses = {r["responseType"]: (r.get("statusCode"), r.get("responseParameters"), r.get("responseTemplates"))
+                 for r in apigateway.get_gateway_responses(restApiId=api["id"])["items"]}
+    events = deployed.client("events")
+    rules = {r["Name"]: (r.get("ScheduleExpression"), [t["Arn"] for t in events.list_targets_by_rule(Rule=r["Name"])["Targets"]])
+             for r in events.list_rules(NamePrefix=f"items-{STAGE}-")["Rules"]}
+    bucket = deployed.outputs()["BucketName"]
+    notifications = deployed.client("s3").get_bucket_notification_configuration(Bucket=bucket)
+    frontend = deployed.client("s3").list_objects_v2(Bucket=deployed.outputs()["FrontendBucketName"]).get("Contents", [])
+    return {
+        "functions": functions,
+        "api": {"name": api["name"], "methods": methods, "authorizers": sorted(
+            (a["name"], a["type"], a.get("authorizerUri"), a.get("identitySource"), a.get("authorizerResultTtlInSeconds"))
+            for a in authorizers.values())},
+        "gateway_responses": responses,
+        "rules": rules,
+        "notifications": sorted(
+            (c["LambdaFunctionArn"], tuple(c["Events"]),
+             tuple((r["Name"].lower(), r["Value"]) for r in c.get("Filter", {}).get("Key", {}).get("FilterRules", [])))
+            for c in notifications.get("LambdaFunctionConfigurations", [])),
+        "log_groups": sorted((g["logGroupName"], g.get("retentionInDays"))
+                             for g in deployed.client("logs").describe_log_groups()["logGroups"]),
+        "frontend": sorted((o["Key"], o["ETag"]) for o in frontend),
+        "config": (deployed.project / ".chalice" / "config.json").read_text(),
+        "policy_files": {p.name: p.read_text() for p in sorted((deployed.project / ".chalice").glob("policy-*.json"))},
+    }
+
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> Iterator[Deployed]:
-    project = copy_project(tmp_path_factory.mktemp("deploy") / "project")
-    with emulator.running() as aws:
-        started = time.monotonic()
-        first = run_deploy(project, aws.url, "deploy", "--stage", STAGE, FRONTEND_ORIGIN=ORIGIN)
-        seconds = time.monotonic() - started
-        assert first.returncode == 0, first.stdout + first.stderr
-        yield Deployed(aws, project, first, seconds)
+def aws() -> Iterator[emulator.Emulator]:
+    with emulator.running() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def deployed(aws, tmp_path_factory) -> Deployed:
+    """Deployed twice: the second deploy must change nothing."""
+    done = Deployed(aws, copy_project(tmp_path_factory.mktemp("deploy") / "project"))
+    done.deploy()
+    done.deploy()
+    return done
+
+
+@pytest.fixture(scope="module")
+def state(deployed) -> dict[str, Any]:
+    return deployed.snapshots[0]
 
 
 def test_deploy_prints_the_api_url(deployed):
-    print(deployed.first.stdout, deployed.seconds)
-    assert "API URL: " in deployed.first.stdout
+    (api,) = deployed.client("apigateway").get_rest_apis()["items"]
+    url = f"https://{api['id']}.execute-api.{REGION}.amazonaws.com/api/"
+    assert f"[deploy] API URL: {url}" in deployed.runs[0].stdout.splitlines()
+    assert deployed.runs[0].stderr.count("Traceback") == 0
+
+
+def test_every_function_has_the_stages_environment(deployed, state):
+    outputs = deployed.outputs()
+    assert set(state["functions"]) == set(HANDLERS.values())
+    for handler, name in HANDLERS.items():
+        function = state["functions"][name]
+        variables = function["environment"]
+        assert variables["STAGE"] == STAGE
+        assert variables["TABLE_NAME"] == outputs["TableName"]
+        assert variables["BUCKET_NAME"] == outputs["BucketName"]
+        assert variables["QUEUE_URL"] == outputs["WorkQueueUrl"]
+        assert variables["CORS_ALLOW_ORIGIN"] == ORIGIN
+        assert variables["CURSOR_SECRETS_PARAMETER"] == f"/items/{STAGE}/cursor-secrets"
+        assert "CURSOR_SECRETS" not in variables
+        assert function["timeout"] == TIMEOUTS.get(handler, 15), handler
+
+
+def test_every_function_has_its_own_role_and_policy(deployed, state):
+    roles = {function["role"] for function in state["functions"].values()}
+    assert len(roles) == len(HANDLERS)
+    for handler, name in HANDLERS.items():
+        function = state["functions"][name]
+        written = json.loads((deployed.project / ".chalice" / f"policy-{STAGE}-{handler}.json").read_text())
+        assert list(function["policies"].values()) == [written], handler
+        assert function["role"] == f"items-{STAGE}-{handler}"
+    authorizer = next(iter(state["functions"][HANDLERS["bearer_authorizer"]]["policies"].values()))
+    data = [s for s in authorizer["Statement"] if s["Sid"] != "FunctionLogs"]
+    assert data == [{"Sid": "KeyRecords", "Effect": "Allow", "Action": ["dynamodb:GetItem"],
+                     "Resource": [deployed.outputs()["TableArn"]],
+                     "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["KEY#*"]}}}]
+    consumers = {name for name, function in state["functions"].items()
+                 for document in function["policies"].values() for statement in document["Statement"]
+                 if "sqs:ReceiveMessage" in statement["Action"]}
+    assert consumers == {HANDLERS["on_work_message"]}
+
+
+def test_the_authorizer_guards_every_protected_route(state):
+    ((name, kind, uri, source, ttl),) = state["api"]["authorizers"]
+    assert (name, kind, source, ttl) == ("bearer_authorizer", "TOKEN", "method.request.header.Authorization", 60)
+    assert f"function:{HANDLERS['bearer_authorizer']}/invocations" in uri
+    methods = state["api"]["methods"]
+    assert len([m for m in methods if m[1] != "OPTIONS"]) > len(PROTECTED_EXEMPT)
+    for (path, verb), (authorization, authorizer, api_key_required, target) in methods.items():
+        assert api_key_required is False, (path, verb)
+        if verb == "OPTIONS" or (path, verb) in PROTECTED_EXEMPT:
+            assert (authorization, authorizer) == ("NONE", None), (path, verb)
+        else:
+            assert (authorization, authorizer) == ("CUSTOM", "bearer_authorizer"), (path, verb)
+            assert f"function:{HANDLERS['api_handler']}/invocations" in target
+
+
+def test_s3_notifications_are_on_the_stages_bucket(deployed, state):
+    functions = {name: deployed.client("lambda").get_function_configuration(FunctionName=name)["FunctionArn"]
+                 for name in HANDLERS.values()}
+    assert state["notifications"] == sorted([
+        (functions[HANDLERS["on_attachment_uploaded"]], ("s3:ObjectCreated:*",), (("prefix", "attachments/"),)),
+        (functions[HANDLERS["on_import_uploaded"]], ("s3:ObjectCreated:*",), (("prefix", "imports/"),)),
+    ])
+
+
+def test_the_work_queue_feeds_the_consumer_reporting_item_failures(deployed, state):
+    outputs = deployed.outputs()
+    for name, function in state["functions"].items():
+        expected = [(outputs["WorkQueueArn"], 10, ("ReportBatchItemFailures",))] if name == HANDLERS["on_work_message"] else []
+        assert function["mappings"] == expected, name
+
+
+def test_the_cleanup_schedule_has_a_stage_unique_rule(deployed, state):
+    from chalicelib.settings import cleanup_rate_minutes
+
+    arn = deployed.client("lambda").get_function_configuration(FunctionName=HANDLERS["run_cleanup"])["FunctionArn"]
+    assert state["rules"] == {f"items-{STAGE}-run_cleanup-event": (f"rate({cleanup_rate_minutes()} minutes)", [arn])}
+
+
+def test_gateway_answers_are_the_contracts_problem_documents(state):
+    from infra import gateway_responses
+
+    wanted = {p["responseType"]: (p["statusCode"], p["responseParameters"], p["responseTemplates"])
+              for p in gateway_responses.put_parameters(ORIGIN)}
+    assert state["gateway_responses"] == wanted
+    status, parameters, _ = state["gateway_responses"]["AUTHORIZER_FAILURE"]
+    assert status == "503" and parameters["gatewayresponse.header.Retry-After"] == "'1'"
+
+
+def test_log_groups_have_a_retention(state):
+    assert state["log_groups"] == sorted((f"/aws/lambda/{name}", 30) for name in HANDLERS.values())
+
+
+def test_a_second_deploy_changes_nothing(deployed):
+    first, second = deployed.snapshots
+    assert second == first
+    again = [line for line in deployed.runs[1].stdout.splitlines() if line.startswith("[deploy]")]
+    changes = [line for line in again if any(word in line for word in ("written", "gateway responses", "retention",
+                                                                        "ReportBatchItemFailures", "throttling",
+                                                                        "created", "published"))]
+    assert changes == []
+    print(f"deploy took {deployed.seconds[0]} s, the second {deployed.seconds[1]} s")
+
+
+def test_the_make_targets_pass_stage_and_purge_on():
+    def dry_run(*args: str) -> str:
+        return subprocess.run(["make", "-n", "-o", ".venv/.installed", *args], cwd=ROOT, check=True, capture_output=True,
+                              text=True).stdout
+
+    assert "-m infra.deploy deploy --stage \"prod\"" in dry_run("deploy", "STAGE=prod")
+    assert "-m infra.deploy destroy --stage \"dev\" --purge" in dry_run("destroy", "STAGE=dev", "PURGE=1")
+    assert "--purge" not in dry_run("destroy", "STAGE=dev")
+
+
+def test_destroy_keeps_the_data_and_purge_leaves_nothing(deployed):
+    outputs = deployed.outputs()
+    kept = run_deploy(deployed.project, deployed.aws.url, "destroy", "--stage", STAGE)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert deployed.client("lambda").list_functions()["Functions"] == []
+    assert deployed.client("apigateway").get_rest_apis()["items"] == []
+    assert [r for r in deployed.client("iam").list_roles()["Roles"] if r["RoleName"].startswith(f"items-{STAGE}")] == []
+    assert deployed.client("events").list_rules(NamePrefix=f"items-{STAGE}-")["Rules"] == []
+    assert deployed.outputs() == outputs  # the stack, its table, buckets and queues stay
+    assert outputs["TableName"] in deployed.client("dynamodb").list_tables()["TableNames"]
+    deployed.client("ssm").get_parameter(Name=f"/items/{STAGE}/cursor-secrets")
+
+    purged = run_deploy(deployed.project, deployed.aws.url, "destroy", "--stage", STAGE, "--purge")
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert deployed.client("cloudformation").describe_stacks()["Stacks"] == [] or all(
+        s["StackName"] != f"items-{STAGE}-resources" for s in deployed.client("cloudformation").describe_stacks()["Stacks"])
+    assert not [t for t in deployed.client("dynamodb").list_tables()["TableNames"] if t.startswith(f"items-{STAGE}")]
+    assert not [b for b in deployed.client("s3").list_buckets()["Buckets"] if b["Name"].startswith(f"items-{STAGE}-")]
+    assert not [q for q in deployed.client("sqs").list_queues().get("QueueUrls", []) if f"/items-{STAGE}-" in q]
+    assert deployed.client("ssm").describe_parameters()["Parameters"] == []
+    assert deployed.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/items-{STAGE}")["logGroups"] == []

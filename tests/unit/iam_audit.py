@@ -127,8 +127,9 @@ def leading_key_prefix(params: Mapping[str, Any]) -> str | None:
 
 
 def calling_function() -> str | None:
-    """The function whose code is running: the outermost entry point on the stack; any other
-    app.py frame is the API handler's; None when only chalicelib code (a test called a service)."""
+    """The function whose code is running: the outermost entry point on the stack; else, with an
+    app.py frame on it (a route, a middleware), the API handler; None when only chalicelib code
+    is (a test called a service directly)."""
     frame = sys._getframe(1)
     found: str | None = None
     while frame is not None:
@@ -138,7 +139,7 @@ def calling_function() -> str | None:
             entry = ENTRY_POINTS.get((base, frame.f_code.co_name)) or ENTRY_POINTS.get((base, "*"))
             if entry is not None:
                 found = entry
-            elif filename == APP_FILE:
+            elif filename == APP_FILE and found is None:
                 found = API_HANDLER
         frame = frame.f_back  # type: ignore[assignment]
     return found
