@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,92 @@ def test_destroy_keeps_the_data_and_purge_leaves_nothing(deployed):
     assert not [q for q in deployed.client("sqs").list_queues().get("QueueUrls", []) if f"/items-{STAGE}-" in q]
     assert deployed.client("ssm").describe_parameters()["Parameters"] == []
     assert deployed.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/items-{STAGE}")["logGroups"] == []
+
+
+# -- make package STAGE=prod FRONTEND_ORIGIN=…, with only AWS_REGION set ---------------------------
+
+PROD_ORIGIN = "https://items.example.org"
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def packaged(aws, tmp_path_factory) -> dict[str, Any]:
+    project = copy_project(tmp_path_factory.mktemp("package") / "project")
+    out = project / "build" / "terraform"
+    done = run_deploy(project, aws.url, "package", "--stage", "prod", "--out", str(out), FRONTEND_ORIGIN=PROD_ORIGIN)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stack = aws.client("cloudformation", REGION).describe_stacks(StackName="items-prod-resources")["Stacks"][0]
+    return {
+        "out": out,
+        "project": project,
+        "terraform": json.loads((out / "chalice.tf.json").read_text()),
+        "outputs": {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]},
+    }
+
+
+def test_package_wires_the_stages_own_bucket_and_queue(packaged):
+    resources = packaged["terraform"]["resource"]
+    outputs = packaged["outputs"]
+    (notification,) = resources["aws_s3_bucket_notification"].values()
+    assert notification["bucket"] == outputs["BucketName"]
+    assert sorted(f["filter_prefix"] for f in notification["lambda_function"]) == ["attachments/", "imports/"]
+    (mapping,) = resources["aws_lambda_event_source_mapping"].values()
+    assert mapping["event_source_arn"].endswith(f":{outputs['WorkQueueName']}")
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    rules = resources["aws_cloudwatch_event_rule"]
+    assert [rule["name"] for rule in rules.values()] == ["items-prod-run_cleanup-event"]
+
+
+def test_package_binds_the_bearer_authorizer_to_every_protected_route(packaged):
+    swagger = json.loads(packaged["terraform"]["locals"]["chalice_api_swagger"])
+    assert list(swagger["securityDefinitions"]) == ["bearer_authorizer"]
+    assert swagger["securityDefinitions"]["bearer_authorizer"]["x-amazon-apigateway-authtype"] == "custom"
+    for path, operations in swagger["paths"].items():
+        for verb, operation in operations.items():
+            if verb == "options" or (path, verb.upper()) in PROTECTED_EXEMPT:
+                assert "security" not in operation, (path, verb)
+            else:
+                assert operation["security"] == [{"bearer_authorizer": []}], (path, verb)
+
+
+def test_package_carries_the_stages_origin_in_every_function(packaged):
+    functions = packaged["terraform"]["resource"]["aws_lambda_function"]
+    assert len(functions) == len(HANDLERS)
+    for key, function in functions.items():
+        variables = function["environment"]["variables"]
+        assert variables["CORS_ALLOW_ORIGIN"] == PROD_ORIGIN, key
+        assert variables["BUCKET_NAME"] == packaged["outputs"]["BucketName"], key
+        assert "CURSOR_SECRETS" not in variables
+
+
+def test_package_gives_each_function_its_own_policy(packaged):
+    resources = packaged["terraform"]["resource"]
+    roles = {f["function_name"]: f["role"] for f in resources["aws_lambda_function"].values()}
+    assert len(set(roles.values())) == len(HANDLERS)
+    policies = {p["role"]: json.loads(p["policy"]) for p in resources["aws_iam_role_policy"].values()}
+    for handler in HANDLERS:
+        name = f"items-prod-{handler}" if handler != "api_handler" else "items-prod"
+        role_ref = roles[name].replace(".arn", ".id").replace(".arn}", ".id}")
+        written = json.loads((packaged["project"] / ".chalice" / f"policy-prod-{handler}.json").read_text())
+        assert policies[role_ref] == written, handler
+
+
+def test_package_declares_the_gateway_responses(packaged):
+    from infra import gateway_responses
+
+    responses = packaged["terraform"]["resource"]["aws_api_gateway_gateway_response"]
+    declared = {r["response_type"]: (r["status_code"], r["response_parameters"], r["response_templates"])
+                for r in responses.values()}
+    assert declared == {p["responseType"]: (p["statusCode"], p["responseParameters"], p["responseTemplates"])
+                        for p in gateway_responses.put_parameters(PROD_ORIGIN)}
+    (deployment,) = packaged["terraform"]["resource"]["aws_api_gateway_deployment"].values()
+    assert len(deployment["depends_on"]) == len(responses)
+
+
+def test_package_is_small_and_leaves_boto3_to_lambda(packaged):
+    package = packaged["out"] / "deployment.zip"
+    assert package.stat().st_size <= 8 * MIB, f"{package.stat().st_size / MIB:.1f} MiB"
+    with zipfile.ZipFile(package) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist()}
+    assert {"app.py", "chalicelib", "pydantic", "aws_lambda_powertools"} <= top_level
+    assert not top_level & {"boto3", "botocore", "s3transfer", "moto", "infra"}, "the Lambda runtime provides boto3"
