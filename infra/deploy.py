@@ -82,10 +82,12 @@ class Clients:
     logs: Any
     s3: Any
     dynamodb: Any
+    cloudfront: Any = None
 
     @classmethod
     def create(cls, session: Any) -> Clients:
         return cls(
+            cloudfront=session.client("cloudfront"),
             cloudformation=session.client("cloudformation"),
             ssm=session.client("ssm"),
             lambda_=session.client("lambda"),
@@ -364,7 +366,150 @@ def deploy(options: Options, clients: Clients, project: ChaliceProject, config_p
 
     url = api_url(deployed)
     log(f"API URL: {url}")
+    if clients.cloudfront is not None:
+        region = configured.outputs["TableArn"].split(":")[3]
+        origin = config.environment_variables.get("CORS_ALLOW_ORIGIN") or "*"
+        publish(clients, stage, configured.outputs["FrontendBucketName"], region, url, origin)
     return url
+
+
+# -- 8. the front end -------------------------------------------------------------------------
+# CloudFront with origin access control in front of the private front-end bucket: HTTPS for a
+# page that holds an API key, a bucket that stays private (S3 website endpoints serve plain HTTP
+# only, from a public bucket). docs/DEPLOY.md says more.
+
+FRONTEND_DIR = ROOT / "frontend"
+CACHING_OPTIMIZED_POLICY = "658327ea-f89d-4fab-a63d-7e88639e58f6"  # AWS managed cache policy
+SECURITY_HEADERS_POLICY = "67f7725c-6f97-4210-82d7-5512b31e9d03"  # AWS managed response headers policy
+NOT_CACHED = ("index.html", "config.js")  # read on every visit: a deploy shows at once
+
+
+def frontend_files(api_url: str, directory: Path = FRONTEND_DIR) -> dict[str, bytes]:
+    """``frontend/`` as published: its files, plus ``config.js`` naming the stage's API, no key
+    (the page's settings panel asks each user for theirs)."""
+    from local.frontend import config_script
+
+    files = {
+        path.relative_to(directory).as_posix(): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and "node_modules" not in path.parts
+    }
+    files["config.js"] = config_script(api_url, "")
+    return files
+
+
+def publish_files(s3: Any, bucket: str, files: Mapping[str, bytes]) -> list[str]:
+    """Make the bucket hold exactly ``files``; returns the keys written or deleted."""
+    import mimetypes
+
+    current = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        current.update({o["Key"]: o["ETag"].strip('"') for o in page.get("Contents", [])})
+    changed = []
+    for key, body in files.items():
+        if current.get(key) == hashlib.md5(body, usedforsecurity=False).hexdigest():
+            continue
+        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
+            content_type += "; charset=utf-8"
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
+                      CacheControl="no-cache" if key in NOT_CACHED else "public, max-age=300")
+        changed.append(key)
+    stale = sorted(set(current) - set(files))
+    for key in stale:
+        s3.delete_object(Bucket=bucket, Key=key)
+    return changed + stale
+
+
+def distribution_comment(stage: str) -> str:
+    return f"items {stage} front end"
+
+
+def find_distribution(cloudfront: Any, stage: str) -> dict[str, Any] | None:
+    for page in cloudfront.get_paginator("list_distributions").paginate():
+        for summary in page.get("DistributionList", {}).get("Items", []):
+            if summary.get("Comment") == distribution_comment(stage):
+                return dict(summary)
+    return None
+
+
+def ensure_distribution(cloudfront: Any, stage: str, bucket: str, region: str) -> tuple[str, str, bool]:
+    """The stage's CloudFront distribution in front of its front-end bucket (with origin access
+    control, HTTPS only); returns its id, domain name and whether it was created now."""
+    found = find_distribution(cloudfront, stage)
+    if found is not None:
+        return str(found["Id"]), str(found["DomainName"]), False
+    name = f"items-{stage}-web"
+    controls = cloudfront.list_origin_access_controls().get("OriginAccessControlList", {}).get("Items", [])
+    control = next((c["Id"] for c in controls if c["Name"] == name), None)
+    if control is None:
+        control = cloudfront.create_origin_access_control(OriginAccessControlConfig={
+            "Name": name, "Description": f"items {stage}: CloudFront reads the front-end bucket",
+            "SigningProtocol": "sigv4", "SigningBehavior": "always", "OriginAccessControlOriginType": "s3",
+        })["OriginAccessControl"]["Id"]
+    created = cloudfront.create_distribution(DistributionConfig={
+        "CallerReference": f"{name}-{secrets.token_hex(4)}",
+        "Comment": distribution_comment(stage),
+        "Enabled": True,
+        "DefaultRootObject": "index.html",
+        "PriceClass": "PriceClass_100",
+        "HttpVersion": "http2and3",
+        "Origins": {"Quantity": 1, "Items": [{
+            "Id": "frontend-bucket",
+            "DomainName": f"{bucket}.s3.{region}.amazonaws.com",
+            "S3OriginConfig": {"OriginAccessIdentity": ""},
+            "OriginAccessControlId": control,
+        }]},
+        "DefaultCacheBehavior": {
+            "TargetOriginId": "frontend-bucket",
+            "ViewerProtocolPolicy": "redirect-to-https",
+            "AllowedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"],
+                               "CachedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"]}},
+            "Compress": True,
+            "CachePolicyId": CACHING_OPTIMIZED_POLICY,
+            "ResponseHeadersPolicyId": SECURITY_HEADERS_POLICY,
+        },
+    })["Distribution"]
+    return str(created["Id"]), str(created["DomainName"]), True
+
+
+def publish(clients: Clients, stage: str, bucket: str, region: str, api: str, origin: str) -> str:
+    """Publish ``frontend/`` behind the stage's distribution; returns the front end's URL."""
+    distribution, domain, created = ensure_distribution(clients.cloudfront, stage, bucket, region)
+    if created:
+        log(f"front end: created CloudFront distribution {distribution} for {bucket}")
+    changed = publish_files(clients.s3, bucket, frontend_files(api))
+    if changed:
+        log(f"front end: published {len(changed)} files to {bucket}")
+        if not created:
+            clients.cloudfront.create_invalidation(DistributionId=distribution, InvalidationBatch={
+                "Paths": {"Quantity": 1, "Items": ["/*"]}, "CallerReference": secrets.token_hex(8)})
+    url = f"https://{domain}/"
+    log(f"front end URL: {url}")
+    if origin not in ("*", url.rstrip("/")):
+        log(f"note: the API answers browsers from {origin} only; FRONTEND_ORIGIN={url.rstrip('/')} lets this page call it")
+    return url
+
+
+def delete_distribution(cloudfront: Any, stage: str) -> bool:
+    """Disable, wait for, and delete the stage's distribution and its origin access control."""
+    found = find_distribution(cloudfront, stage)
+    if found is not None:
+        current = cloudfront.get_distribution_config(Id=found["Id"])
+        config, etag = current["DistributionConfig"], current["ETag"]
+        if config.get("Enabled"):
+            log(f"disabling CloudFront distribution {found['Id']} (AWS takes a few minutes)")
+            etag = cloudfront.update_distribution(Id=found["Id"], IfMatch=etag,
+                                                  DistributionConfig={**config, "Enabled": False})["ETag"]
+            cloudfront.get_waiter("distribution_deployed").wait(Id=found["Id"], WaiterConfig={"Delay": 30, "MaxAttempts": 60})
+        cloudfront.delete_distribution(Id=found["Id"], IfMatch=etag)
+        log(f"deleted CloudFront distribution {found['Id']}")
+    controls = cloudfront.list_origin_access_controls().get("OriginAccessControlList", {}).get("Items", [])
+    for control in controls:
+        if control["Name"] == f"items-{stage}-web":
+            etag = cloudfront.get_origin_access_control(Id=control["Id"])["ETag"]
+            cloudfront.delete_origin_access_control(Id=control["Id"], IfMatch=etag)
+    return found is not None
 
 
 def package(options: Options, clients: Clients, project: ChaliceProject, out_dir: Path,
@@ -428,6 +573,8 @@ def destroy(stage: str, purge: bool, clients: Clients, project: ChaliceProject) 
             log(f"kept the data: stack {stack.stack_name(stage)} ({outputs['TableName']}, {outputs['BucketName']}, "
                 "queues); PURGE=1 deletes it")
         return
+    if clients.cloudfront is not None:
+        delete_distribution(clients.cloudfront, stage)
     if outputs:
         empty_bucket(clients.s3, outputs["FrontendBucketName"])
         log(f"deleting stack {stack.stack_name(stage)}")

@@ -37,7 +37,7 @@ def copy_project(target: Path) -> Path:
     target.mkdir()
     for name in ("app.py", "requirements.txt"):
         shutil.copy(ROOT / name, target / name)
-    for name in ("chalicelib", "infra", "frontend"):
+    for name in ("chalicelib", "infra", "frontend", "local"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     (target / ".chalice").mkdir()
     shutil.copy(ROOT / ".chalice" / "config.json", target / ".chalice" / "config.json")
@@ -147,7 +147,14 @@ def snapshot(deployed: Deployed) -> dict[str, Any]:
     bucket = deployed.outputs()["BucketName"]
     notifications = deployed.client("s3").get_bucket_notification_configuration(Bucket=bucket)
     frontend = deployed.client("s3").list_objects_v2(Bucket=deployed.outputs()["FrontendBucketName"]).get("Contents", [])
+    cloudfront = deployed.client("cloudfront")
+    distributions = [
+        (d["Comment"], d["DomainName"], d["Enabled"], [(o["DomainName"], o.get("OriginAccessControlId")) for o in d["Origins"]["Items"]],
+         d["DefaultCacheBehavior"]["ViewerProtocolPolicy"])
+        for d in cloudfront.list_distributions()["DistributionList"].get("Items", [])
+    ]
     return {
+        "distributions": distributions,
         "functions": functions,
         "api": {"name": api["name"], "methods": methods, "authorizers": sorted(
             (a["name"], a["type"], a.get("authorizerUri"), a.get("identitySource"), a.get("authorizerResultTtlInSeconds"))
@@ -276,6 +283,30 @@ def test_gateway_answers_are_the_contracts_problem_documents(state):
     assert status == "503" and parameters["gatewayresponse.header.Retry-After"] == "'1'"
 
 
+def test_the_front_end_is_published_behind_cloudfront_with_the_stages_api_and_no_key(deployed, state):
+    outputs = deployed.outputs()
+    bucket = outputs["FrontendBucketName"]
+    (api,) = deployed.client("apigateway").get_rest_apis()["items"]
+    api_url = f"https://{api['id']}.execute-api.{REGION}.amazonaws.com/api/"
+    s3 = deployed.client("s3")
+    expected = {p.relative_to(ROOT / "frontend").as_posix() for p in (ROOT / "frontend").rglob("*") if p.is_file()}
+    assert {key for key, _ in state["frontend"]} == expected | {"config.js"}
+    config = s3.get_object(Bucket=bucket, Key="config.js")
+    assert config["Body"].read().decode() == f'window.ITEMS_CONFIG = {json.dumps({"apiUrl": api_url, "apiKey": ""})};\n'
+    assert config["ContentType"].startswith("text/javascript") or config["ContentType"].startswith("application/javascript")
+    index = s3.get_object(Bucket=bucket, Key="index.html")
+    assert index["Body"].read() == (ROOT / "frontend" / "index.html").read_bytes()
+    assert index["ContentType"] == "text/html; charset=utf-8" and index["CacheControl"] == "no-cache"
+
+    ((comment, domain, enabled, origins, viewer),) = state["distributions"]
+    assert (comment, enabled, viewer) == (f"items {STAGE} front end", True, "redirect-to-https")
+    controls = deployed.client("cloudfront").list_origin_access_controls()["OriginAccessControlList"]["Items"]
+    (control,) = [c for c in controls if c["Name"] == f"items-{STAGE}-web"]
+    assert (control["SigningBehavior"], control["OriginAccessControlOriginType"]) == ("always", "s3")
+    assert [o[0] for o in origins] == [f"{bucket}.s3.{REGION}.amazonaws.com"]
+    assert f"[deploy] front end URL: https://{domain}/" in deployed.runs[0].stdout.splitlines()
+
+
 def test_log_groups_have_a_retention(state):
     assert state["log_groups"] == sorted((f"/aws/lambda/{name}", 30) for name in HANDLERS.values())
 
@@ -310,6 +341,7 @@ def test_destroy_keeps_the_data_and_purge_leaves_nothing(deployed):
     assert [r for r in deployed.client("iam").list_roles()["Roles"] if r["RoleName"].startswith(f"items-{STAGE}")] == []
     assert deployed.client("events").list_rules(NamePrefix=f"items-{STAGE}-")["Rules"] == []
     assert deployed.outputs() == outputs  # the stack, its table, buckets and queues stay
+    assert len(deployed.client("cloudfront").list_distributions()["DistributionList"]["Items"]) == 1  # and the front end
     assert outputs["TableName"] in deployed.client("dynamodb").list_tables()["TableNames"]
     deployed.client("ssm").get_parameter(Name=f"/items/{STAGE}/cursor-secrets")
 
@@ -322,6 +354,9 @@ def test_destroy_keeps_the_data_and_purge_leaves_nothing(deployed):
     assert not [q for q in deployed.client("sqs").list_queues().get("QueueUrls", []) if f"/items-{STAGE}-" in q]
     assert deployed.client("ssm").describe_parameters()["Parameters"] == []
     assert deployed.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/items-{STAGE}")["logGroups"] == []
+    assert deployed.client("cloudfront").list_distributions()["DistributionList"].get("Items", []) == []
+    controls = deployed.client("cloudfront").list_origin_access_controls()["OriginAccessControlList"].get("Items", [])
+    assert [c for c in controls if c["Name"].startswith(f"items-{STAGE}-")] == []
 
 
 # -- make package STAGE=prod FRONTEND_ORIGIN=…, with only AWS_REGION set ---------------------------
