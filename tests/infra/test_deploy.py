@@ -454,3 +454,22 @@ def test_the_deploy_guide_lists_every_policy_statement():
             assert f"`{statement['Sid']}`" in guide, statement["Sid"]
             for action in statement["Action"]:
                 assert action.split(":")[1] in guide, action
+
+
+def test_chalice_imports_the_app_with_the_stages_environment(project_copy, aws_env, isolated_process, monkeypatch):
+    """What the event sources and the CORS preflight name is read by app.py at import: Chalice
+    must import it with the stage's variables in the environment, not a copy of it."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in ("STAGE", "BUCKET_NAME", "QUEUE_URL", "QUEUE_NAME", "CORS_ALLOW_ORIGIN", "TABLE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    sys.modules.pop("app", None)
+    outputs = {**FAKE_OUTPUTS, "Stage": "prod", "BucketName": "items-prod-123456789012-us-east-1",
+               "WorkQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/items-prod-work"}
+    deploy.write_stage_config(project_copy / ".chalice" / "config.json", "prod", stack.app_environment(outputs))
+
+    app = deploy.ChaliceProject(project_copy).config("prod").chalice_app
+
+    assert {source.bucket for source in app.event_sources if hasattr(source, "bucket")} == {outputs["BucketName"]}
+    assert {source.queue for source in app.event_sources if hasattr(source, "queue")} == {"items-prod-work"}
+    origins = {route.cors.allow_origin for methods in app.routes.values() for route in methods.values() if route.cors}
+    assert origins == {ORIGIN}
