@@ -759,6 +759,14 @@ def main(argv: list[str] | None = None) -> int:
     except BotoCoreError as exc:
         print(f"[deploy] failed: {exc}", file=sys.stderr, flush=True)
         return 1
+    except Exception as exc:
+        from chalice.deploy.deployer import ChaliceDeploymentError
+
+        if not isinstance(exc, ChaliceDeploymentError):
+            raise
+        # Chalice's own report is a wrapped paragraph; one line keeps it with the others.
+        print(f"[deploy] failed: chalice: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -473,3 +473,16 @@ def test_chalice_imports_the_app_with_the_stages_environment(project_copy, aws_e
     assert {source.queue for source in app.event_sources if hasattr(source, "queue")} == {"items-prod-work"}
     origins = {route.cors.allow_origin for methods in app.routes.values() for route in methods.values() if route.cors}
     assert origins == {ORIGIN}
+
+
+def test_a_chalice_deployment_error_is_one_line(moto, monkeypatch, capsys):
+    from chalice.deploy.deployer import ChaliceDeploymentError
+
+    def failing(*args: Any, **kwargs: Any) -> str:
+        raise ChaliceDeploymentError(ValueError("the role is not ready"))
+
+    monkeypatch.setattr(deploy, "deploy", failing)
+    assert deploy.main(["deploy", "--stage", "dev"]) == 1
+    line = one_line_error(capsys)
+    assert line.startswith("[deploy] failed: chalice: ERROR - While deploying your chalice application")
+    assert "the role is not ready" in line
