@@ -14,14 +14,19 @@
    outputs and the app's functions, each named in the stage's ``lambda_functions``.
 5. Chalice's own deployer (what ``chalice deploy --stage`` runs): role, functions, API, events.
 6. What Chalice cannot express: ``ReportBatchItemFailures`` on each SQS event source mapping
-   (aws/chalice#2029), CORS headers on API Gateway's own 4XX/5XX responses, stage-wide
-   throttling, and a retention period for every function's log group.
+   (aws/chalice#2029), API Gateway's own answers as problem documents (infra/gateway_responses.py),
+   stage-wide throttling, and a retention period for every function's log group.
 7. The API's URL.
+8. ``publish``: frontend/ and its config.js in the front-end bucket, behind the stage's CloudFront
+   distribution; the front end's URL.
 
-Running it again converges: steps with nothing to change change nothing.
+Running it again converges: steps with nothing to change change nothing. Bad input (stage,
+origin, region, credentials, a stack that cannot be updated) ends the command with one line
+before anything is changed (``Refused``, ``stack.StackBlocked``).
 
 ``make destroy STAGE=dev`` runs Chalice's deleter (what ``chalice delete --stage`` runs) and keeps
-the data: the resources stack, its table and buckets. ``PURGE=1`` deletes those too.
+the data: the resources stack, its table and buckets, the front end. ``PURGE=1`` deletes those
+too, and the functions' log groups.
 """
 
 from __future__ import annotations
