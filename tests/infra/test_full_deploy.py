@@ -26,7 +26,7 @@ import pytest
 from tests.infra import emulator
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGE = "ci"
+STAGE = "prod"  # the stage with the strictest checks (its CORS origin must be named)
 ORIGIN = "https://app.example.com"
 REGION = "eu-west-1"
 PROTECTED_EXEMPT = {("/health", "GET"), ("/openapi.json", "GET")}
@@ -366,13 +366,14 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def packaged(aws, tmp_path_factory) -> dict[str, Any]:
+def packaged(tmp_path_factory) -> Iterator[dict[str, Any]]:
     project = copy_project(tmp_path_factory.mktemp("package") / "project")
     out = project / "build" / "terraform"
-    done = run_deploy(project, aws.url, "package", "--stage", "prod", "--out", str(out), FRONTEND_ORIGIN=PROD_ORIGIN)
-    assert done.returncode == 0, done.stdout + done.stderr
-    stack = aws.client("cloudformation", REGION).describe_stacks(StackName="items-prod-resources")["Stacks"][0]
-    return {
+    with emulator.running() as aws:  # an account of its own
+        done = run_deploy(project, aws.url, "package", "--stage", "prod", "--out", str(out), FRONTEND_ORIGIN=PROD_ORIGIN)
+        assert done.returncode == 0, done.stdout + done.stderr
+        stack = aws.client("cloudformation", REGION).describe_stacks(StackName="items-prod-resources")["Stacks"][0]
+    yield {
         "out": out,
         "project": project,
         "terraform": json.loads((out / "chalice.tf.json").read_text()),
