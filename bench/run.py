@@ -336,7 +336,7 @@ def bulk_import(env: Environment, sizes: Sizes) -> dict[str, Any]:
 
 
 def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
-    """``chalice package`` of a copy of the project, with the stage policy a deploy would write."""
+    """``chalice package`` of a copy of the project, with the per-function policies a deploy would write."""
     import shutil
 
     import app
