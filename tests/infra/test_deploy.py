@@ -317,15 +317,21 @@ def test_credentials_are_required(aws_env, monkeypatch, capsys):
     assert "no AWS credentials: set AWS_PROFILE" in one_line_error(capsys)
 
 
-def test_aws_region_alone_is_enough(aws_env, monkeypatch):
-    """docs/DEPLOY.md asks for AWS_REGION; botocore reads only AWS_DEFAULT_REGION."""
+def test_aws_region_alone_is_enough(moto, monkeypatch, capsys):
+    """docs/DEPLOY.md asks for AWS_REGION; botocore (and Chalice's session) reads AWS_DEFAULT_REGION."""
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    environ = dict(os.environ)
-    session = deploy.aws_session(environ)
-    assert session.region_name == "eu-west-1"
-    assert environ["AWS_DEFAULT_REGION"] == environ["AWS_REGION"] == "eu-west-1"
+    seen: list[str] = []
+
+    def deploying(options: Any, clients: deploy.Clients, project: Any) -> str:
+        seen.extend([clients.cloudformation.meta.region_name, os.environ["AWS_DEFAULT_REGION"],
+                     boto3.session.Session().region_name])
+        return API_URL
+
+    monkeypatch.setattr(deploy, "deploy", deploying)
+    assert deploy.main(["deploy", "--stage", "dev"]) == 0, capsys.readouterr().err
+    assert seen == ["eu-west-1"] * 3
 
 
 def test_prod_needs_a_front_end_origin_and_nothing_is_changed(moto, monkeypatch, capsys):
