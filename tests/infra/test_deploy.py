@@ -492,3 +492,21 @@ def test_a_chalice_deployment_error_is_one_line(moto, monkeypatch, capsys):
     line = one_line_error(capsys)
     assert line.startswith("[deploy] failed: chalice: ERROR - While deploying your chalice application")
     assert "the role is not ready" in line
+
+
+def test_the_front_end_is_published_exactly_and_only_when_it_changed(clients):
+    bucket = "items-ci-web"
+    clients.s3.create_bucket(Bucket=bucket)
+    clients.s3.put_object(Bucket=bucket, Key="old.js", Body=b"gone")
+    files = deploy.frontend_files(API_URL)
+    assert json.loads(files["config.js"].decode().split("=", 1)[1].rstrip(";\n")) == {"apiUrl": API_URL, "apiKey": ""}
+    assert "index.html" in files and "js/api.js" in files
+
+    assert sorted(deploy.publish_files(clients.s3, bucket, files)) == sorted([*files, "old.js"])
+    assert deploy.publish_files(clients.s3, bucket, files) == []
+    changed = {**files, "config.js": b"window.ITEMS_CONFIG = {};\n"}
+    assert deploy.publish_files(clients.s3, bucket, changed) == ["config.js"]
+    listed = {o["Key"] for o in clients.s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == set(files)
+    head = clients.s3.head_object(Bucket=bucket, Key="js/api.js")
+    assert head["ContentType"] == "text/javascript; charset=utf-8" and head["CacheControl"] == "public, max-age=300"
