@@ -753,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as exc:
         print(f"[deploy] error: {exc}", file=sys.stderr, flush=True)
         return 2
-    except (stack.StackFailed, ConfigurationError) as exc:
+    except (stack.StackFailed, ConfigurationError, policy.UnknownFunction) as exc:
         print(f"[deploy] failed: {exc}", file=sys.stderr, flush=True)
         return 1
     except ClientError as exc:

@@ -65,20 +65,28 @@ def function_names(app: Any, stage: str) -> list[str]:
     return sorted(handlers(app, stage).values())
 
 
+class UnknownFunction(Exception):
+    """app.py has a handler no policy here is written for: no grant is guessed."""
+
+
 def documents(outputs: Mapping[str, str], app: Any, stage: str) -> dict[str, dict[str, Any]]:
     """Each function's own policy: what its code does, on this stage's resources, and no more.
 
-    Keyed by Chalice's function name. A handler this module does not know gets no policy, so
-    ``make deploy`` stops (Chalice finds no policy file) instead of granting it a guess.
+    Keyed by Chalice's function name. A handler this module does not know raises
+    ``UnknownFunction`` instead of being granted a guess.
     """
     grants = _grants(outputs)
-    found = {}
-    for handler, function in handlers(app, stage).items():
-        statements = [grants[sid] for sid in FUNCTION_GRANTS.get(handler, ())]
-        if not statements:
-            continue
-        found[handler] = {"Version": "2012-10-17", "Statement": [*statements, _logs(outputs, function)]}
-    return found
+    named = handlers(app, stage)
+    unknown = sorted(set(named) - set(FUNCTION_GRANTS))
+    if unknown:
+        raise UnknownFunction(f"no policy for {', '.join(unknown)}: add its grants to FUNCTION_GRANTS in infra/policy.py")
+    return {
+        handler: {
+            "Version": "2012-10-17",
+            "Statement": [*(grants[sid] for sid in FUNCTION_GRANTS[handler]), _logs(outputs, function)],
+        }
+        for handler, function in named.items()
+    }
 
 
 # What each function's code does (tests/unit/test_iam_policy.py checks every recorded call of a

@@ -510,3 +510,12 @@ def test_the_front_end_is_published_exactly_and_only_when_it_changed(clients):
     assert listed == set(files)
     head = clients.s3.head_object(Bucket=bucket, Key="js/api.js")
     assert head["ContentType"] == "text/javascript; charset=utf-8" and head["CacheControl"] == "public, max-age=300"
+
+
+def test_a_handler_without_a_policy_is_refused_not_guessed():
+    import types
+
+    app = types.SimpleNamespace(app_name="items", routes={}, event_sources=[], pure_lambda_functions=[],
+                                builtin_auth_handlers=[types.SimpleNamespace(name="new_handler")])
+    with pytest.raises(policy.UnknownFunction, match="no policy for new_handler: add its grants to FUNCTION_GRANTS"):
+        policy.documents(FAKE_OUTPUTS, app, "ci")
