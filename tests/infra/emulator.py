@@ -15,7 +15,10 @@ uses only moto's public API (its HTTP endpoints, through boto3):
   ``mode=overwrite``: https://docs.aws.amazon.com/apigateway/latest/api/API_PutRestApi.html).
   A security entry without ``x-amazon-apigateway-authtype`` is an API key requirement
   (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-key-source.html):
-  the method gets ``apiKeyRequired``.
+  the method gets ``apiKeyRequired``. Overwriting replaces the whole definition, gateway
+  responses included (they are part of it:
+  https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-swagger-extensions-gateway-responses.html),
+  so customised ones go back to their defaults until set again.
 - ``PutBucketNotificationConfiguration`` with a filter rule named ``Prefix``/``Suffix``. S3
   takes the rule names case-insensitively (Chalice sends them capitalised, and S3 answers them so
   in ``GetBucketNotificationConfiguration``); moto accepts only lower case
@@ -170,6 +173,8 @@ def import_swagger(client: Any, doc: dict[str, Any], rest_api_id: str | None, en
                 client.delete_resource(restApiId=rest_api_id, resourceId=resource["id"])
         for authorizer in client.get_authorizers(restApiId=rest_api_id).get("items", []):
             client.delete_authorizer(restApiId=rest_api_id, authorizerId=authorizer["id"])
+        for response in client.get_gateway_responses(restApiId=rest_api_id).get("items", []):
+            client.delete_gateway_response(restApiId=rest_api_id, responseType=response["responseType"])
     if doc.get("x-amazon-apigateway-binary-media-types"):
         client.update_rest_api(restApiId=rest_api_id, patchOperations=[
             {"op": "add", "path": f"/binaryMediaTypes/{media.replace('/', '~1')}"}

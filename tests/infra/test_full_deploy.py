@@ -315,10 +315,12 @@ def test_a_second_deploy_changes_nothing(deployed):
     first, second = deployed.snapshots
     assert second == first
     again = [line for line in deployed.runs[1].stdout.splitlines() if line.startswith("[deploy]")]
-    changes = [line for line in again if any(word in line for word in ("written", "gateway responses", "retention",
-                                                                        "ReportBatchItemFailures", "throttling",
-                                                                        "created", "published"))]
+    changes = [line for line in again if any(word in line for word in ("written", "retention", "ReportBatchItemFailures",
+                                                                        "throttling", "created", "published"))]
     assert changes == []
+    # Chalice re-imports the API definition on every deploy, which resets API Gateway's own
+    # responses; the deploy sets them again, so what the stage answers is the same (compared above).
+    assert "[deploy] gateway responses: problem documents with CORS origin " + ORIGIN in again
     print(f"deploy took {deployed.seconds[0]} s, the second {deployed.seconds[1]} s")
 
 
