@@ -36,7 +36,7 @@ def small_app() -> Any:
                       max_age=600)
 
     @app.authorizer()
-    def api_key(auth_request: Any) -> AuthResponse:
+    def bearer_authorizer(auth_request: Any) -> AuthResponse:
         return AuthResponse(routes=[], principal_id="anonymous")
 
     @app.route("/health", cors=cors)
@@ -257,11 +257,11 @@ def test_stage_throttling_is_set_when_it_differs(aws_env):
 
 def test_log_groups_get_a_retention(clients):
     clients.logs.create_log_group(logGroupName="/aws/lambda/items-ci")
-    clients.logs.create_log_group(logGroupName="/aws/lambda/items-ci-api_key-old")
-    functions = ["items-ci", "items-ci-api_key"]
-    assert deploy.ensure_log_retention(clients.logs, functions, 14) == ["/aws/lambda/items-ci", "/aws/lambda/items-ci-api_key"]
+    clients.logs.create_log_group(logGroupName="/aws/lambda/items-ci-old")
+    functions = ["items-ci", "items-ci-bearer_authorizer"]
+    assert deploy.ensure_log_retention(clients.logs, functions, 14) == ["/aws/lambda/items-ci", "/aws/lambda/items-ci-bearer_authorizer"]
     groups = {g["logGroupName"]: g.get("retentionInDays") for g in clients.logs.describe_log_groups()["logGroups"]}
-    assert groups == {"/aws/lambda/items-ci": 14, "/aws/lambda/items-ci-api_key": 14, "/aws/lambda/items-ci-api_key-old": None}
+    assert groups == {"/aws/lambda/items-ci": 14, "/aws/lambda/items-ci-bearer_authorizer": 14, "/aws/lambda/items-ci-old": None}
     assert deploy.ensure_log_retention(clients.logs, functions, 14) == []
 
 
@@ -307,10 +307,10 @@ def test_deploy_end_to_end_and_again(clients, config_path, capsys):
         assert project.secrets == [{}]  # the functions read the parameter; no secret in their configuration
         assert secret not in config_path.read_text()
         written = json.loads((config_path.parent / "policy-ci.json").read_text())
-        assert written == policy.document(outputs, ["items-ci", "items-ci-api_key", "items-ci-consume"])
+        assert written == policy.document(outputs, ["items-ci", "items-ci-bearer_authorizer", "items-ci-consume"])
         assert project.calls == [("deploy", "ci")]
         groups = clients.logs.describe_log_groups()["logGroups"]
-        assert {g["logGroupName"] for g in groups} == {"/aws/lambda/items-ci", "/aws/lambda/items-ci-api_key",
+        assert {g["logGroupName"] for g in groups} == {"/aws/lambda/items-ci", "/aws/lambda/items-ci-bearer_authorizer",
                                                        "/aws/lambda/items-ci-consume"}
         first_output = capsys.readouterr().out
         assert f"API URL: {API_URL}" in first_output
@@ -521,7 +521,7 @@ def test_the_policy_of_a_deployed_stage_can_be_printed(clients, isolated_process
     assert policy.main(["--stage", "ci"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == policy.document(outputs, policy.function_names(sys.modules["app"].app, "ci"))
-    assert "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/items-ci-api_key" in printed["Statement"][-1]["Resource"]
+    assert "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/items-ci-bearer_authorizer" in printed["Statement"][-1]["Resource"]
 
 
 def test_the_deploy_guide_lists_every_policy_statement():
