@@ -50,7 +50,7 @@ class _Worker:
     def __init__(self, spec: FunctionSpec, environment: Mapping[str, str]) -> None:
         read_fd, write_fd = os.pipe()
         try:
-            self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            self.process = subprocess.Popen(
                 [sys.executable, "-m", "local.worker", spec.handler, str(write_fd), spec.name, str(spec.memory)],
                 cwd=ROOT,
                 env=dict(environment),

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,6 +252,7 @@ def build(
     environment); ``import_environment`` is only seen by the app while Chalice loads it.
     """
     started = time.monotonic()
+    cache_dir = cache_dir.resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
     with (cache_dir / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # stacks starting side by side share the cache
@@ -286,7 +287,7 @@ def _build_locked(
         chalice = [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())"]
         command = [*chalice, "--project-dir", str(source), "package", "--pkg-format", "terraform",
                    "--stage", STAGE, str(staging)]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             detail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise PackageError(f"chalice package --stage {STAGE} failed: {detail}")
