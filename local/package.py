@@ -223,6 +223,8 @@ def _copy_inputs(root: Path, source: Path) -> None:
         elif target.exists():
             target.unlink()
         original = root / name
+        if not original.exists():
+            continue
         if original.is_dir():
             shutil.copytree(original, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
