@@ -264,7 +264,7 @@ class Emulator:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         install_sorted_key_queries()
