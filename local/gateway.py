@@ -444,9 +444,3 @@ def _status_line(status: int) -> str:
     except ValueError:
         return f"{status} Unknown"
 
-
-def serve(gateway: Gateway, host: str, port: int) -> Any:
-    """A bound, threaded HTTP/1.1 server for the gateway (``serve_forever`` to start answering)."""
-    from werkzeug.serving import make_server
-
-    return make_server(host, port, gateway, threaded=True)

@@ -66,3 +66,21 @@ def drain(environ: dict[str, Any], limit: int = 10 * 1024 * 1024) -> bool:
         read += len(chunk)
         if read > limit:
             return False
+
+
+def wsgi_server(host: str, port: int, app: Callable[..., Iterable[bytes]], **options: Any) -> Any:
+    """A threaded werkzeug server on ``host:port``, not serving yet.
+
+    The socket is bound here, so a busy port raises ``OSError`` (EADDRINUSE) to the caller
+    instead of werkzeug's own message and exit.
+    """
+    import socket
+
+    from werkzeug.serving import make_server
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        # werkzeug serves a duplicate of this descriptor; this one is closed on leaving.
+        return make_server(host, port, app, threaded=True, fd=sock.fileno(), **options)

@@ -134,11 +134,10 @@ class LocalStack:
 
     def _bind(self) -> None:
         """Claim both ports first: a busy one stops the start before anything else ran."""
-        from werkzeug.serving import make_server
-
         from local import frontend
+        from local.hosts import wsgi_server
 
-        self.api_server = listen("PORT", self.port, lambda: make_server(HOST, self.port, self._api, threaded=True))
+        self.api_server = listen("PORT", self.port, lambda: wsgi_server(HOST, self.port, self._api))
         self.ui_server = listen("UI_PORT", self.ui_port, lambda: frontend.bind(HOST, self.ui_port))
 
     def _api(self, environ: dict[str, Any], start_response: Any) -> Any:
