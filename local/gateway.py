@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from infra import gateway_responses
 from local.hosts import allowed, drain
@@ -159,9 +159,7 @@ class ApiDefinition:
         return Operation(method, path, kind, function=function_of(str(integration["uri"])),
                          authorizer=authorizer, api_key_required=api_key_required)
 
-    def find(self, path: str) -> tuple[Resource, dict[str, str]] | None:
-        trimmed = path.strip("/")
-        segments = trimmed.split("/") if trimmed else []
+    def find(self, segments: list[str]) -> tuple[Resource, dict[str, str]] | None:
         for resource in self.resources:
             params = resource.match(segments)
             if params is not None:
@@ -297,8 +295,9 @@ class Gateway:
 
     def handle(self, environ: dict[str, Any], body: bytes, request_id: str) -> Answer:
         method = environ["REQUEST_METHOD"].upper()
-        path = environ.get("PATH_INFO", "") or "/"
-        found = self.definition.find(path)
+        segments = path_segments(environ)
+        path = "/" + "/".join(segments)
+        found = self.definition.find(segments)
         if found is None:
             return self.gateway_answer("MISSING_AUTHENTICATION_TOKEN", request_id)
         resource, params = found
@@ -426,6 +425,19 @@ class Gateway:
             raise Refusal("DEFAULT_5XX")
         data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
         return int(result["statusCode"]), headers, data
+
+
+def path_segments(environ: Mapping[str, Any]) -> list[str]:
+    """The request path's segments, each percent-decoded on its own: an encoded ``/`` (``%2F``)
+    stays inside its segment, as API Gateway matches it."""
+    target = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or quote(environ.get("PATH_INFO", "/")))
+    raw = target.encode("latin-1", "replace")  # the request line's bytes (WSGI's encoding)
+    if raw.startswith((b"http://", b"https://")):
+        raw = b"/" + raw.split(b"/", 3)[3] if raw.count(b"/") >= 3 else b"/"
+    raw_path = raw.split(b"?", 1)[0].strip(b"/")
+    if not raw_path:
+        return []
+    return [unquote_to_bytes(part).decode("utf-8", "replace") for part in raw_path.split(b"/")]
 
 
 def _headers(environ: Mapping[str, Any]) -> Iterable[tuple[str, str]]:

@@ -207,3 +207,17 @@ def test_other_host_names_are_refused(project_package):
         assert response.json["type"] == "/problems/forbidden"
     assert client.get("/health", headers={"Host": f"localhost:{PORT}"}).status_code == 200
     assert len(functions.calls) == 1
+
+
+def test_path_parameters_are_decoded_per_segment(project_package):
+    functions = Functions({"api_handler": ok, "bearer_authorizer": allow_all})
+    client = Client(Gateway(project_package, functions, PORT, ORIGIN))
+    headers = {"Authorization": "Bearer k", **HOST}
+    assert client.get("/items/a%2Fb", headers=headers).status_code == 200
+    assert client.get("/items/%C3%A9t%C3%A9/attachments", headers=headers).status_code == 200
+    assert client.get("/items//attachments", headers=headers).status_code == 404  # an empty parameter matches nothing
+    events = [e for f, e in functions.calls if f == "api_handler"]
+    assert [(e["resource"], e["pathParameters"]) for e in events] == [
+        ("/items/{item_id}", {"item_id": "a/b"}),
+        ("/items/{item_id}/attachments", {"item_id": "été"}),
+    ]
