@@ -246,7 +246,7 @@ def build(
     import_environment: Mapping[str, str],
     cache_dir: Path,
     root: Path = ROOT,
-    keep: int = 3,
+    keep: int = 50,
 ) -> Built:
     """The local stage's package: from the cache when the inputs are unchanged, else built.
 
@@ -293,6 +293,9 @@ def _build_locked(
         if done.returncode != 0:
             detail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise PackageError(f"chalice package --stage {STAGE} failed: {detail}")
+        # The local stack runs the project's sources, not the zip (docs/LOCAL.md): keep the
+        # definition only, so that cache entries stay small and many can be kept.
+        (staging / "deployment.zip").unlink(missing_ok=True)
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
         _prune(cache_dir, keep_latest=keep)
