@@ -271,7 +271,8 @@ class Emulator:
         # Only requests for the emulator's own names (local/hosts.py); presigned URLs name it so.
         app = HostCheck(_AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), self.port)
         self._server = wsgi_server(self.host, self.port, app, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="aws-emulator", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

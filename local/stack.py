@@ -387,10 +387,10 @@ class LocalStack:
         closing = [threading.Thread(target=pool.close) for pool in self.pools.values()]
         for thread in closing:
             thread.start()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()  # its loops end while the workers do
         for thread in closing:
             thread.join()
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
         if self.emulator is not None:
             self.emulator.stop()
         if started:
