@@ -149,11 +149,9 @@ class FunctionPool:
             self._condition.notify()
 
     def _start_worker(self) -> _Worker:
+        """A new worker, counted in ``_starting`` until it is in ``_all`` (never in both)."""
         try:
             worker = _Worker(self.spec, self.environment)
-            with self._condition:
-                self._all.append(worker)
-            worker.wait_ready(INIT_TIMEOUT_SECONDS)
         except BaseException:
             with self._condition:
                 self._starting -= 1
@@ -161,6 +159,14 @@ class FunctionPool:
             raise
         with self._condition:
             self._starting -= 1
+            self._all.append(worker)
+        try:
+            worker.wait_ready(INIT_TIMEOUT_SECONDS)
+        except BaseException:
+            worker.kill()
+            with self._condition:
+                self._condition.notify()
+            raise
         return worker
 
     def _acquire(self) -> _Worker:

@@ -98,3 +98,14 @@ def test_per_invocation_overhead_is_small(pools):
     per_call_ms = (time.monotonic() - started) / count * 1000
     print(f"local Lambda invocation overhead: {per_call_ms:.3f} ms")
     assert per_call_ms < 5
+
+
+def test_cold_concurrent_invocations_each_get_an_execution_environment(pools):
+    pool = pools(spec("sleep"), {}, max_workers=4)
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(pool.invoke({"seconds": 1.5}))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r["pid"] for r in results}) == 4
