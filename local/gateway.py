@@ -35,6 +35,7 @@ import json
 import re
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -264,7 +265,11 @@ class Gateway:
                 close = True
                 status, headers, body = self.gateway_answer("REQUEST_TOO_LARGE", request_id)
             else:
-                status, headers, body = self.handle(environ, body_bytes, request_id)
+                try:
+                    status, headers, body = self.handle(environ, body_bytes, request_id)
+                except Exception:  # a fault of this gateway: answered as API Gateway's 5xx, and logged
+                    traceback.print_exc()
+                    status, headers, body = self.gateway_answer("DEFAULT_5XX", request_id)
         headers = {**headers, "x-amzn-RequestId": request_id}
         if environ["REQUEST_METHOD"] == "HEAD":
             body = b""
