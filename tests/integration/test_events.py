@@ -32,15 +32,14 @@ TIMINGS = Path(__file__).resolve().parents[2] / "test-artifacts" / "event-timing
 
 @pytest.fixture(scope="module")
 def events_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """A stack with a short upload window, cleanup every second, every queue batch delivered twice,
-    and ReportBatchItemFailures on the emulated mapping (the unit tests cover it off too)."""
+    """A stack with a short upload window, cleanup every second and every queue batch delivered
+    twice; the mapping has ReportBatchItemFailures, as deployed (the unit tests cover it off too)."""
     stack = start_stack(
         Path(tmp_path_factory.mktemp("events-stack")),
         {
             "UPLOAD_WINDOW_SECONDS": str(WINDOW),
             "LOCAL_CLEANUP_INTERVAL": "1",
             "LOCAL_DUPLICATE_DELIVERY": "1",
-            "LOCAL_REPORT_BATCH_ITEM_FAILURES": "1",
         },
     )
     yield stack
