@@ -31,8 +31,9 @@ DOWNLOAD_URL_SECONDS = 5 * 60
 _DELETE_BATCH = 1000
 
 _ID = r"[A-Za-z0-9_-]{1,64}"
-_ATTACHMENT_KEY = re.compile(rf"^attachments/(?P<tenant>{_ID})/(?P<item>{_ID})/(?P<attachment>{_ID})$")
-_IMPORT_KEY = re.compile(rf"^imports/(?P<tenant>{_ID})/(?P<import_id>{_ID})$")
+# Matched with ``fullmatch``: ``$`` would also accept a key ending in a newline.
+_ATTACHMENT_KEY = re.compile(rf"attachments/(?P<tenant>{_ID})/(?P<item>{_ID})/(?P<attachment>{_ID})")
+_IMPORT_KEY = re.compile(rf"imports/(?P<tenant>{_ID})/(?P<import_id>{_ID})")
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,14 @@ def import_key(tenant: str, import_id: str) -> str:
 
 
 def parse_attachment_key(key: str) -> AttachmentKey | None:
-    match = _ATTACHMENT_KEY.match(key)
+    match = _ATTACHMENT_KEY.fullmatch(key)
     if match is None:
         return None
     return AttachmentKey(match["tenant"], match["item"], match["attachment"])
 
 
 def parse_import_key(key: str) -> ImportKey | None:
-    match = _IMPORT_KEY.match(key)
+    match = _IMPORT_KEY.fullmatch(key)
     if match is None:
         return None
     return ImportKey(match["tenant"], match["import_id"])

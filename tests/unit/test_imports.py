@@ -518,3 +518,22 @@ def test_an_id_used_twice_in_a_file_fails_on_the_later_line_whatever_the_deliver
     result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
     assert result["errors"] == [{"line": 110, "detail": "id 'id-2' is already used on line 2"}]
     assert body_of(tenant.request("GET", "/items/id-2"))["name"] == "row 2"
+
+
+def test_storage_keys_must_match_in_full():
+    """``$`` accepts a trailing newline; a key is ours only when the whole of it matches."""
+    from chalicelib import uploads
+
+    assert uploads.parse_import_key("imports/t1/i1") == uploads.ImportKey("t1", "i1")
+    assert uploads.parse_import_key("imports/t1/i1\n") is None
+    assert uploads.parse_attachment_key("attachments/t1/i1/a1") == uploads.AttachmentKey("t1", "i1", "a1")
+    assert uploads.parse_attachment_key("attachments/t1/i1/a1\n") is None
+
+
+def test_a_file_under_the_key_plus_a_newline_does_not_start_the_import(client, s3, tenant):
+    data = b"name\nA\n"
+    created = new_import(tenant, "csv", data)
+    odd = created["upload"]["fields"]["key"] + "\n"
+    s3.put_object(Bucket=os.environ["BUCKET_NAME"], Key=odd, Body=data, ContentType=CSV)
+    client.lambda_.invoke("on_import_uploaded", s3_event(odd))
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "pending_upload"
