@@ -11,6 +11,10 @@ skipped but still counted.
 
 Each row is validated with ``ItemCreate``, the model that validates ``POST /items``, so a row is
 accepted exactly when the same object would be accepted by the API.
+
+Whatever goes wrong inside one row (a validator that raises something unexpected, a number
+Python refuses to convert, a date that overflows) is that row's error, reported at its line: a
+row can never stop the rows after it. Only file-level problems (``ImportFileError``) stop a file.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pydantic import ValidationError
 
 from chalicelib import clock, jsonutil
 from chalicelib.models import ItemCreate, to_field_errors
+from chalicelib.observability import logger
 
 MAX_LINE_CHARS = 1024 * 1024
 CSV_COLUMNS = ("name", "id", "description", "tags", "data", "expires_at")
@@ -103,6 +108,12 @@ def _one_line(exc: Exception) -> str:
     return str(exc).replace(" at line 1 column", " at column")
 
 
+def unexpected(line: int, exc: Exception) -> str:
+    """The row error of an exception nobody foresaw (logged, with its traceback, for a fix)."""
+    logger().exception("import row failed unexpectedly", line=line, error=type(exc).__name__)
+    return f"could not be processed ({type(exc).__name__})"
+
+
 def describe(errors: list[dict[str, str]]) -> str:
     return "; ".join(f"{e['pointer'] or '/'} {e['detail']}" for e in errors)
 
@@ -113,14 +124,20 @@ def jsonl_rows(lines: Iterable[str], id_for_line: Callable[[int], str]) -> Itera
         if not line.strip():
             continue
         try:
-            value = jsonutil.loads(line.rstrip("\r\n"))
-        except jsonutil.MalformedJSON as exc:
-            yield Row(number, error=_one_line(exc))
-            continue
-        if not isinstance(value, dict):
-            yield Row(number, error="must be a JSON object")
-            continue
-        yield _validate(number, value, id_for_line)
+            row = _jsonl_row(number, line, id_for_line)
+        except Exception as exc:  # one row's surprise is that row's error
+            row = Row(number, error=unexpected(number, exc))
+        yield row
+
+
+def _jsonl_row(number: int, line: str, id_for_line: Callable[[int], str]) -> Row:
+    try:
+        value = jsonutil.loads(line.rstrip("\r\n"))
+    except jsonutil.MalformedJSON as exc:
+        return Row(number, error=_one_line(exc))
+    if not isinstance(value, dict):
+        return Row(number, error="must be a JSON object")
+    return _validate(number, value, id_for_line)
 
 
 class _CountingLines:
@@ -201,8 +218,12 @@ def csv_rows(lines: Iterable[str], id_for_line: Callable[[int], str]) -> Iterato
         if columns is None:
             columns = _header(record, start)
             continue
-        body = _csv_body(columns, record)
-        yield Row(start, error=body) if isinstance(body, str) else _validate(start, body, id_for_line)
+        try:
+            body = _csv_body(columns, record)
+            row = Row(start, error=body) if isinstance(body, str) else _validate(start, body, id_for_line)
+        except Exception as exc:  # one row's surprise is that row's error
+            row = Row(start, error=unexpected(start, exc))
+        yield row
     if columns is None:
         raise ImportFileError("the file has no header row", None)
 

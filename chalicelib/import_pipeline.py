@@ -238,11 +238,16 @@ class ImportPipeline:
                     entry = [row.line, None, f"id '{row.fields['id']}' is already used on line {first}"]
                 else:
                     entry = [row.line, row.fields]
+                try:
+                    text = jsonutil.dumps(entry)
+                except Exception as exc:  # one row's surprise is that row's error
+                    entry = [row.line, None, import_parser.unexpected(row.line, exc)]
+                    text = jsonutil.dumps(entry)
                 if entry[1] is None:
                     failed += 1
                 else:
                     valid += 1
-                spool.write(jsonutil.dumps(entry).encode("utf-8") + b"\n")
+                spool.write(text.encode("utf-8") + b"\n")
         return valid, failed
 
     def _queue(self, tenant: str, import_id: str, spool: IO[bytes]) -> int:

@@ -537,3 +537,207 @@ def test_a_file_under_the_key_plus_a_newline_does_not_start_the_import(client, s
     s3.put_object(Bucket=os.environ["BUCKET_NAME"], Key=odd, Body=data, ContentType=CSV)
     client.lambda_.invoke("on_import_uploaded", s3_event(odd))
     assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "pending_upload"
+
+
+# -- every import ends: faults at each stage ------------------------------------------------------
+
+
+def _client_error(code: str, operation: str = "TransactWriteItems") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
+
+
+def _names_in(transaction: dict) -> set[str]:
+    """The item names a ``TransactWriteItems`` request writes."""
+    return {
+        action["Put"]["Item"]["name"]["S"]
+        for action in transaction["TransactItems"]
+        if "Put" in action and "name" in action["Put"]["Item"]
+    }
+
+
+def assert_accounted(result: dict) -> None:
+    assert result["status"] == "completed", result
+    assert result["rows_imported"] + result["rows_failed"] == result["rows_total"]
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "csv"])
+def test_an_unexpected_exception_in_the_parser_is_a_row_error_at_its_line(
+    client, app_module, s3, tenant, monkeypatch, file_format
+):
+    from chalicelib import import_parser
+
+    real = import_parser.ItemCreate
+
+    class Faulty:
+        @staticmethod
+        def model_validate(body):
+            if body.get("name") == "boom":
+                raise RuntimeError("injected parser fault")
+            return real.model_validate(body)
+
+    monkeypatch.setattr(import_parser, "ItemCreate", Faulty)
+    if file_format == "jsonl":
+        data = (
+            b'{"name": "first"}\n'
+            b'{"name": "boom"}\n'
+            b'{"name": "offset", "expires_at": "9999-12-31T23:00:00-05:00"}\n'
+            b'{"name": "huge", "data": {"n": ' + b"7" * 4301 + b"}}\n"
+            b'{"name": "last"}\n'
+        )
+        expected_lines = [2, 3, 4]
+    else:
+        data = b"name,expires_at\nfirst,\nboom,\noffset,9999-12-31T23:00:00-05:00\nlast,\n"
+        expected_lines = [3, 4]
+    result = run_import(client, app_module, s3, tenant, file_format, data)
+    assert_accounted(result)
+    assert [e["line"] for e in result["errors"]] == expected_lines
+    assert result["errors"][0]["detail"] == "could not be processed (RuntimeError)"
+    assert {"first", "last"} <= {i["name"] for i in all_items(tenant)}
+    assert result["rows_imported"] == len(all_items(tenant))
+
+
+def test_an_unexpected_exception_in_the_consumer_is_a_row_error_and_spares_its_neighbours(
+    client, app_module, s3, tenant, monkeypatch
+):
+    from chalicelib.item_repository import ItemRepository
+
+    real = ItemRepository.create_action
+
+    def faulty(self, tenant_name, item_id, fields, now, import_ref):
+        if fields.name == "boom":
+            raise RuntimeError("injected consumer fault")
+        return real(self, tenant_name, item_id, fields, now, import_ref)
+
+    monkeypatch.setattr(ItemRepository, "create_action", faulty)
+    data = (
+        b'{"name": "first"}\n'
+        b'{"name": "boom"}\n'
+        b'{"name": "near the end of time", "expires_at": "9999-12-30T00:00:00Z"}\n'
+        b'{"name": "last"}\n'
+    )
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert_accounted(result)
+    assert result["rows_total"] == 4
+    # Line 3 may be refused or imported (its expiry is an input question); it never takes others down.
+    assert [e["line"] for e in result["errors"]] in ([2], [2, 3])
+    assert result["errors"][0] == {"line": 2, "detail": "could not be processed (RuntimeError)"}
+    names = {i["name"] for i in all_items(tenant)}
+    assert {"first", "last"} <= names and "boom" not in names
+    assert result["rows_imported"] == len(names)
+    assert queue_depth(dlq_url()) == 0
+
+
+def test_a_row_the_database_refuses_costs_only_itself(client, app_module, s3, tenant, monkeypatch):
+    """A transaction refused for one row's content is applied row by row: the neighbours import."""
+    real = aws.dynamodb().transact_write_items
+    calls = []
+
+    def refuse_poison(**kwargs):
+        calls.append(_names_in(kwargs))
+        if "poison" in _names_in(kwargs):
+            raise _client_error("ValidationException")
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", refuse_poison)
+    data = b"".join(f'{{"name": "{name}"}}\n'.encode() for name in ("a", "b", "poison", "c"))
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert_accounted(result)
+    assert (result["rows_imported"], result["rows_failed"]) == (3, 1)
+    assert result["errors"] == [{"line": 3, "detail": "could not be processed (ClientError)"}]
+    assert sorted(i["name"] for i in all_items(tenant)) == ["a", "b", "c"]
+    # The whole chunk once, each row alone, then the row errors with the chunk's marker.
+    assert calls[0] == {"a", "b", "poison", "c"} and len(calls) == 6
+
+
+def test_rows_written_one_by_one_are_counted_once_when_the_message_returns(
+    client, app_module, s3, tenant, monkeypatch, no_backoff
+):
+    real = aws.dynamodb().transact_write_items
+    crashed = []
+
+    def refuse_poison_and_crash_once(**kwargs):
+        names = _names_in(kwargs)
+        if "poison" in names:
+            raise _client_error("ValidationException")
+        if names == {"c"} and not crashed:
+            crashed.append(True)
+            raise _client_error("InternalServerError")
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", refuse_poison_and_crash_once)
+    data = b"".join(f'{{"name": "{name}"}}\n'.encode() for name in ("a", "b", "poison", "c"))
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    poller = work_queue_poller(app_module)
+    poller.poll_once()
+    assert crashed and queue_depth(os.environ["QUEUE_URL"]) == 1  # a and b are written, the message is back
+    drain(poller)
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert_accounted(result)
+    assert (result["rows_imported"], result["rows_failed"]) == (3, 1)
+    assert sorted(i["name"] for i in all_items(tenant)) == ["a", "b", "c"]
+
+
+def test_a_chunk_failing_on_its_last_delivery_becomes_row_errors_not_a_dead_letter(
+    client, app_module, s3, tenant, monkeypatch, no_backoff
+):
+    real = aws.dynamodb().transact_write_items
+
+    def rows_never_go_through(**kwargs):
+        if _names_in(kwargs):
+            raise _client_error("InternalServerError")
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", rows_never_go_through)
+    data = b'{"name": ""}\n{"name": "a"}\n{"name": "b"}\n'
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    poller = work_queue_poller(app_module)
+    drain(poller)
+    assert poller.invocations == 5  # the queue's maxReceiveCount
+    assert queue_depth(dlq_url()) == 0
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert_accounted(result)
+    assert (result["rows_imported"], result["rows_failed"]) == (0, 3)
+    assert result["errors"] == [
+        {"line": 1, "detail": "/name must not be blank"},
+        {"line": 2, "detail": "could not be written in 5 attempts (ClientError)"},
+        {"line": 3, "detail": "could not be written in 5 attempts (ClientError)"},
+    ]
+
+
+def test_a_chunk_that_cannot_even_be_accounted_fails_its_import_with_the_reason(
+    client, app_module, s3, tenant, monkeypatch, no_backoff
+):
+    def nothing_goes_through(**_kwargs):
+        raise _client_error("InternalServerError")
+
+    data = b'{"name": "a"}\n{"name": "b"}\n'
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", nothing_goes_through)
+    drain(work_queue_poller(app_module))
+    assert queue_depth(dlq_url()) == 0
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert result["status"] == "failed"
+    assert result["errors"] == [
+        {"line": 1, "detail": "the rows from line 1 could not be written: could not be written in 5 attempts (ClientError)"}
+    ]
+    assert all_items(tenant) == []
+
+
+def test_the_consumer_knows_the_queues_max_receive_count():
+    from pathlib import Path
+
+    import yaml
+
+    from chalicelib import import_consumer
+
+    template = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    resources = yaml.load(template.read_text(), Loader=Loader)["Resources"]
+    assert resources["WorkQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == import_consumer.MAX_RECEIVES
