@@ -20,6 +20,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import IO, Any
 
 from botocore.exceptions import ClientError
@@ -179,20 +180,40 @@ class ImportPipeline:
         return None
 
     def _start(self, tenant: str, import_id: str) -> bool:
+        """``pending_upload`` → ``processing``, due (in ``due-index``) at the processing deadline.
+
+        A run for an import already ``processing`` whose rows are not all queued yet (a retry after
+        a crash) goes on, keeping the deadline of the first run.
+        """
         expr = Expression()
         status = expr.name("status")
-        now = expr.value(clock.now_text())
+        now = clock.now()
+        deadline = clock.format_timestamp(now + timedelta(seconds=self.settings.import_deadline_seconds))
+        key = imports.record_key(tenant, import_id)
         try:
             aws.dynamodb().update_item(
                 TableName=self.table,
-                Key=imports.record_key(tenant, import_id),
+                Key=key,
                 UpdateExpression=(
-                    f"SET {status} = {expr.value('processing')}, {expr.name('updated_at')} = {now}"
-                    f" REMOVE {expr.name('due_pk')}, {expr.name('due_at')}"
+                    f"SET {status} = {expr.value('processing')}, {expr.name('updated_at')} = {expr.value(clock.format_timestamp(now))},"
+                    f" {expr.name('due_at')} = {expr.value(deadline)}"
                 ),
+                ConditionExpression=f"{status} = {expr.value('pending_upload')}",
+                **expr.kwargs(),
+            )
+            return True
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+        expr = Expression()
+        status = expr.name("status")
+        try:
+            aws.dynamodb().update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression=f"SET {expr.name('updated_at')} = {expr.value(clock.format_timestamp(now))}",
                 ConditionExpression=(
-                    f"{status} = {expr.value('pending_upload')}"
-                    f" OR ({status} = {expr.value('processing')} AND attribute_not_exists({expr.name('rows_total')}))"
+                    f"{status} = {expr.value('processing')} AND attribute_not_exists({expr.name('rows_total')})"
                 ),
                 **expr.kwargs(),
             )

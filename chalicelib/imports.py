@@ -1,9 +1,10 @@
 """Imports: the record of one bulk upload, its routes, and the bookkeeping shared by its stages.
 
-Life of an import: ``pending_upload`` (record written, upload form handed out; in ``due-index``
-until the upload window closes) → ``processing`` (the storage event arrived, the file passed its
-checks; rows are parsed and queued, see ``import_pipeline``; the queue consumer writes them, see
-``import_consumer``) → ``completed`` or ``failed``. A finished import is put back into
+Life of an import: ``pending_upload`` (record written, upload form handed out; due in
+``due-index`` when the upload window closes) → ``processing`` (the storage event arrived, the file
+passed its checks; rows are parsed and queued, see ``import_pipeline``; the queue consumer writes
+them, see ``import_consumer``; due at its deadline, ``IMPORT_DEADLINE_SECONDS`` later, when the
+cleanup job fails it if it is still processing) → ``completed`` or ``failed``. A finished import is put back into
 ``due-index`` (due at once), so the cleanup job removes its source file.
 
 Progress is counted atomically on the record: ``rows_imported``, ``rows_failed`` and their sum
