@@ -3,7 +3,7 @@
 Memory stays bounded whatever the file size: bytes are decoded incrementally, split into lines
 as they arrive, and each row is validated and handed on before the next is read. The only
 buffers are one partial line (at most ``MAX_LINE_CHARS``) and, for CSV, one record (at most
-``csv.field_size_limit()`` per field).
+``MAX_RECORD_CHARS``).
 
 Line numbers are 1-based physical lines of the file (LF or CRLF endings). A CSV record that spans
 lines (a quoted field with line breaks) is reported at the line where it starts. Blank lines are
@@ -32,6 +32,10 @@ from chalicelib.models import ItemCreate, to_field_errors
 from chalicelib.observability import logger
 
 MAX_LINE_CHARS = 1024 * 1024
+# One CSV record (a quoted field may span lines) holds at most this many characters; a longer one
+# is a row error at the line where it starts, and its remaining lines are skipped without being
+# kept, so memory stays bounded whatever the file holds.
+MAX_RECORD_CHARS = 1024 * 1024
 CSV_COLUMNS = ("name", "id", "description", "tags", "data", "expires_at")
 TAG_SEPARATOR = "|"
 
@@ -140,12 +144,19 @@ def _jsonl_row(number: int, line: str, id_for_line: Callable[[int], str]) -> Row
     return _validate(number, value, id_for_line)
 
 
+class _RecordTooLongError(Exception):
+    """The CSV record being read passed ``MAX_RECORD_CHARS``."""
+
+
 class _CountingLines:
-    """Feeds lines to ``csv.reader`` while counting them, to number records exactly."""
+    """Feeds lines to ``csv.reader`` while counting them (to number records exactly) and measuring
+    the record being read (to bound it)."""
 
     def __init__(self, lines: Iterable[str]) -> None:
         self._lines = iter(lines)
         self.count = 0
+        self._record_chars = 0
+        self._record_quotes = 0
 
     def __iter__(self) -> _CountingLines:
         return self
@@ -153,7 +164,27 @@ class _CountingLines:
     def __next__(self) -> str:
         line = next(self._lines)
         self.count += 1
+        self._record_chars += len(line)
+        self._record_quotes += line.count('"')
+        if self._record_chars > MAX_RECORD_CHARS:
+            raise _RecordTooLongError()
         return line
+
+    def start_record(self) -> None:
+        self._record_chars = 0
+        self._record_quotes = 0
+
+    def skip_rest_of_record(self) -> None:
+        """Pass over the lines of a record abandoned midway, keeping none: the record ends at the
+        first line end outside quotes (RFC 4180 doubles a quote inside a quoted field, so an even
+        count of quotes so far means outside)."""
+        while self._record_quotes % 2:
+            try:
+                line = next(self._lines)
+            except StopIteration:
+                return
+            self.count += 1
+            self._record_quotes += line.count('"')
 
 
 def _is_blank(record: list[str]) -> bool:
@@ -204,11 +235,19 @@ def csv_rows(lines: Iterable[str], id_for_line: Callable[[int], str]) -> Iterato
     columns: list[str] | None = None
     while True:
         start = counted.count + 1
+        counted.start_record()
         try:
             record = next(reader)
         except StopIteration:
             break
+        except _RecordTooLongError as exc:
+            counted.skip_rest_of_record()
+            if columns is None:
+                raise ImportFileError(f"the header on line {start} is longer than {MAX_RECORD_CHARS} characters", start) from exc
+            yield Row(start, error=f"is longer than {MAX_RECORD_CHARS} characters")
+            continue
         except csv.Error as exc:
+            counted.skip_rest_of_record()
             if columns is None:
                 raise ImportFileError(f"the header on line {start} is not valid CSV: {exc}", start) from exc
             yield Row(start, error=f"is not valid CSV: {exc}")
