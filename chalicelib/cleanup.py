@@ -193,7 +193,9 @@ class CleanupJob:
             status = "failed"
         if status not in imports.FINAL:
             return "import not due"
-        uploads.delete(self.bucket, [uploads.import_key(tenant, import_id)])
+        uploads.delete(
+            self.bucket, [uploads.import_key(tenant, import_id), uploads.import_work_key(tenant, import_id)]
+        )
         expr = Expression()
         try:
             aws.dynamodb().update_item(
