@@ -384,7 +384,9 @@ class ImportPipeline:
         errors: list[tuple[int, str]] = []
         done = True
         for row in import_parser.rows(file_format, _chunks(body), id_for_line, progress.start):
-            if time.monotonic() > self.deadline:
+            # Out of time, and at least one message further than where this run began (so every
+            # run makes progress, however short its budget): the rest is for the continuation.
+            if boundary.offset > progress.offset and time.monotonic() > self.deadline:
                 done = False
                 break
             before = state

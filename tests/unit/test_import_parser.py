@@ -218,3 +218,28 @@ def test_after_a_malformed_csv_record_the_parser_resumes_at_the_next_record():
     rows = parse("csv", data, chunk=64 * 1024)
     assert [(r.line, r.fields["name"] if r.fields else None) for r in rows] == [(2, None), (20_002, "after")]
     assert rows[0].error.startswith("is not valid CSV: field larger than field limit")
+
+
+@pytest.mark.parametrize(
+    ("file_format", "text"),
+    [
+        ("csv", '\ufeffname,description\r\nA,"x\r\ny"\r\n\r\nB é,\r\n"bad"x,\r\nC,\r\n'),
+        ("jsonl", '\ufeff{"name":"a"}\n\n{"name":"é"}\r\nnot json\n{"name":"c"}'),
+        ("csv", "name\nA\nB"),
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 4096])
+def test_parsing_resumed_at_any_row_boundary_gives_the_rest_of_the_rows(file_format, text, chunk):
+    """What a continuation relies on: ``Row.end``/``next_line`` and ``check``'s start are exact."""
+
+    def key(rows):
+        return [(r.line, r.fields, r.error, r.end, r.next_line) for r in rows]
+
+    data = text.encode()
+    full = parse(file_format, data, chunk)
+    start = import_parser.check(file_format, [data[i : i + chunk] for i in range(0, len(data), chunk)])
+    assert key(import_parser.rows(file_format, [data[start.offset :]], ids, start)) == key(full)
+    for index, row in enumerate(full):
+        resumed = import_parser.Start(row.end, row.next_line, start.columns)
+        rest = list(import_parser.rows(file_format, [data[row.end :]], ids, resumed))
+        assert key(rest) == key(full[index + 1 :])

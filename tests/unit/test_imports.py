@@ -741,3 +741,107 @@ def test_the_consumer_knows_the_queues_max_receive_count():
     Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
     resources = yaml.load(template.read_text(), Loader=Loader)["Resources"]
     assert resources["WorkQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == import_consumer.MAX_RECEIVES
+
+
+# -- imports of any size: continued across invocations ---------------------------------------------
+
+
+class RowClock:
+    """``time`` for the import pipeline where every reading advances one tick: an invocation's
+    budget is then a number of rows, whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        self.ticks = 0.0
+
+    def monotonic(self) -> float:
+        self.ticks += 1
+        return self.ticks
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+
+def run_in_invocations(client, app_module, s3, tenant, monkeypatch, file_format, data, rows_per_invocation):
+    """The storage handler with a budget of about ``rows_per_invocation`` rows; each continuation
+    event (S3's ``ObjectCreated:Copy`` of the object onto itself) is delivered like the first."""
+    from chalicelib import import_pipeline
+
+    fake = RowClock()
+    monkeypatch.setattr(import_pipeline, "time", fake)
+    monkeypatch.setattr(import_pipeline, "deadline_for", lambda _context: fake.ticks + rows_per_invocation)
+    created = new_import(tenant, file_format, data)
+    key = upload(s3, created, data)
+    table = os.environ["TABLE_NAME"]
+    invocations = 0
+    while invocations < 500:
+        client.lambda_.invoke("on_import_uploaded", s3_event(key))
+        invocations += 1
+        record = imports.get_record(table, tenant.name, created["id"])
+        if record["status"] != "processing" or record.get("rows_total") is not None:
+            break
+    drain(work_queue_poller(app_module))
+    return body_of(tenant.request("GET", f"/imports/{created['id']}")), invocations
+
+
+def continued_file(file_format: str) -> bytes:
+    lines = []
+    if file_format == "csv":
+        lines.append("\ufeffname,id,description")
+        for n in range(1, 300):
+            if n % 17 == 0:
+                lines.append(f",,blank name {n}")
+            elif n % 23 == 0:
+                lines.append(f'"multi {n}",,"spans\r\ntwo lines"')
+            elif n in (40, 250):
+                lines.append(f"again {n},fixed-id,")
+            else:
+                lines.append(f"row {n},,")
+        return ("\r\n".join(lines) + "\r\n").encode()
+    lines.append('\ufeff{"name": "first"}')
+    for n in range(2, 300):
+        if n % 19 == 0:
+            lines.append("")
+        elif n % 17 == 0:
+            lines.append('{"name": ""}')
+        elif n in (40, 250):
+            lines.append(f'{{"id": "fixed-id", "name": "again {n}"}}')
+        else:
+            lines.append(f'{{"name": "row {n}", "data": {{"n": {n}}}}}')
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "csv"])
+def test_an_import_continued_across_invocations_ends_as_if_read_in_one(
+    client, app_module, s3, tenant, other_tenant, monkeypatch, file_format
+):
+    data = continued_file(file_format)
+    whole = run_import(client, app_module, s3, other_tenant, file_format, data)
+    continued, invocations = run_in_invocations(client, app_module, s3, tenant, monkeypatch, file_format, data, 23)
+    assert invocations >= 5
+    assert_accounted(continued)
+    for field in ("rows_total", "rows_imported", "rows_failed", "errors"):
+        assert continued[field] == whole[field], field
+    assert any(e["detail"].startswith("id 'fixed-id' is already used on line ") for e in continued["errors"])
+    names = sorted(i["name"] for i in every_item(tenant))
+    assert names == sorted(i["name"] for i in every_item(other_tenant))
+    assert len(names) == continued["rows_imported"]
+    assert not exists(s3, f"import-work/{tenant.name}/{continued['id']}/")  # the registry went with the end
+
+
+def test_a_file_replaced_between_invocations_fails_the_import(client, app_module, s3, tenant, monkeypatch):
+    from chalicelib import import_pipeline
+
+    fake = RowClock()
+    monkeypatch.setattr(import_pipeline, "time", fake)
+    monkeypatch.setattr(import_pipeline, "deadline_for", lambda _context: fake.ticks + 10)
+    data = continued_file("jsonl")
+    created = new_import(tenant, "jsonl", data)
+    key = upload(s3, created, data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    assert imports.get_record(os.environ["TABLE_NAME"], tenant.name, created["id"]).get("parse")
+    upload(s3, created, data.replace(b"row", b"ROW"))  # a second post of the form, same size
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert failed["status"] == "failed"
+    assert failed["errors"] == [{"line": None, "detail": "the file changed while it was being imported"}]
