@@ -37,6 +37,8 @@ TARGETS = {
     ("import", "rows_per_write_call"): (">=", 20),
     ("import", "peak_rss_mb"): ("<=", 150),
     ("package", "zip_bytes"): ("<=", 8 * 1024 * 1024),
+    ("import_limits", "invocation_peak_rss_mb"): ("<=", 1024),
+    ("import_limits", "projected_total_vs_deadline"): ("<=", 1.0),
 }
 
 
@@ -50,12 +52,13 @@ class Sizes:
     cleanup_live: int
     cleanup_expired: int
     import_rows: int
+    limit_rows: int = 1_000_000
 
 
 FULL = Sizes(cold_runs=15, warm_iterations=400, list_small=1_000, list_large=50_000, list_runs=30,
              cleanup_live=50_000, cleanup_expired=200, import_rows=100_000)
 SMOKE = Sizes(cold_runs=3, warm_iterations=30, list_small=30, list_large=300, list_runs=5,
-              cleanup_live=300, cleanup_expired=20, import_rows=300)
+              cleanup_live=300, cleanup_expired=20, import_rows=300, limit_rows=3_000)
 
 
 def median(values: list[float]) -> float:
@@ -335,6 +338,79 @@ def bulk_import(env: Environment, sizes: Sizes) -> dict[str, Any]:
             "peak_rss_mb": round(handler["peak_rss_mb"], 1), "storage_handler_seconds": round(handler["seconds"], 1)}
 
 
+def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
+    """The storage handler on the densest file allowed, against Lambda's limits.
+
+    The smallest valid row is a one-character CSV name (``a\n``, 2 bytes), so a file of
+    ``MAX_IMPORT_BYTES`` holds about 52 M of them. The handler runs (own process, for its memory)
+    on ``limit_rows`` such rows; seconds and peak memory per 1 M rows are projected to the largest
+    file. Lambda gives a function 1 vCPU at 1,769 MB and a share in proportion below that, so
+    this machine's seconds are scaled by 1769 / the handler's configured memory (one local core
+    taken as one vCPU). The handler continues across invocations, each stopping
+    ``CHECKPOINT_MARGIN_SECONDS`` before the 900 s timeout, so what must fit is one invocation's
+    memory and /tmp, and the whole run within ``IMPORT_DEADLINE_SECONDS``.
+    """
+    import math
+
+    from chalicelib import aws
+    from chalicelib.import_pipeline import CHECKPOINT_MARGIN_SECONDS
+    from chalicelib.settings import get_settings
+
+    settings = get_settings()
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_functions"]["on_import_uploaded"]
+    memory_mb, timeout_s = int(config["lambda_memory_size"]), int(config["lambda_timeout"])
+    payload = b"name\n" + b"a\n" * sizes.limit_rows
+    created = api("POST", "/imports", "/imports", "bench-limits", body={"format": "csv", "size": len(payload)})
+    assert created["statusCode"] == 201, created
+    record = json.loads(created["body"])
+    key = record["upload"]["fields"]["key"]
+    aws.s3().put_object(Bucket=env.outputs["BucketName"], Key=key, Body=payload, ContentType="text/csv")
+    done = subprocess.run([sys.executable, "bench/import_child.py", env.outputs["BucketName"], key, str(len(payload))],
+                          cwd=ROOT, env=dict(os.environ), check=True, capture_output=True, text=True)
+    handler = json.loads(done.stdout.strip().splitlines()[-1])
+    view = json.loads(api("GET", "/imports/{import_id}", f"/imports/{record['id']}", "bench-limits",
+                          {"import_id": record["id"]})["body"])
+    assert view["rows_total"] == sizes.limit_rows, view  # the whole file in one invocation here
+    aws.sqs().purge_queue(QueueUrl=env.outputs["WorkQueueUrl"])  # the consumer is measured by "import"
+    tmp_per_million = _registry_mb_per_million_ids(sizes.limit_rows)
+    # The densest file with ids: 4-character ids ("a,XXXX\n", 7 bytes a row; 64**4 distinct ids).
+    id_rows = settings.max_import_bytes // 7
+
+    per_million = handler["seconds"] / sizes.limit_rows * 1_000_000
+    largest_rows = (settings.max_import_bytes - len(b"name\n")) // 2
+    local_seconds = per_million * largest_rows / 1_000_000
+    lambda_seconds = local_seconds * 1769 / min(memory_mb, 1769)
+    budget = timeout_s - CHECKPOINT_MARGIN_SECONDS
+    invocations = max(1, math.ceil(lambda_seconds / budget))
+    return {
+        "rows": sizes.limit_rows,
+        "seconds_per_1m_rows": round(per_million, 2),
+        "invocation_peak_rss_mb": round(handler["peak_rss_mb"], 1),
+        "largest_file_rows": largest_rows,
+        "projected_local_seconds": round(local_seconds),
+        "projected_lambda_seconds": round(lambda_seconds),
+        "lambda_timeout_seconds": timeout_s,
+        "invocations_needed": invocations,
+        "deadline_seconds": settings.import_deadline_seconds,
+        "projected_total_vs_deadline": round(lambda_seconds / settings.import_deadline_seconds, 3),
+        "tmp_mb_per_1m_ids": round(tmp_per_million, 1),
+        "projected_tmp_mb_densest_file_with_ids": round(tmp_per_million * id_rows / 1_000_000),
+    }
+
+
+def _registry_mb_per_million_ids(count: int) -> float:
+    """Size on /tmp of the ids registry (the only thing the handler keeps there) per 1 M ids."""
+    from chalicelib.import_pipeline import IdRegistry
+
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-"
+    with IdRegistry("unused", "unused", restore=False) as registry:
+        for n in range(count):
+            item_id = "".join(alphabet[(n >> shift) & 63] for shift in (18, 12, 6, 0))
+            registry.claim(item_id, n + 2)
+        size = registry.file_bytes()
+    return size / count * 1_000_000 / (1024 * 1024)
+
+
 def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
     """``chalice package`` of a copy of the project, with the stage policy a deploy would write."""
     import shutil
@@ -372,6 +448,7 @@ MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
     ("calls_per_request", calls_per_request),
     ("cleanup", cleanup),
     ("import", bulk_import),
+    ("import_limits", import_limits),
     ("package", package),
 ]
 

@@ -31,6 +31,7 @@ conditionally on the previous one, so of two runs from the same checkpoint only 
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -220,6 +221,13 @@ class IdRegistry:
             return None
         first: int = self._db.execute("SELECT line FROM ids WHERE id = ?", (item_id,)).fetchone()[0]
         return first if first != line else None
+
+    def file_bytes(self) -> int:
+        """The database's size on disk (what it takes of ``/tmp``)."""
+        self._db.execute("COMMIT")
+        size = os.path.getsize(self._path)
+        self._db.execute("BEGIN")
+        return size
 
     def store(self) -> None:
         """Put the database in S3 for the next invocation."""
