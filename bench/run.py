@@ -338,6 +338,9 @@ def bulk_import(env: Environment, sizes: Sizes) -> dict[str, Any]:
             "peak_rss_mb": round(handler["peak_rss_mb"], 1), "storage_handler_seconds": round(handler["seconds"], 1)}
 
 
+SQS_CALL_SECONDS = 0.02
+
+
 def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
     """The storage handler on the densest file allowed, against Lambda's limits.
 
@@ -345,8 +348,9 @@ def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
     ``MAX_IMPORT_BYTES`` holds about 52 M of them. The handler runs (own process, for its memory)
     on ``limit_rows`` such rows; seconds and peak memory per 1 M rows are projected to the largest
     file. Lambda gives a function 1 vCPU at 1,769 MB and a share in proportion below that, so
-    this machine's seconds are scaled by 1769 / the handler's configured memory (one local core
-    taken as one vCPU). The handler continues across invocations, each stopping
+    the handler's CPU seconds here are scaled by 1769 / its configured memory (one local core
+    taken as one vCPU), and each AWS call it made is charged ``SQS_CALL_SECONDS`` (wall time here
+    is mostly the emulator's, on the same cores). The handler continues across invocations, each stopping
     ``CHECKPOINT_MARGIN_SECONDS`` before the 900 s timeout, so what must fit is one invocation's
     memory and /tmp, and the whole run within ``IMPORT_DEADLINE_SECONDS``.
     """
@@ -376,18 +380,24 @@ def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
     # The densest file with ids: 4-character ids ("a,XXXX\n", 7 bytes a row; 64**4 distinct ids).
     id_rows = settings.max_import_bytes // 7
 
-    per_million = handler["seconds"] / sizes.limit_rows * 1_000_000
+    scale = 1_000_000 / sizes.limit_rows
     largest_rows = (settings.max_import_bytes - len(b"name\n")) // 2
-    local_seconds = per_million * largest_rows / 1_000_000
-    lambda_seconds = local_seconds * 1769 / min(memory_mb, 1769)
+    millions = largest_rows / 1_000_000
+    cpu_per_million = handler["cpu_seconds"] * scale
+    calls_per_million = sum(handler["calls"].values()) * scale
+    # In Lambda: the CPU at the function's share of a vCPU, plus each AWS call's round trip
+    # (SQS_CALL_SECONDS, an assumed in-region latency: the emulator's own time is not AWS's).
+    lambda_seconds = millions * (cpu_per_million * 1769 / min(memory_mb, 1769) + calls_per_million * SQS_CALL_SECONDS)
     budget = timeout_s - CHECKPOINT_MARGIN_SECONDS
     invocations = max(1, math.ceil(lambda_seconds / budget))
     return {
         "rows": sizes.limit_rows,
-        "seconds_per_1m_rows": round(per_million, 2),
+        "seconds_per_1m_rows": round(handler["seconds"] * scale, 2),
+        "cpu_seconds_per_1m_rows": round(cpu_per_million, 2),
+        "aws_calls_per_1m_rows": round(calls_per_million),
         "invocation_peak_rss_mb": round(handler["peak_rss_mb"], 1),
         "largest_file_rows": largest_rows,
-        "projected_local_seconds": round(local_seconds),
+        "projected_cpu_seconds": round(cpu_per_million * millions),
         "projected_lambda_seconds": round(lambda_seconds),
         "lambda_timeout_seconds": timeout_s,
         "invocations_needed": invocations,
