@@ -221,6 +221,29 @@ def test_csv_import_with_bom_quoted_newlines_and_blank_lines(local_stack):
     assert client.call("GET", "/items/csv-fine", expect=200)["expires_at"] == "2999-12-31T23:59:59.000Z"
 
 
+def test_poison_rows_next_to_valid_ones_end_as_row_errors_at_their_lines(local_stack):
+    """Rows that once left an import processing for ever: values at the calendar's end, an
+    integer Python will not convert. Whichever stage refuses them, they are row errors at their
+    lines and their neighbours (in the same chunk) are imported."""
+    client = Client(local_stack, "beta")
+    data = (
+        b'{"name": "valid before"}\n'
+        b'{"name": "offset past 9999", "expires_at": "9999-12-31T23:00:00-05:00"}\n'
+        b'{"name": "huge integer", "data": {"n": ' + b"9" * 4301 + b"}}\n"
+        b'{"name": "near the end of time", "expires_at": "9999-12-30T00:00:00Z"}\n'
+        b'{"name": "valid after"}\n'
+    )
+    result = run_import(client, "jsonl", data)
+    assert result["status"] == "completed", result
+    assert result["rows_total"] == 5
+    assert result["rows_imported"] + result["rows_failed"] == 5
+    lines = [e["line"] for e in result["errors"]]
+    assert lines[:2] == [2, 3] and set(lines) <= {2, 3, 4}, result["errors"]
+    names = {i["name"] for i in client.all_items()}
+    assert {"valid before", "valid after"} <= names
+    assert "offset past 9999" not in names and "huge integer" not in names
+
+
 @pytest.mark.parametrize(
     ("file_format", "data", "detail"),
     [
