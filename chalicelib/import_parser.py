@@ -22,7 +22,7 @@ from __future__ import annotations
 import codecs
 import csv
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -174,7 +174,7 @@ def jsonl_rows(lines: Lines, id_for_line: Callable[[int], str], start: Start = S
             row = _jsonl_row(number, line, id_for_line)
         except Exception as exc:  # one row's surprise is that row's error
             row = Row(number, error=unexpected(number, exc))
-        yield replace(row, end=start.offset + lines.consumed, next_line=number + 1)
+        yield Row(row.line, row.fields, row.error, start.offset + lines.consumed, number + 1)
 
 
 def _jsonl_row(number: int, line: str, id_for_line: Callable[[int], str]) -> Row:
@@ -325,7 +325,7 @@ def _csv_records(lines: Lines, id_for_line: Callable[[int], str], start: Start, 
 
 
 def _at(row: Row, lines: Lines, counted: _CountingLines, start: Start) -> Row:
-    return replace(row, end=start.offset + lines.consumed, next_line=start.line + counted.count)
+    return Row(row.line, row.fields, row.error, start.offset + lines.consumed, start.line + counted.count)
 
 
 def rows(

@@ -31,6 +31,7 @@ conditionally on the previous one, so of two runs from the same checkpoint only 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -95,6 +96,10 @@ class ChunkSender:
 
     @staticmethod
     def encode(line: int, fields: dict[str, Any]) -> str:
+        if not fields.get("data"):
+            # Only strings, lists of strings and None: the C encoder writes them as jsonutil would
+            # mean them (``data`` may hold Decimals, which only jsonutil writes exactly).
+            return json.dumps({"line": line, "fields": fields}, ensure_ascii=False, separators=(",", ":"))
         return jsonutil.dumps({"line": line, "fields": fields})
 
     def fits(self, text: str) -> bool:
@@ -388,7 +393,14 @@ class ImportPipeline:
     ) -> tuple[Progress, Progress, bool]:
         """Pass 2 from ``progress``: (the state after the last row read, the last state whose rows
         are all in sealed messages, whether the file was read to its end)."""
-        state = boundary = progress
+        boundary = progress
+        # The state after the last row read, as plain locals (a dataclass per row costs more than
+        # parsing the row); a ``Progress`` is made only at message boundaries.
+        offset, line, valid, failed = progress.offset, progress.line, progress.valid, progress.failed
+
+        def at(chunk: int) -> Progress:
+            return Progress(offset, line, chunk, valid, failed, progress.columns, progress.etag, progress.ids)
+
         errors: list[tuple[int, str]] = []
         done = True
         for row in import_parser.rows(file_format, _chunks(body), id_for_line, progress.start):
@@ -397,7 +409,6 @@ class ImportPipeline:
             if boundary.offset > progress.offset and time.monotonic() > self.deadline:
                 done = False
                 break
-            before = state
             text: str | None = None
             error = row.error
             if row.fields is not None:
@@ -415,16 +426,17 @@ class ImportPipeline:
                 if len(errors) >= ERROR_WRITE_BATCH:
                     imports.put_row_errors(self.table, tenant, import_id, errors)
                     errors = []
-                state = replace(state, offset=row.end, line=row.next_line, failed=state.failed + 1)
+                offset, line, failed = row.end, row.next_line, failed + 1
                 if not sender.rows:
-                    boundary = replace(state, chunk=sender.chunks)
+                    boundary = at(sender.chunks)
                 continue
             if not sender.fits(text):
                 sender.seal()
-                boundary = replace(before, chunk=sender.chunks)
-            state = replace(state, offset=row.end, line=row.next_line, valid=state.valid + 1)
+                boundary = at(sender.chunks)  # before this row: it starts the next message
+            offset, line, valid = row.end, row.next_line, valid + 1
             if sender.append(text):
-                boundary = replace(state, chunk=sender.chunks)
+                boundary = at(sender.chunks)
+        state = at(sender.chunks)
         if errors:
             imports.put_row_errors(self.table, tenant, import_id, errors)
         return state, boundary, done
