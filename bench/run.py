@@ -355,7 +355,6 @@ def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
     memory and /tmp, and the whole run within ``IMPORT_DEADLINE_SECONDS``.
     """
     import math
-    import threading
 
     from chalicelib import aws
     from chalicelib.import_pipeline import CHECKPOINT_MARGIN_SECONDS
@@ -370,39 +369,7 @@ def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
     record = json.loads(created["body"])
     key = record["upload"]["fields"]["key"]
     aws.s3().put_object(Bucket=env.outputs["BucketName"], Key=key, Body=payload, ContentType="text/csv")
-    # The consumer is measured by "import"; here the queue is only kept short (the emulator's
-    # SendMessageBatch slows down as its queue grows, which SQS does not).
-    stop = threading.Event()
-    queue_url = env.outputs["WorkQueueUrl"]
-
-    def drop_messages() -> int:
-        messages = aws.sqs().receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        if messages:
-            aws.sqs().delete_message_batch(QueueUrl=queue_url, Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
-        return len(messages)
-
-    def keep_queue_short() -> None:
-        while not stop.is_set():
-            try:
-                if drop_messages():
-                    continue
-            except Exception as exc:  # a busy emulator times out now and then: keep going
-                print(f"queue drain: {exc}", file=sys.stderr)
-            stop.wait(0.05)
-
-    purger = threading.Thread(target=keep_queue_short, daemon=True)
-    purger.start()
-    try:
-        done = subprocess.run([sys.executable, "bench/import_child.py", env.outputs["BucketName"], key,
-                               str(len(payload))], cwd=ROOT, env=dict(os.environ), check=True, capture_output=True,
-                              text=True)
-    finally:
-        stop.set()
-        purger.join()
-    while drop_messages():
-        pass
-    handler = json.loads(done.stdout.strip().splitlines()[-1])
+    handler = _handler_with_queue_drained(env, key, len(payload))
     view = json.loads(api("GET", "/imports/{import_id}", f"/imports/{record['id']}", "bench-limits",
                           {"import_id": record["id"]})["body"])
     assert view["rows_total"] == sizes.limit_rows, view  # the whole file in one invocation here
@@ -436,6 +403,48 @@ def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
         "tmp_mb_per_1m_ids": round(tmp_per_million, 1),
         "projected_tmp_mb_densest_file_with_ids": round(tmp_per_million * id_rows / 1_000_000),
     }
+
+
+def _handler_with_queue_drained(env: Environment, key: str, size: int) -> dict[str, Any]:
+    """The storage handler in its own process, as ``bench/import_child.py`` reports it."""
+    import threading
+
+    from chalicelib import aws
+
+    # The consumer is measured by "import"; here the queue is only kept short (the emulator's
+    # SendMessageBatch slows down as its queue grows, which SQS does not).
+    stop = threading.Event()
+    queue_url = env.outputs["WorkQueueUrl"]
+
+    def drop_messages() -> int:
+        messages = aws.sqs().receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if messages:
+            aws.sqs().delete_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
+        return len(messages)
+
+    def keep_queue_short() -> None:
+        while not stop.is_set():
+            try:
+                if drop_messages():
+                    continue
+            except Exception as exc:  # a busy emulator times out now and then: keep going
+                print(f"queue drain: {exc}", file=sys.stderr)
+            stop.wait(0.05)
+
+    purger = threading.Thread(target=keep_queue_short, daemon=True)
+    purger.start()
+    try:
+        done = subprocess.run([sys.executable, "bench/import_child.py", env.outputs["BucketName"], key,
+                               str(size)], cwd=ROOT, env=dict(os.environ), check=True, capture_output=True,
+                              text=True)
+    finally:
+        stop.set()
+        purger.join()
+    while drop_messages():
+        pass
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _registry_mb_per_million_ids(count: int) -> float:
