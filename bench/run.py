@@ -52,7 +52,7 @@ class Sizes:
     cleanup_live: int
     cleanup_expired: int
     import_rows: int
-    limit_rows: int = 200_000
+    limit_rows: int = 100_000
 
 
 FULL = Sizes(cold_runs=15, warm_iterations=400, list_small=1_000, list_large=50_000, list_runs=30,
