@@ -449,3 +449,39 @@ def test_a_completed_import_is_not_failed_by_its_old_deadline(client, app_module
     later(DEADLINE + 1)
     run_cleanup()
     assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "completed"
+
+
+def test_an_import_stopped_between_invocations_fails_at_its_deadline_and_leaves_no_work_file(
+    client, tenant, s3, later, monkeypatch
+):
+    """A continuation that never came (its event lost): the deadline ends the import, and the
+    cleanup removes the ids registry that waited for it along with the source file."""
+    from chalicelib import import_pipeline, uploads
+
+    class RowClock:
+        ticks = 0.0
+
+        def monotonic(self) -> float:
+            self.ticks += 1
+            return self.ticks
+
+        @staticmethod
+        def sleep(_seconds: float) -> None:
+            return None
+
+    fake = RowClock()
+    monkeypatch.setattr(import_pipeline, "time", fake)
+    monkeypatch.setattr(import_pipeline, "deadline_for", lambda _context: fake.ticks + 10)
+    monkeypatch.setenv("IMPORT_DEADLINE_SECONDS", str(DEADLINE))
+    data = "".join(f'{{"id": "explicit-{n}", "name": "row {n}"}}\n' for n in range(120)).encode()
+    created = _uploaded_import(client, tenant, s3, data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(created["upload"]["fields"]["key"]))
+    work = uploads.import_work_key(tenant.name, created["id"])
+    assert exists(s3, work)  # stopped after its first message, with 50 ids registered
+    later(DEADLINE + 1)
+    run_cleanup()
+    failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert failed["status"] == "failed"
+    assert failed["errors"][0]["detail"].startswith(f"the import did not finish within {DEADLINE} seconds")
+    assert not exists(s3, work)
+    assert not exists(s3, created["upload"]["fields"]["key"])

@@ -845,3 +845,32 @@ def test_a_file_replaced_between_invocations_fails_the_import(client, app_module
     failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
     assert failed["status"] == "failed"
     assert failed["errors"] == [{"line": None, "detail": "the file changed while it was being imported"}]
+
+
+def test_of_two_runs_from_one_checkpoint_only_one_goes_on(client, app_module, s3, tenant, monkeypatch):
+    """A duplicate event starts a second run from the same checkpoint: its checkpoint is refused,
+    so it starts no continuation of its own (the chunks both sent are the same chunks)."""
+    from chalicelib import import_pipeline
+    from chalicelib.settings import get_settings
+
+    fake = RowClock()
+    monkeypatch.setattr(import_pipeline, "time", fake)
+    monkeypatch.setattr(import_pipeline, "deadline_for", lambda _context: fake.ticks + 10)
+    data = continued_file("jsonl")
+    created = new_import(tenant, "jsonl", data)
+    key = upload(s3, created, data)
+    table = os.environ["TABLE_NAME"]
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    first = imports.get_record(table, tenant.name, created["id"])["parse"]
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))  # the continuation moves it on
+    second = imports.get_record(table, tenant.name, created["id"])["parse"]
+    assert second["offset"] > first["offset"]
+    pipeline = import_pipeline.ImportPipeline(get_settings(), fake.ticks + 10)
+    stale = import_pipeline.Progress.from_record(second)
+    assert not pipeline._save(tenant.name, created["id"], first, stale)  # a run that began at `first`
+    assert imports.get_record(table, tenant.name, created["id"])["parse"] == second
+    # And the import still ends, exactly.
+    while imports.get_record(table, tenant.name, created["id"]).get("rows_total") is None:
+        client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    drain(work_queue_poller(app_module))
+    assert_accounted(body_of(tenant.request("GET", f"/imports/{created['id']}")))
