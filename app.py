@@ -298,7 +298,7 @@ def on_attachment_uploaded(event: Any) -> None:
 def on_import_uploaded(event: Any) -> None:
     from chalicelib import events
 
-    events.import_uploaded(event.to_dict())
+    events.import_uploaded(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=_QUEUE, batch_size=10)
