@@ -30,7 +30,7 @@ PATCH_BODY = [web.JSON, web.MERGE_PATCH]
 
 
 @app.authorizer(ttl_seconds=60)
-def api_key(auth_request: Any) -> AuthResponse:
+def bearer_authorizer(auth_request: Any) -> AuthResponse:
     key = apikeys.parse_bearer(auth_request.token)
     with gateway.unavailable_when_dependencies_fail():
         principal = apikeys.authenticate(key, require(get_settings().table_name, "TABLE_NAME")) if key else None
@@ -120,7 +120,7 @@ def openapi() -> Response:
     return web.json_response(200, openapi_doc.document())
 
 
-@app.route("/items", methods=["POST"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
+@app.route("/items", methods=["POST"], authorizer=bearer_authorizer, cors=cors, content_types=JSON_BODY)
 @web.problem_boundary
 def create_item() -> Response:
     body = web.read_json_body(_request())
@@ -132,13 +132,13 @@ def create_item() -> Response:
     )
 
 
-@app.route("/items", methods=["GET"], authorizer=api_key, cors=cors)
+@app.route("/items", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
 @web.problem_boundary
 def list_items() -> Response:
     return web.json_response(200, _items().list(_tenant(), web.query_params(_request())))
 
 
-@app.route("/items/{item_id}", methods=["GET"], authorizer=api_key, cors=cors)
+@app.route("/items/{item_id}", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
 @web.problem_boundary
 def get_item(item_id: str) -> Response:
     item = _items().get(_tenant(), item_id)
@@ -147,7 +147,7 @@ def get_item(item_id: str) -> Response:
     return _item_response(200, item)
 
 
-@app.route("/items/{item_id}", methods=["PUT"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
+@app.route("/items/{item_id}", methods=["PUT"], authorizer=bearer_authorizer, cors=cors, content_types=JSON_BODY)
 @web.problem_boundary
 def replace_item(item_id: str) -> Response:
     request = _request()
@@ -156,7 +156,7 @@ def replace_item(item_id: str) -> Response:
     return _item_response(200, _items().replace(_tenant(), item_id, body, precondition))
 
 
-@app.route("/items/{item_id}", methods=["PATCH"], authorizer=api_key, cors=cors, content_types=PATCH_BODY)
+@app.route("/items/{item_id}", methods=["PATCH"], authorizer=bearer_authorizer, cors=cors, content_types=PATCH_BODY)
 @web.problem_boundary
 def patch_item(item_id: str) -> Response:
     request = _request()
@@ -165,7 +165,7 @@ def patch_item(item_id: str) -> Response:
     return _item_response(200, _items().patch(_tenant(), item_id, body, precondition))
 
 
-@app.route("/items/{item_id}", methods=["DELETE"], authorizer=api_key, cors=cors)
+@app.route("/items/{item_id}", methods=["DELETE"], authorizer=bearer_authorizer, cors=cors)
 @web.problem_boundary
 def delete_item(item_id: str) -> Response:
     precondition = conditional.parse_if_match(_request().headers.get("if-match"))
@@ -223,7 +223,7 @@ def _imports() -> Any:
     return ImportService(get_settings())
 
 
-@app.route("/items/{item_id}/attachments", methods=["POST"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
+@app.route("/items/{item_id}/attachments", methods=["POST"], authorizer=bearer_authorizer, cors=cors, content_types=JSON_BODY)
 @web.problem_boundary
 def create_attachment(item_id: str) -> Response:
     body = web.read_json_body(app.current_request)
@@ -236,26 +236,26 @@ def create_attachment(item_id: str) -> Response:
     )
 
 
-@app.route("/items/{item_id}/attachments", methods=["GET"], authorizer=api_key, cors=cors)
+@app.route("/items/{item_id}/attachments", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
 @web.problem_boundary
 def list_attachments(item_id: str) -> Response:
     return web.json_response(200, _attachments().list_for_item(_tenant(), item_id))
 
 
-@app.route("/items/{item_id}/attachments/{attachment_id}", methods=["GET"], authorizer=api_key, cors=cors)
+@app.route("/items/{item_id}/attachments/{attachment_id}", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
 @web.problem_boundary
 def get_attachment(item_id: str, attachment_id: str) -> Response:
     return web.json_response(200, _attachments().get(_tenant(), item_id, attachment_id))
 
 
-@app.route("/items/{item_id}/attachments/{attachment_id}", methods=["DELETE"], authorizer=api_key, cors=cors)
+@app.route("/items/{item_id}/attachments/{attachment_id}", methods=["DELETE"], authorizer=bearer_authorizer, cors=cors)
 @web.problem_boundary
 def delete_attachment(item_id: str, attachment_id: str) -> Response:
     _attachments().delete(_tenant(), item_id, attachment_id)
     return Response(body="", status_code=204)
 
 
-@app.route("/imports", methods=["POST"], authorizer=api_key, cors=cors, content_types=JSON_BODY)
+@app.route("/imports", methods=["POST"], authorizer=bearer_authorizer, cors=cors, content_types=JSON_BODY)
 @web.problem_boundary
 def create_import() -> Response:
     body = web.read_json_body(app.current_request)
@@ -268,13 +268,13 @@ def create_import() -> Response:
     )
 
 
-@app.route("/imports", methods=["GET"], authorizer=api_key, cors=cors)
+@app.route("/imports", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
 @web.problem_boundary
 def list_imports() -> Response:
     return web.json_response(200, _imports().list_page(_tenant(), web.query_params(app.current_request)))
 
 
-@app.route("/imports/{import_id}", methods=["GET"], authorizer=api_key, cors=cors)
+@app.route("/imports/{import_id}", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
 @web.problem_boundary
 def get_import(import_id: str) -> Response:
     return web.json_response(200, _imports().get(_tenant(), import_id))
@@ -298,7 +298,7 @@ def on_attachment_uploaded(event: Any) -> None:
 def on_import_uploaded(event: Any) -> None:
     from chalicelib import events
 
-    events.import_uploaded(event.to_dict())
+    events.import_uploaded(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=_QUEUE, batch_size=10)

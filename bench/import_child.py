@@ -1,6 +1,7 @@
 """The import's storage-event handler in a fresh process, to measure its peak memory.
 
-Invokes the function Lambda would call for the uploaded file, then prints the process's peak RSS.
+Invokes the function Lambda would call for the uploaded file, then prints its wall and CPU seconds,
+the process's peak RSS and the AWS calls it made.
 """
 
 from __future__ import annotations
@@ -23,10 +24,29 @@ def main() -> None:
         "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
                "object": {"key": key, "size": int(sys.argv[3])}},
     }]}
-    started = time.perf_counter()
+    calls = count_calls()
+    started, cpu_started = time.perf_counter(), os.times()
     app.on_import_uploaded(event, LambdaContext("on_import_uploaded", 900, 1024))
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_kib() / 1024}))
+    seconds, cpu = time.perf_counter() - started, os.times()
+    cpu_seconds = (cpu.user - cpu_started.user) + (cpu.system - cpu_started.system)
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak_rss_kib() / 1024,
+                      "calls": dict(calls)}))
+
+
+def count_calls() -> dict[str, int]:
+    """The AWS calls the handler makes (its clients are created on first use: hook the session)."""
+    from collections import Counter
+
+    from chalicelib import aws
+
+    counts: Counter[str] = Counter()
+
+    def count(model: object, **_kwargs: object) -> None:
+        counts[getattr(model, "name", "?")] += 1
+
+    for client in (aws.dynamodb(), aws.s3(), aws.sqs()):
+        client.meta.events.register("before-call.*.*", count, unique_id="bench-child-count")
+    return counts
 
 
 def peak_rss_kib() -> int:

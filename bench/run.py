@@ -37,6 +37,8 @@ TARGETS = {
     ("import", "rows_per_write_call"): (">=", 20),
     ("import", "peak_rss_mb"): ("<=", 150),
     ("package", "zip_bytes"): ("<=", 8 * 1024 * 1024),
+    ("import_limits", "invocation_peak_rss_mb"): ("<=", 1024),
+    ("import_limits", "projected_total_vs_deadline"): ("<=", 1.0),
     ("mutation", "kill_ratio"): (">=", 0.9),
 }
 
@@ -51,12 +53,13 @@ class Sizes:
     cleanup_live: int
     cleanup_expired: int
     import_rows: int
+    limit_rows: int = 100_000
 
 
 FULL = Sizes(cold_runs=15, warm_iterations=400, list_small=1_000, list_large=50_000, list_runs=30,
              cleanup_live=50_000, cleanup_expired=200, import_rows=100_000)
 SMOKE = Sizes(cold_runs=3, warm_iterations=30, list_small=30, list_large=300, list_runs=5,
-              cleanup_live=300, cleanup_expired=20, import_rows=300)
+              cleanup_live=300, cleanup_expired=20, import_rows=300, limit_rows=3_000)
 
 
 def median(values: list[float]) -> float:
@@ -336,8 +339,130 @@ def bulk_import(env: Environment, sizes: Sizes) -> dict[str, Any]:
             "peak_rss_mb": round(handler["peak_rss_mb"], 1), "storage_handler_seconds": round(handler["seconds"], 1)}
 
 
+SQS_CALL_SECONDS = 0.02
+
+
+def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
+    """The storage handler on the densest file allowed, against Lambda's limits.
+
+    The smallest valid row is a one-character CSV name (``a\n``, 2 bytes), so a file of
+    ``MAX_IMPORT_BYTES`` holds about 52 M of them. The handler runs (own process, for its memory)
+    on ``limit_rows`` such rows; seconds and peak memory per 1 M rows are projected to the largest
+    file. Lambda gives a function 1 vCPU at 1,769 MB and a share in proportion below that, so
+    the handler's CPU seconds here are scaled by 1769 / its configured memory (one local core
+    taken as one vCPU), and each AWS call it made is charged ``SQS_CALL_SECONDS`` (wall time here
+    is mostly the emulator's, on the same cores). The handler continues across invocations, each stopping
+    ``CHECKPOINT_MARGIN_SECONDS`` before the 900 s timeout, so what must fit is one invocation's
+    memory and /tmp, and the whole run within ``IMPORT_DEADLINE_SECONDS``.
+    """
+    import math
+
+    from chalicelib import aws
+    from chalicelib.import_pipeline import CHECKPOINT_MARGIN_SECONDS
+    from chalicelib.settings import get_settings
+
+    settings = get_settings()
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_functions"]["on_import_uploaded"]
+    memory_mb, timeout_s = int(config["lambda_memory_size"]), int(config["lambda_timeout"])
+    payload = b"name\n" + b"a\n" * sizes.limit_rows
+    created = api("POST", "/imports", "/imports", "bench-limits", body={"format": "csv", "size": len(payload)})
+    assert created["statusCode"] == 201, created
+    record = json.loads(created["body"])
+    key = record["upload"]["fields"]["key"]
+    aws.s3().put_object(Bucket=env.outputs["BucketName"], Key=key, Body=payload, ContentType="text/csv")
+    handler = _handler_with_queue_drained(env, key, len(payload))
+    view = json.loads(api("GET", "/imports/{import_id}", f"/imports/{record['id']}", "bench-limits",
+                          {"import_id": record["id"]})["body"])
+    assert view["rows_total"] == sizes.limit_rows, view  # the whole file in one invocation here
+    tmp_per_million = _registry_mb_per_million_ids(sizes.limit_rows)
+    # The densest file with ids: 4-character ids ("a,XXXX\n", 7 bytes a row; 64**4 distinct ids).
+    id_rows = settings.max_import_bytes // 7
+
+    scale = 1_000_000 / sizes.limit_rows
+    largest_rows = (settings.max_import_bytes - len(b"name\n")) // 2
+    millions = largest_rows / 1_000_000
+    cpu_per_million = handler["cpu_seconds"] * scale
+    calls_per_million = sum(handler["calls"].values()) * scale
+    # In Lambda: the CPU at the function's share of a vCPU, plus each AWS call's round trip
+    # (SQS_CALL_SECONDS, an assumed in-region latency: the emulator's own time is not AWS's).
+    lambda_seconds = millions * (cpu_per_million * 1769 / min(memory_mb, 1769) + calls_per_million * SQS_CALL_SECONDS)
+    budget = timeout_s - CHECKPOINT_MARGIN_SECONDS
+    invocations = max(1, math.ceil(lambda_seconds / budget))
+    return {
+        "rows": sizes.limit_rows,
+        "seconds_per_1m_rows": round(handler["seconds"] * scale, 2),
+        "cpu_seconds_per_1m_rows": round(cpu_per_million, 2),
+        "aws_calls_per_1m_rows": round(calls_per_million),
+        "invocation_peak_rss_mb": round(handler["peak_rss_mb"], 1),
+        "largest_file_rows": largest_rows,
+        "projected_cpu_seconds": round(cpu_per_million * millions),
+        "projected_lambda_seconds": round(lambda_seconds),
+        "lambda_timeout_seconds": timeout_s,
+        "invocations_needed": invocations,
+        "deadline_seconds": settings.import_deadline_seconds,
+        "projected_total_vs_deadline": round(lambda_seconds / settings.import_deadline_seconds, 3),
+        "tmp_mb_per_1m_ids": round(tmp_per_million, 1),
+        "projected_tmp_mb_densest_file_with_ids": round(tmp_per_million * id_rows / 1_000_000),
+    }
+
+
+def _handler_with_queue_drained(env: Environment, key: str, size: int) -> dict[str, Any]:
+    """The storage handler in its own process, as ``bench/import_child.py`` reports it."""
+    import threading
+
+    from chalicelib import aws
+
+    # The consumer is measured by "import"; here the queue is only kept short (the emulator's
+    # SendMessageBatch slows down as its queue grows, which SQS does not).
+    stop = threading.Event()
+    queue_url = env.outputs["WorkQueueUrl"]
+
+    def drop_messages() -> int:
+        messages = aws.sqs().receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if messages:
+            aws.sqs().delete_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
+        return len(messages)
+
+    def keep_queue_short() -> None:
+        while not stop.is_set():
+            try:
+                if drop_messages():
+                    continue
+            except Exception as exc:  # a busy emulator times out now and then: keep going
+                print(f"queue drain: {exc}", file=sys.stderr)
+            stop.wait(0.05)
+
+    purger = threading.Thread(target=keep_queue_short, daemon=True)
+    purger.start()
+    try:
+        done = subprocess.run([sys.executable, "bench/import_child.py", env.outputs["BucketName"], key,
+                               str(size)], cwd=ROOT, env=dict(os.environ), check=True, capture_output=True,
+                              text=True)
+    finally:
+        stop.set()
+        purger.join()
+    while drop_messages():
+        pass
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _registry_mb_per_million_ids(count: int) -> float:
+    """Size on /tmp of the ids registry (the only thing the handler keeps there) per 1 M ids."""
+    from chalicelib.import_pipeline import IdRegistry
+
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-"
+    with IdRegistry("unused", "unused", restore=False) as registry:
+        for n in range(count):
+            item_id = "".join(alphabet[(n >> shift) & 63] for shift in (18, 12, 6, 0))
+            registry.claim(item_id, n + 2)
+        size = registry.file_bytes()
+    return size / count * 1_000_000 / (1024 * 1024)
+
+
 def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
-    """``chalice package`` of a copy of the project, with the stage policy a deploy would write."""
+    """``chalice package`` of a copy of the project, with the per-function policies a deploy would write."""
     import shutil
 
     import app
@@ -350,8 +475,11 @@ def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
             shutil.copy(ROOT / name, project / name)
         for name in ("chalicelib", ".chalice"):
             shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "deployed"))
-        document = policy.document({**env.outputs, "Stage": "dev"}, policy.function_names(app.app, "dev"))
-        policy.write(project / ".chalice" / "policy-dev.json", document)
+        from infra import deploy
+
+        policies = policy.documents({**env.outputs, "Stage": "dev"}, app.app, "dev")
+        policy.write_all(project / ".chalice", "dev", policies)
+        deploy.write_stage_config(project / ".chalice" / "config.json", "dev", {}, policies)
         out = Path(work) / "out"
         # Terraform format: Chalice's CloudFormation packager refuses S3 event handlers (aws/chalice#1823).
         command = [str(Path(sys.executable).with_name("chalice")), "package", "--pkg-format", "terraform",
@@ -384,6 +512,7 @@ MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
     ("calls_per_request", calls_per_request),
     ("cleanup", cleanup),
     ("import", bulk_import),
+    ("import_limits", import_limits),
     ("package", package),
     ("mutation", mutation),
 ]

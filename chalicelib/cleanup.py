@@ -5,6 +5,8 @@ It physically removes what the API already treats as gone or abandoned:
 - expired items, with their attachments' records and stored files;
 - attachments of deleted (or expired and replaced) items, found through their tombstones;
 - pending attachments and imports whose upload window has closed (an import becomes ``failed``);
+- imports still ``processing`` at their deadline (``IMPORT_DEADLINE_SECONDS`` after the file
+  arrived): they become ``failed``, saying how many rows were imported;
 - the source files of finished imports.
 
 Its work is found through the sparse ``due-index`` (``due_at <= now`` on each shard), never a
@@ -179,9 +181,21 @@ class CleanupJob:
             ):
                 return "import moved on"
             status = "failed"
+        if status == "processing":
+            # Past its deadline: whatever it waits for (a lost event, a chunk that never came) will
+            # not come now; the import ends, saying how far it got.
+            deadline = self.settings.import_deadline_seconds
+            done = f"{int(record.get('rows_imported', 0))} of {_count(record.get('rows_total'))} rows were imported"
+            detail = f"the import did not finish within {deadline} seconds; {done}"
+            if not imports.fail(self.table, tenant, import_id, detail=detail, line=None, from_status=("processing",)):
+                return "import moved on"
+            self.report["import deadline passed"] += 1
+            status = "failed"
         if status not in imports.FINAL:
             return "import not due"
-        uploads.delete(self.bucket, [uploads.import_key(tenant, import_id)])
+        uploads.delete(
+            self.bucket, [uploads.import_key(tenant, import_id), uploads.import_work_key(tenant, import_id)]
+        )
         expr = Expression()
         try:
             aws.dynamodb().update_item(
@@ -195,6 +209,10 @@ class CleanupJob:
             if not is_condition_failure(exc):
                 raise
         return "import source removed" if record["status"] != "pending_upload" else "import upload window closed"
+
+
+def _count(value: Any) -> str:
+    return str(int(value)) if value is not None else "an unknown number of"
 
 
 def deadline_for(context: Any, default_seconds: float = 60.0) -> float:

@@ -42,10 +42,10 @@ def attachment_uploaded(event: Any) -> None:
     _each_object(event, "attachment", AttachmentService(get_settings()).process_upload)
 
 
-def import_uploaded(event: Any) -> None:
-    from chalicelib.import_pipeline import ImportPipeline
+def import_uploaded(event: Any, context: Any = None) -> None:
+    from chalicelib.import_pipeline import ImportPipeline, deadline_for
 
-    _each_object(event, "import", ImportPipeline(get_settings()).process_upload)
+    _each_object(event, "import", ImportPipeline(get_settings(), deadline_for(context)).process_upload)
 
 
 def work_messages(event: Any) -> dict[str, Any]:

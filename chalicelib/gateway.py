@@ -8,7 +8,8 @@ the authorizer's TTL. A failure is not cached.
 
 - In a deployed stage, API Gateway answers a failed authorizer with its
   ``AUTHORIZER_FAILURE`` / ``AUTHORIZER_CONFIGURATION_ERROR`` gateway responses; the deploy step
-  sets both to ``UNAVAILABLE_GATEWAY_RESPONSE`` below (503, ``Retry-After``, a problem document).
+  sets both to 503 with ``Retry-After`` and a problem document (infra/gateway_responses.py, the
+  one definition of API Gateway's own answers).
 - Under ``chalice local`` and Chalice's test client, the API Gateway emulation turns exceptions
   of its own ``LocalGatewayException`` type into responses; the same failure is raised as such
   an exception there, with the same status, headers and body. A Lambda package holds only
@@ -18,40 +19,14 @@ the authorizer's TTL. A failure is not cached.
 
 from __future__ import annotations
 
-import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from chalicelib.problems import PROBLEM_CONTENT_TYPE, from_aws_error
+from chalicelib.problems import from_aws_error
 
-RETRY_AFTER_SECONDS = 1
 DETAIL = "the key store is busy; retry shortly"
-
-# For API Gateway's gateway responses (PutGatewayResponse), so a deployed stage answers exactly
-# as the local emulation does. ``$context.requestId`` is API Gateway's request id.
-UNAVAILABLE_GATEWAY_RESPONSE: dict[str, Any] = {
-    "statusCode": "503",
-    "responseParameters": {
-        "gatewayresponse.header.Retry-After": f"'{RETRY_AFTER_SECONDS}'",
-        "gatewayresponse.header.Content-Type": f"'{PROBLEM_CONTENT_TYPE}'",
-        "gatewayresponse.header.Cache-Control": "'no-store'",
-        "gatewayresponse.header.X-Content-Type-Options": "'nosniff'",
-    },
-    "responseTemplates": {
-        "application/json": json.dumps(
-            {
-                "type": "/problems/service-unavailable",
-                "title": "Service temporarily unavailable",
-                "status": 503,
-                "detail": DETAIL,
-                "request_id": "$context.requestId",
-            }
-        )
-    },
-}
-
 
 class AuthorizerUnavailable(RuntimeError):
     """The authorizer could not reach the key store: API Gateway's failure response (503)."""
@@ -66,14 +41,13 @@ def _local_error() -> Exception | None:
     class LocalAuthorizerUnavailable(LocalGatewayException):
         CODE = 503
 
-    body = json.loads(UNAVAILABLE_GATEWAY_RESPONSE["responseTemplates"]["application/json"])
-    body["request_id"] = str(uuid.uuid4())
-    headers = {
-        name.rsplit(".", 1)[-1]: value.strip("'")
-        for name, value in UNAVAILABLE_GATEWAY_RESPONSE["responseParameters"].items()
-    }
+    # Only reached where chalice.local exists, i.e. never in a Lambda package, which holds no infra/.
+    from infra import gateway_responses
+
+    origin = os.environ.get("CORS_ALLOW_ORIGIN", "").strip() or "*"
+    _, headers, body = gateway_responses.render("AUTHORIZER_FAILURE", str(uuid.uuid4()), origin)
     headers["x-amzn-ErrorType"] = "AuthorizerFailureException"
-    return LocalAuthorizerUnavailable(headers, json.dumps(body).encode())
+    return LocalAuthorizerUnavailable(headers, body)
 
 
 @contextmanager

@@ -13,20 +13,32 @@ Per message (one chunk of one import, at most ``MAX_ROWS`` rows):
 4. the import is completed if this was the last piece missing.
 
 So a chunk of 50 rows costs one read and one write call. A failure anywhere raises: the message
-stays on the queue, is delivered again, and the marker makes the retry safe. A message that keeps
-failing ends in the dead-letter queue.
+stays on the queue, is delivered again, and the marker makes the retry safe.
+
+Every chunk ends accounted for, whatever its rows do:
+
+- an unexpected exception while checking or preparing one row is that row's error, at its line;
+- when the transaction is refused because of what one row holds (``ValidationException``, a
+  request botocore will not send), the rows are applied one transaction each, so a poison row
+  costs only itself; each row's item carries ``import_ref`` (import and line), so a row applied
+  that way is recognised, and not counted again, when the message is delivered again;
+- on the last delivery before the dead-letter queue (``ApproximateReceiveCount`` reaching the
+  queue's ``maxReceiveCount``, ``MAX_RECEIVES``), a chunk that still fails is accounted instead
+  of raised: its rows not yet written become row errors; if even that cannot be written, the
+  import fails with the reason. Only a message that is not a chunk at all reaches the
+  dead-letter queue, and the cleanup job's deadline ends any import that still waits for one.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib import attachments, clock, dynamo_batch, imports, jsonutil
 from chalicelib.dynamo import Expression, cancellation_reasons, from_item, to_item
-from chalicelib.import_parser import describe
+from chalicelib.import_parser import describe, unexpected
 from chalicelib.item_repository import ItemFields, ItemRepository, is_live
 from chalicelib.limits import ID_PATTERN
 from chalicelib.models import ItemCreate, to_field_errors
@@ -36,6 +48,12 @@ from chalicelib.settings import Settings, require
 MAX_ROWS = 98
 # Each round either applies the chunk or turns at least one row into a row error.
 MAX_ROUNDS = MAX_ROWS + 1
+# The work queue's ``maxReceiveCount`` (infra/template.yaml; a unit test keeps the two equal).
+MAX_RECEIVES = 5
+
+
+class RowCausedError(Exception):
+    """The chunk's transaction was refused for what a row holds; the rows go one by one."""
 
 
 class PoisonMessageError(ValueError):
@@ -72,6 +90,8 @@ def _validate(row: MessageRow) -> tuple[str, ItemFields] | str:
         model = ItemCreate.model_validate(row.fields)
     except ValidationError as exc:
         return describe(to_field_errors(exc))
+    except Exception as exc:  # one row's surprise is that row's error
+        return unexpected(row.line, exc)
     if model.id is None:
         return "/id is required"
     return model.id, ItemFields(
@@ -84,70 +104,202 @@ class ImportConsumer:
         self.table = require(settings.table_name, "TABLE_NAME")
         self.items = ItemRepository(self.table)
 
-    def apply(self, body: str) -> str:
-        """Apply one queue message; returns what was done (for the log), raises to be retried."""
+    def apply(self, body: str, receive_count: int = 1) -> str:
+        """Apply one queue message; returns what was done (for the log), raises to be retried.
+
+        On the last delivery (``receive_count >= MAX_RECEIVES``) a chunk that fails is accounted
+        for instead (see the module's docstring), so it never waits in the dead-letter queue.
+        """
         message = parse(body)
-        tenant, import_id = message.tenant, message.import_id
-        rows: dict[int, tuple[str, ItemFields]] = {}
+        try:
+            return self._apply(message)
+        except Exception as exc:
+            if receive_count < MAX_RECEIVES:
+                raise
+            return self._account(message, exc, receive_count)
+
+    def _ref(self, import_id: str, line: int) -> str:
+        return f"{import_id}#{line}"
+
+    def _prepare(
+        self, message: RowsMessage, now: str
+    ) -> tuple[dict[int, tuple[str, dict[str, Any]]], dict[int, str]]:
+        """Each row's id and create action, or its row error."""
+        rows: dict[int, tuple[str, dict[str, Any]]] = {}
         errors: dict[int, str] = {}
         for row in message.rows:
             checked = _validate(row)
             if isinstance(checked, str):
                 errors[row.line] = checked
-            else:
-                rows[row.line] = checked
+                continue
+            item_id, fields = checked
+            try:
+                action = self.items.create_action(
+                    message.tenant, item_id, fields, now, self._ref(message.import_id, row.line)
+                )
+            except Exception as exc:  # one row's surprise is that row's error
+                errors[row.line] = unexpected(row.line, exc)
+                continue
+            rows[row.line] = (item_id, action)
+        return rows, errors
 
+    def _read(
+        self, message: RowsMessage, item_ids: list[str]
+    ) -> tuple[dict[str, Any] | None, bool, dict[str, dict[str, Any]]]:
+        """One ``BatchGetItem``: the import, whether the chunk's marker exists, the rows' items by id."""
+        tenant, import_id = message.tenant, message.import_id
         record_key = imports.record_key(tenant, import_id)
         marker_key = imports.chunk_key(tenant, import_id, message.chunk)
-        item_keys = [self.items.key(tenant, item_id) for item_id, _ in rows.values()]
-        found = {(r["pk"], r["sk"]): r for r in map(from_item, dynamo_batch.get(self.table, [record_key, marker_key, *item_keys]))}
+        item_keys = [self.items.key(tenant, item_id) for item_id in item_ids]
+        found = {
+            (r["pk"], r["sk"]): r
+            for r in map(from_item, dynamo_batch.get(self.table, [record_key, marker_key, *item_keys]))
+        }
+        items: dict[str, dict[str, Any]] = {}
+        for item_id, key in zip(item_ids, item_keys, strict=True):
+            existing = found.get((key["pk"]["S"], key["sk"]["S"]))
+            if existing is not None:
+                items[item_id] = existing
         record = found.get((record_key["pk"]["S"], record_key["sk"]["S"]))
+        return record, (marker_key["pk"]["S"], marker_key["sk"]["S"]) in found, items
+
+    def _apply(self, message: RowsMessage) -> str:
+        tenant, import_id = message.tenant, message.import_id
+        now = clock.now_text()
+        rows, errors = self._prepare(message, now)
+        record, applied, existing_items = self._read(message, [item_id for item_id, _ in rows.values()])
         if record is None:
             return "ignored: unknown import"
-        if (marker_key["pk"]["S"], marker_key["sk"]["S"]) in found:
+        if applied:
             return "ignored: chunk already applied"
         if record["status"] != "processing":
             return f"ignored: the import is {record['status']}"
 
-        now = clock.now_text()
         replaced: list[dict[str, Any]] = []
+        earlier = 0  # rows written one by one by an earlier delivery (already counted)
         for line, (item_id, _) in list(rows.items()):
-            key = self.items.key(tenant, item_id)
-            existing = found.get((key["pk"]["S"], key["sk"]["S"]))
+            existing = existing_items.get(item_id)
             if existing is None:
                 continue
-            if is_live(existing, now):
+            if existing.get("import_ref") == self._ref(import_id, line):
+                del rows[line]
+                earlier += 1
+            elif is_live(existing, now):
                 errors[line] = f"an item with id '{item_id}' already exists"
                 del rows[line]
             else:
                 replaced.append(existing)  # expired: its id is free, its attachments are not the row's
 
+        try:
+            outcome = self._apply_chunk(tenant, import_id, message.chunk, rows, errors, now)
+        except RowCausedError:
+            outcome = self._apply_one_by_one(tenant, import_id, message.chunk, rows, errors, now)
+        if outcome is not None:
+            return outcome
+        for old in replaced:
+            attachments.bury_if_any(self.table, tenant, old)
+        imports.try_complete(self.table, tenant, import_id)
+        imported = len(rows) + earlier
+        return f"chunk {message.chunk}: {imported} imported, {len(errors)} failed"
+
+    def _apply_chunk(
+        self, tenant: str, import_id: str, chunk: int,
+        rows: dict[int, tuple[str, dict[str, Any]]], errors: dict[int, str], now: str,
+    ) -> str | None:
+        """The chunk in one transaction (the happy path); None when applied, else why it was ignored."""
         for _round in range(MAX_ROUNDS):
-            outcome = self._transact(tenant, import_id, message.chunk, rows, errors, now)
+            outcome = self._transact(tenant, import_id, chunk, rows, errors, now)
             if outcome is None:
-                break
+                return None
             if isinstance(outcome, str):
                 return outcome
             for line in outcome:  # ids taken by another writer since the read
                 errors[line] = f"an item with id '{rows.pop(line)[0]}' already exists"
-        else:  # pragma: no cover - every round removes a row, so the loop ends before this
-            raise RuntimeError("import chunk could not be applied")
-        for old in replaced:
-            attachments.bury_if_any(self.table, tenant, old)
-        imports.try_complete(self.table, tenant, import_id)
-        return f"chunk {message.chunk}: {len(rows)} imported, {len(errors)} failed"
+        raise RuntimeError("import chunk could not be applied")  # pragma: no cover - every round removes a row
+
+    def _apply_one_by_one(
+        self, tenant: str, import_id: str, chunk: int,
+        rows: dict[int, tuple[str, dict[str, Any]]], errors: dict[int, str], now: str,
+    ) -> str | None:
+        """Each row in a transaction of its own (its item and the import's counters), then the
+        chunk's row errors and marker: a row the database refuses costs only itself."""
+        for line, (item_id, action) in list(rows.items()):
+            try:
+                dynamo_batch.transact([action, self._counters(tenant, import_id, 1, 0, now)])
+                continue
+            except ClientError as exc:
+                reasons = cancellation_reasons(exc) or []
+                codes = [str(r.get("Code")) for r in reasons]
+                if len(codes) == 2 and codes[1] == "ConditionalCheckFailed":
+                    return "ignored: the import is no longer processing"
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    del rows[line]
+                    if self._written_by(tenant, item_id, self._ref(import_id, line)):
+                        continue  # this very row, written by a delivery that crashed afterwards
+                    errors[line] = f"an item with id '{item_id}' already exists"
+                    continue
+                if not _row_caused(exc):
+                    raise
+                del rows[line]
+                errors[line] = unexpected(line, exc)
+            except ParamValidationError as exc:
+                del rows[line]
+                errors[line] = unexpected(line, exc)
+        # The rows are counted; what remains is the errors, the marker and the completion check.
+        return self._apply_chunk(tenant, import_id, chunk, {}, errors, now)
+
+    def _written_by(self, tenant: str, item_id: str, ref: str) -> bool:
+        found = dynamo_batch.get(self.table, [self.items.key(tenant, item_id)])
+        return bool(found) and from_item(found[0]).get("import_ref") == ref
+
+    def _account(self, message: RowsMessage, exc: Exception, receive_count: int) -> str:
+        """The last delivery failed: the chunk's unwritten rows become row errors, or the import fails."""
+        reason = f"could not be written in {receive_count} attempts ({type(exc).__name__})"
+        tenant, import_id = message.tenant, message.import_id
+        now = clock.now_text()
+        try:
+            rows, errors = self._prepare(message, now)
+            record, applied, existing_items = self._read(message, [item_id for item_id, _ in rows.values()])
+            if record is None or applied or record["status"] != "processing":
+                return "ignored: nothing to account for"
+            for line, (item_id, _) in rows.items():
+                if existing_items.get(item_id, {}).get("import_ref") != self._ref(import_id, line):
+                    errors[line] = reason
+            outcome = self._apply_chunk(tenant, import_id, message.chunk, {}, errors, now)
+            if outcome is not None:
+                return outcome
+            imports.try_complete(self.table, tenant, import_id)
+            return f"chunk {message.chunk}: accounted as {len(errors)} row errors after {receive_count} deliveries"
+        except Exception:  # the import ends either way
+            first = message.rows[0].line
+            detail = f"the rows from line {first} could not be written: {reason}"
+            imports.fail(self.table, tenant, import_id, detail=detail, line=first, from_status=("processing",))
+            return f"chunk {message.chunk}: import failed ({detail})"
+
+    def _counters(self, tenant: str, import_id: str, imported: int, failed: int, now: str) -> dict[str, Any]:
+        expr = Expression()
+        update = (
+            f"SET {expr.name('updated_at')} = {expr.value(now)}"
+            f" ADD {expr.name('rows_imported')} {expr.value(imported)},"
+            f" {expr.name('rows_failed')} {expr.value(failed)},"
+            f" {expr.name('rows_done')} {expr.value(imported + failed)}"
+        )
+        return {"Update": {
+            "TableName": self.table,
+            "Key": imports.record_key(tenant, import_id),
+            "UpdateExpression": update,
+            "ConditionExpression": f"{expr.name('status')} = {expr.value('processing')}",
+            **expr.kwargs(),
+        }}
 
     def _transact(
         self, tenant: str, import_id: str, chunk: int,
-        rows: dict[int, tuple[str, ItemFields]], errors: dict[int, str], now: str,
+        rows: dict[int, tuple[str, dict[str, Any]]], errors: dict[int, str], now: str,
     ) -> str | list[int] | None:
         """One attempt: None when applied, a reason to ignore the chunk, or the rows whose ids were taken."""
         ttl = imports.work_record_ttl()
         lines = list(rows)
-        actions: list[dict[str, Any]] = [
-            self.items.create_action(tenant, item_id, fields, now, f"{import_id}#{line}")
-            for line, (item_id, fields) in rows.items()
-        ]
+        actions: list[dict[str, Any]] = [action for _, action in rows.values()]
         actions += [
             {"Put": {"TableName": self.table, "Item": {**imports.error_key(tenant, import_id, line),
                                                         **to_item({"line": line, "detail": detail, "ttl": ttl})}}}
@@ -155,26 +307,16 @@ class ImportConsumer:
         ]
         marker = {**imports.chunk_key(tenant, import_id, chunk), **to_item({"ttl": ttl})}
         actions.append({"Put": {"TableName": self.table, "Item": marker, "ConditionExpression": "attribute_not_exists(pk)"}})
-        expr = Expression()
-        done = len(rows) + len(errors)
-        update = (
-            f"SET {expr.name('updated_at')} = {expr.value(now)}"
-            f" ADD {expr.name('rows_imported')} {expr.value(len(rows))},"
-            f" {expr.name('rows_failed')} {expr.value(len(errors))},"
-            f" {expr.name('rows_done')} {expr.value(done)}"
-        )
-        actions.append({"Update": {
-            "TableName": self.table,
-            "Key": imports.record_key(tenant, import_id),
-            "UpdateExpression": update,
-            "ConditionExpression": f"{expr.name('status')} = {expr.value('processing')}",
-            **expr.kwargs(),
-        }})
+        actions.append(self._counters(tenant, import_id, len(rows), len(errors), now))
         try:
             dynamo_batch.transact(actions)
+        except ParamValidationError as exc:
+            raise RowCausedError() from exc
         except ClientError as exc:
             reasons = cancellation_reasons(exc)
             if not reasons:
+                if _row_caused(exc) and rows:
+                    raise RowCausedError() from exc
                 raise
             failed = [i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"]
             if len(actions) - 2 in failed:
@@ -183,6 +325,15 @@ class ImportConsumer:
                 return "ignored: the import is no longer processing"
             taken = [lines[i] for i in failed if i < len(lines)]
             if not taken:
+                if _row_caused(exc) and rows:
+                    raise RowCausedError() from exc
                 raise
             return taken
         return None
+
+
+def _row_caused(exc: ClientError) -> bool:
+    """The request was refused for its contents (a value, a size), not for the moment it was sent."""
+    if exc.response.get("Error", {}).get("Code") == "ValidationException":
+        return True
+    return any(str(r.get("Code")) == "ValidationError" for r in cancellation_reasons(exc) or [])

@@ -1,9 +1,10 @@
 """Imports: the record of one bulk upload, its routes, and the bookkeeping shared by its stages.
 
-Life of an import: ``pending_upload`` (record written, upload form handed out; in ``due-index``
-until the upload window closes) → ``processing`` (the storage event arrived, the file passed its
-checks; rows are parsed and queued, see ``import_pipeline``; the queue consumer writes them, see
-``import_consumer``) → ``completed`` or ``failed``. A finished import is put back into
+Life of an import: ``pending_upload`` (record written, upload form handed out; due in
+``due-index`` when the upload window closes) → ``processing`` (the storage event arrived, the file
+passed its checks; rows are parsed and queued, see ``import_pipeline``; the queue consumer writes
+them, see ``import_consumer``; due at its deadline, ``IMPORT_DEADLINE_SECONDS`` later, when the
+cleanup job fails it if it is still processing) → ``completed`` or ``failed``. A finished import is put back into
 ``due-index`` (due at once), so the cleanup job removes its source file.
 
 Progress is counted atomically on the record: ``rows_imported``, ``rows_failed`` and their sum
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,9 +81,30 @@ def row_id(import_id: str, created_at: str, line: int) -> str:
     A ULID whose time is the import's creation and whose remaining bits are the import (hashed)
     and the line, so the rows of one import list together, in file order.
     """
+    return row_ids(import_id, created_at)(line)
+
+
+def row_ids(import_id: str, created_at: str) -> Callable[[int], str]:
+    """``row_id`` for one import, for many lines: the import's part is computed once.
+
+    The line fills the ULID's last 32 bits, which are its last 6 characters and the low 2 bits of
+    the 7th from the end (whose other 3 bits are the hash's): only those 7 characters vary.
+    """
     created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    tail = hashlib.sha256(import_id.encode()).digest()[:6] + line.to_bytes(4, "big")
-    return ulid.from_parts(int(created.timestamp() * 1000), tail)
+    timestamp_ms = int(created.timestamp() * 1000)
+    digest = hashlib.sha256(import_id.encode()).digest()[:6]
+    prefix = ulid.from_parts(timestamp_ms, digest + bytes(4))[:19]
+    high = (digest[-1] & 0b111) << 32
+    alphabet = ulid.ALPHABET
+    pairs = [alphabet[n >> 5] + alphabet[n & 31] for n in range(1024)]  # 10 bits → 2 characters
+
+    def for_line(line: int) -> str:
+        value = high | (line & 0xFFFFFFFF)
+        return (
+            prefix + alphabet[value >> 30] + pairs[(value >> 20) & 1023] + pairs[(value >> 10) & 1023] + pairs[value & 1023]
+        )
+
+    return for_line
 
 
 def get_record(table: str, tenant: str, import_id: str) -> dict[str, Any] | None:

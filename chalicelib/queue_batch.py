@@ -25,8 +25,20 @@ class BatchFailedError(RuntimeError):
     """Some messages of the batch failed; they stay on the queue (the others were deleted)."""
 
 
-def process(event: dict[str, Any], handle: Callable[[str], str]) -> dict[str, Any]:
-    """Apply ``handle`` to each message body; raise ``BatchFailedError`` if any of them failed."""
+def receive_count(record: Any) -> int:
+    """The message's ``ApproximateReceiveCount`` (1 on its first delivery)."""
+    try:
+        return max(1, int(str(record["attributes"]["ApproximateReceiveCount"])))
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+def process(event: dict[str, Any], handle: Callable[[str, int], str]) -> dict[str, Any]:
+    """Apply ``handle(body, receive_count)`` to each message; raise ``BatchFailedError`` if any failed.
+
+    The receive count lets a handler tell the last delivery before the dead-letter queue from the
+    others, and account for a message it cannot apply instead of leaving it to the queue.
+    """
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -34,7 +46,7 @@ def process(event: dict[str, Any], handle: Callable[[str], str]) -> dict[str, An
 
     def record_handler(record: SQSRecord) -> str:
         try:
-            outcome = handle(record.body)
+            outcome = handle(record.body, receive_count(record))
         except Exception as exc:
             logger().warning(
                 "message failed; it stays on the queue",

@@ -34,6 +34,7 @@ class Settings:
     upload_window_seconds: int
     max_attachment_bytes: int
     max_import_bytes: int
+    import_deadline_seconds: int
 
     @property
     def cursor_secrets(self) -> tuple[bytes, ...]:
@@ -92,6 +93,8 @@ def get_settings() -> Settings:
         upload_window_seconds=_int("UPLOAD_WINDOW_SECONDS", 3600),
         max_attachment_bytes=_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
         max_import_bytes=_int("MAX_IMPORT_BYTES", 100 * 1024 * 1024),
+        # How long an import may stay ``processing`` before the cleanup job fails it (docs/EVENTS.md).
+        import_deadline_seconds=_int("IMPORT_DEADLINE_SECONDS", 3 * 3600),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ALPHABET = _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def new(timestamp_ms: int | None = None) -> str:

@@ -25,14 +25,17 @@ from chalicelib import aws, clock
 
 ATTACHMENTS_PREFIX = "attachments/"
 IMPORTS_PREFIX = "imports/"
+# Working files of imports in progress (outside ``imports/``: storing one starts no handler).
+IMPORT_WORK_PREFIX = "import-work/"
 # A presigned upload form is valid this long at most (less when the upload window ends sooner).
 UPLOAD_FORM_SECONDS = 15 * 60
 DOWNLOAD_URL_SECONDS = 5 * 60
 _DELETE_BATCH = 1000
 
 _ID = r"[A-Za-z0-9_-]{1,64}"
-_ATTACHMENT_KEY = re.compile(rf"^attachments/(?P<tenant>{_ID})/(?P<item>{_ID})/(?P<attachment>{_ID})$")
-_IMPORT_KEY = re.compile(rf"^imports/(?P<tenant>{_ID})/(?P<import_id>{_ID})$")
+# Matched with ``fullmatch``: ``$`` would also accept a key ending in a newline.
+_ATTACHMENT_KEY = re.compile(rf"attachments/(?P<tenant>{_ID})/(?P<item>{_ID})/(?P<attachment>{_ID})")
+_IMPORT_KEY = re.compile(rf"imports/(?P<tenant>{_ID})/(?P<import_id>{_ID})")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class ImportKey:
 class StoredObject:
     size: int
     content_type: str
+    etag: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,15 +74,20 @@ def import_key(tenant: str, import_id: str) -> str:
     return f"{IMPORTS_PREFIX}{tenant}/{import_id}"
 
 
+def import_work_key(tenant: str, import_id: str) -> str:
+    """Where an import's ids registry waits between invocations of its storage handler."""
+    return f"{IMPORT_WORK_PREFIX}{tenant}/{import_id}/ids.sqlite"
+
+
 def parse_attachment_key(key: str) -> AttachmentKey | None:
-    match = _ATTACHMENT_KEY.match(key)
+    match = _ATTACHMENT_KEY.fullmatch(key)
     if match is None:
         return None
     return AttachmentKey(match["tenant"], match["item"], match["attachment"])
 
 
 def parse_import_key(key: str) -> ImportKey | None:
-    match = _IMPORT_KEY.match(key)
+    match = _IMPORT_KEY.fullmatch(key)
     if match is None:
         return None
     return ImportKey(match["tenant"], match["import_id"])
@@ -161,7 +170,11 @@ def head(bucket: str, key: str) -> StoredObject | None:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-    return StoredObject(size=int(response["ContentLength"]), content_type=str(response.get("ContentType", "")))
+    return StoredObject(
+        size=int(response["ContentLength"]),
+        content_type=str(response.get("ContentType", "")),
+        etag=str(response.get("ETag", "")),
+    )
 
 
 def media_type(content_type: str) -> str:
@@ -185,6 +198,25 @@ def delete(bucket: str, keys: list[str]) -> None:
             raise RuntimeError(f"could not delete {len(errors)} objects, e.g. {first.get('Key')}: {first.get('Code')}")
 
 
-def open_stream(bucket: str, key: str) -> Any:
-    """The object's body as a stream (read in chunks; never whole)."""
-    return aws.s3().get_object(Bucket=bucket, Key=key)["Body"]
+def open_stream(bucket: str, key: str, *, start: int = 0, etag: str = "") -> Any:
+    """The object's body as a stream (read in chunks; never whole), from byte ``start`` on;
+    with ``etag``, only if the object is still that version (else a 412 ``ClientError``)."""
+    kwargs: dict[str, Any] = {}
+    if start:
+        kwargs["Range"] = f"bytes={start}-"
+    if etag:
+        kwargs["IfMatch"] = etag
+    return aws.s3().get_object(Bucket=bucket, Key=key, **kwargs)["Body"]
+
+
+def copy_onto_itself(bucket: str, key: str, content_type: str, note: str) -> None:
+    """Copy an object onto itself (same content and type), which raises a fresh
+    ``s3:ObjectCreated:Copy`` event for it: how a long import continues in a new invocation."""
+    aws.s3().copy_object(
+        Bucket=bucket,
+        Key=key,
+        CopySource={"Bucket": bucket, "Key": key},
+        MetadataDirective="REPLACE",
+        ContentType=content_type,
+        Metadata={"import-continued": note},
+    )

@@ -10,17 +10,23 @@
    configuration.
 3. ``write_stage_config``: the stage's environment variables, from the stack's outputs, into
    .chalice/config.json.
-4. ``policy.write``: .chalice/policy-<stage>.json, from the outputs and the app's functions.
+4. ``policy.write_all``: .chalice/policy-<stage>-<function>.json, one per function, from the
+   outputs and the app's functions, each named in the stage's ``lambda_functions``.
 5. Chalice's own deployer (what ``chalice deploy --stage`` runs): role, functions, API, events.
 6. What Chalice cannot express: ``ReportBatchItemFailures`` on each SQS event source mapping
-   (aws/chalice#2029), CORS headers on API Gateway's own 4XX/5XX responses, stage-wide
-   throttling, and a retention period for every function's log group.
+   (aws/chalice#2029), API Gateway's own answers as problem documents (infra/gateway_responses.py),
+   stage-wide throttling, and a retention period for every function's log group.
 7. The API's URL.
+8. ``publish``: frontend/ and its config.js in the front-end bucket, behind the stage's CloudFront
+   distribution; the front end's URL.
 
-Running it again converges: steps with nothing to change change nothing.
+Running it again converges: steps with nothing to change change nothing. Bad input (stage,
+origin, region, credentials, a stack that cannot be updated) ends the command with one line
+before anything is changed (``Refused``, ``stack.StackBlocked``).
 
 ``make destroy STAGE=dev`` runs Chalice's deleter (what ``chalice delete --stage`` runs) and keeps
-the data: the resources stack, its table and buckets. ``PURGE=1`` deletes those too.
+the data: the resources stack, its table and buckets, the front end. ``PURGE=1`` deletes those
+too, and the functions' log groups.
 """
 
 from __future__ import annotations
@@ -28,17 +34,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import policy, stack
+from infra import gateway_responses, policy, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = ROOT / ".chalice" / "config.json"
@@ -52,9 +59,9 @@ PASSTHROUGH_SETTINGS = (
     "UPLOAD_WINDOW_SECONDS",
     "MAX_ATTACHMENT_BYTES",
     "MAX_IMPORT_BYTES",
+    "IMPORT_DEADLINE_SECONDS",
     "LOG_LEVEL",
 )
-GATEWAY_RESPONSE_TYPES = ("DEFAULT_4XX", "DEFAULT_5XX")
 BATCH_ITEM_FAILURES = "ReportBatchItemFailures"
 
 
@@ -81,10 +88,12 @@ class Clients:
     logs: Any
     s3: Any
     dynamodb: Any
+    cloudfront: Any = None
 
     @classmethod
     def create(cls, session: Any) -> Clients:
         return cls(
+            cloudfront=session.client("cloudfront"),
             cloudformation=session.client("cloudformation"),
             ssm=session.client("ssm"),
             lambda_=session.client("lambda"),
@@ -104,7 +113,7 @@ def resources(cloudformation: Any, stage: str, frontend_origin: str | None) -> d
             frontend_origin = stack.outputs(cloudformation, stage).get("FrontendOrigin")
         except LookupError:
             frontend_origin = None
-    return stack.deploy(cloudformation, stage, {"FrontendOrigin": frontend_origin or "*"})
+    return stack.deploy(cloudformation, stage, {"FrontendOrigin": frontend_origin or "*"}, notify=log)
 
 
 # -- 2. secrets -------------------------------------------------------------------------------
@@ -147,15 +156,20 @@ def stage_environment(outputs: dict[str, str], settings: Mapping[str, str]) -> d
     return {**stack.app_environment(outputs), **parameter, **settings}
 
 
-def write_stage_config(path: Path, stage: str, environment: Mapping[str, str]) -> bool:
-    """Merge the stage's variables into Chalice's config; False when nothing changed.
+def write_stage_config(path: Path, stage: str, environment: Mapping[str, str], functions: Iterable[str] = ()) -> bool:
+    """Merge the stage's variables, and each function's policy file, into Chalice's config;
+    False when nothing changed.
 
     Variables set by hand for the stage stay unless the deploy sets them; secrets never land here.
     """
     original = path.read_text()
     config = json.loads(original)
     stage_config = config.setdefault("stages", {}).setdefault(stage, {"api_gateway_stage": "api"})
-    stage_config.setdefault("iam_policy_file", policy.policy_path(stage).name)
+    per_function = stage_config.setdefault("lambda_functions", {})
+    for handler in functions:
+        per_function.setdefault(handler, {})["iam_policy_file"] = policy.policy_file_name(stage, handler)
+    if not per_function:
+        del stage_config["lambda_functions"]
     variables = stage_config.setdefault("environment_variables", {})
     variables.update(environment)
     for name in SECRET_VARIABLES:
@@ -179,7 +193,10 @@ class ChaliceProject:
     def __init__(self, project_dir: Path = ROOT) -> None:
         from chalice.cli.factory import CLIFactory
 
-        self.factory = CLIFactory(project_dir=str(project_dir))
+        # environ=os.environ: Chalice writes the stage's variables into the environment it imports
+        # app.py with. Without it, Chalice uses a copy, and what app.py reads at import (the bucket
+        # and queue its event sources name, the CORS origin) falls back to defaults.
+        self.factory = CLIFactory(project_dir=str(project_dir), environ=os.environ)
 
     def config(self, stage: str, secret_environment: Mapping[str, str] | None = None) -> Any:
         params = {"environment_variables": dict(secret_environment)} if secret_environment else {}
@@ -213,17 +230,6 @@ def deployed_resources(deployed: Mapping[str, Any], resource_type: str) -> list[
 def api_url(deployed: Mapping[str, Any]) -> str:
     apis = deployed_resources(deployed, "rest_api")
     return str(apis[0]["rest_api_url"]) if apis else ""
-
-
-def cors_headers(app: Any) -> dict[str, str]:
-    """The CORS headers the app's routes answer with, for API Gateway's own responses too."""
-    for methods in app.routes.values():
-        for route in methods.values():
-            if route.cors:
-                headers: dict[str, str] = route.cors.get_access_control_headers()
-                headers.pop("Access-Control-Max-Age", None)  # only meaningful on a preflight answer
-                return headers
-    return {}
 
 
 # -- 6. what Chalice cannot express -----------------------------------------------------------
@@ -261,33 +267,24 @@ def _retry_while_in_use(call: Callable[[], Any], busy: type[Exception], sleep: C
             sleep(3)
 
 
-def gateway_response_parameters(headers: Mapping[str, str]) -> dict[str, str]:
-    return {f"gatewayresponse.header.{name}": f"'{value}'" for name, value in sorted(headers.items())}
-
-
-def ensure_gateway_responses(apigateway: Any, rest_api_id: str, api_stage: str, headers: Mapping[str, str]) -> bool:
-    """API Gateway's own 4XX/5XX answers (authorizer denials, unknown routes, throttling) carry
-    the same CORS headers as the app's, so a browser can read them.
+def ensure_gateway_responses(apigateway: Any, rest_api_id: str, api_stage: str, origin: str) -> list[str]:
+    """API Gateway's own answers are the contract's problem documents (infra/gateway_responses.py),
+    readable by the stage's front end; returns the response types changed.
 
     Checked on every deploy, since Chalice re-imports the whole API definition (``overwrite``),
-    which does not carry them; the stage is redeployed when a response changed."""
-    wanted = gateway_response_parameters(headers)
-    changed = False
-    for response_type in GATEWAY_RESPONSE_TYPES:
-        current = apigateway.get_gateway_response(restApiId=rest_api_id, responseType=response_type)
-        if all(current.get("responseParameters", {}).get(k) == v for k, v in wanted.items()):
+    which does not carry them; the stage is redeployed when one changed."""
+    changed = []
+    for wanted in gateway_responses.put_parameters(origin):
+        try:
+            current = apigateway.get_gateway_response(restApiId=rest_api_id, responseType=wanted["responseType"])
+        except apigateway.exceptions.NotFoundException:
+            current = {}
+        if gateway_responses.parameters_match(current, wanted):
             continue
-        apigateway.put_gateway_response(
-            restApiId=rest_api_id,
-            responseType=response_type,
-            responseParameters=wanted,
-            responseTemplates=current.get("responseTemplates") or {"application/json": '{"message":$context.error.messageString}'},
-        )
-        changed = True
+        apigateway.put_gateway_response(restApiId=rest_api_id, **wanted)
+        changed.append(wanted["responseType"])
     if changed:
-        apigateway.create_deployment(
-            restApiId=rest_api_id, stageName=api_stage, description="gateway responses with CORS headers"
-        )
+        apigateway.create_deployment(restApiId=rest_api_id, stageName=api_stage, description="gateway responses")
     return changed
 
 
@@ -339,14 +336,17 @@ def configure(options: Options, clients: Clients, project: ChaliceProject, confi
     log(f"resources stack {stack.stack_name(stage)}")
     outputs = resources(clients.cloudformation, stage, options.frontend_origin)
     cursor_secrets(clients.ssm, stage)  # the functions read it themselves
-    if write_stage_config(config_path, stage, stage_environment(outputs, options.settings)):
+    environment = stage_environment(outputs, options.settings)
+    if write_stage_config(config_path, stage, environment):
         log(f"stage {stage!r} environment written to {config_path.name}")
-    config = project.config(stage)
-    functions = policy.function_names(config.chalice_app, stage)
-    policy_file = config_path.parent / policy.policy_path(stage).name
-    if policy.write(policy_file, policy.document(outputs, functions)):
-        log(f"least-privilege policy written to {policy_file.name}")
-    return Configured(outputs, config, functions)
+    app = project.config(stage).chalice_app
+    policies = policy.documents(outputs, app, stage)
+    for name in policy.write_all(config_path.parent, stage, policies):
+        log(f"least-privilege policy written to {name}")
+    if write_stage_config(config_path, stage, environment, policies):
+        log(f"stage {stage!r}: one role and policy per function in {config_path.name}")
+    config = project.config(stage)  # now with each function's policy file
+    return Configured(outputs, config, policy.function_names(app, stage))
 
 
 def deploy(options: Options, clients: Clients, project: ChaliceProject, config_path: Path = CONFIG_PATH) -> str:
@@ -362,8 +362,9 @@ def deploy(options: Options, clients: Clients, project: ChaliceProject, config_p
         log(f"event source mapping {uuid}: {BATCH_ITEM_FAILURES} on")
     for api in deployed_resources(deployed, "rest_api"):
         rest_api_id, api_stage = api["rest_api_id"], config.api_gateway_stage
-        if ensure_gateway_responses(clients.apigateway, rest_api_id, api_stage, cors_headers(config.chalice_app)):
-            log("gateway responses: CORS headers on DEFAULT_4XX and DEFAULT_5XX")
+        origin = config.environment_variables.get("CORS_ALLOW_ORIGIN") or "*"
+        if ensure_gateway_responses(clients.apigateway, rest_api_id, api_stage, origin):
+            log(f"gateway responses: problem documents with CORS origin {origin}")
         if ensure_throttling(clients.apigateway, rest_api_id, api_stage, options.throttle_rate, options.throttle_burst):
             log(f"stage throttling: {options.throttle_rate:g} requests/s, burst {options.throttle_burst}")
     for group in ensure_log_retention(clients.logs, configured.functions, options.log_retention_days):
@@ -371,19 +372,202 @@ def deploy(options: Options, clients: Clients, project: ChaliceProject, config_p
 
     url = api_url(deployed)
     log(f"API URL: {url}")
+    if clients.cloudfront is not None:
+        region = configured.outputs["TableArn"].split(":")[3]
+        origin = config.environment_variables.get("CORS_ALLOW_ORIGIN") or "*"
+        publish(clients, stage, configured.outputs["FrontendBucketName"], region, url, origin)
     return url
+
+
+# -- 8. the front end -------------------------------------------------------------------------
+# CloudFront with origin access control in front of the private front-end bucket: HTTPS for a
+# page that holds an API key, a bucket that stays private (S3 website endpoints serve plain HTTP
+# only, from a public bucket). docs/DEPLOY.md says more.
+
+FRONTEND_DIR = ROOT / "frontend"
+CACHING_OPTIMIZED_POLICY = "658327ea-f89d-4fab-a63d-7e88639e58f6"  # AWS managed cache policy
+SECURITY_HEADERS_POLICY = "67f7725c-6f97-4210-82d7-5512b31e9d03"  # AWS managed response headers policy
+NOT_CACHED = ("index.html", "config.js")  # read on every visit: a deploy shows at once
+
+
+def frontend_files(api_url: str, directory: Path = FRONTEND_DIR) -> dict[str, bytes]:
+    """``frontend/`` as published: its files, plus ``config.js`` naming the stage's API, no key
+    (the page's settings panel asks each user for theirs)."""
+    from local.frontend import config_script
+
+    files = {
+        path.relative_to(directory).as_posix(): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and "node_modules" not in path.parts
+    }
+    files["config.js"] = config_script(api_url, "")
+    return files
+
+
+def publish_files(s3: Any, bucket: str, files: Mapping[str, bytes]) -> list[str]:
+    """Make the bucket hold exactly ``files``; returns the keys written or deleted."""
+    import mimetypes
+
+    current = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        current.update({o["Key"]: o["ETag"].strip('"') for o in page.get("Contents", [])})
+    changed = []
+    for key, body in files.items():
+        if current.get(key) == hashlib.md5(body, usedforsecurity=False).hexdigest():
+            continue
+        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
+            content_type += "; charset=utf-8"
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
+                      CacheControl="no-cache" if key in NOT_CACHED else "public, max-age=300")
+        changed.append(key)
+    stale = sorted(set(current) - set(files))
+    for key in stale:
+        s3.delete_object(Bucket=bucket, Key=key)
+    return changed + stale
+
+
+def distribution_comment(stage: str) -> str:
+    return f"items {stage} front end"
+
+
+def find_distribution(cloudfront: Any, stage: str) -> dict[str, Any] | None:
+    for page in cloudfront.get_paginator("list_distributions").paginate():
+        for summary in page.get("DistributionList", {}).get("Items", []):
+            if summary.get("Comment") == distribution_comment(stage):
+                return dict(summary)
+    return None
+
+
+def ensure_distribution(cloudfront: Any, stage: str, bucket: str, region: str) -> tuple[str, str, bool]:
+    """The stage's CloudFront distribution in front of its front-end bucket (with origin access
+    control, HTTPS only); returns its id, domain name and whether it was created now."""
+    found = find_distribution(cloudfront, stage)
+    if found is not None:
+        return str(found["Id"]), str(found["DomainName"]), False
+    name = f"items-{stage}-web"
+    controls = cloudfront.list_origin_access_controls().get("OriginAccessControlList", {}).get("Items", [])
+    control = next((c["Id"] for c in controls if c["Name"] == name), None)
+    if control is None:
+        control = cloudfront.create_origin_access_control(OriginAccessControlConfig={
+            "Name": name, "Description": f"items {stage}: CloudFront reads the front-end bucket",
+            "SigningProtocol": "sigv4", "SigningBehavior": "always", "OriginAccessControlOriginType": "s3",
+        })["OriginAccessControl"]["Id"]
+    created = cloudfront.create_distribution(DistributionConfig={
+        "CallerReference": f"{name}-{secrets.token_hex(4)}",
+        "Comment": distribution_comment(stage),
+        "Enabled": True,
+        "DefaultRootObject": "index.html",
+        "PriceClass": "PriceClass_100",
+        "HttpVersion": "http2and3",
+        "Origins": {"Quantity": 1, "Items": [{
+            "Id": "frontend-bucket",
+            "DomainName": f"{bucket}.s3.{region}.amazonaws.com",
+            "S3OriginConfig": {"OriginAccessIdentity": ""},
+            "OriginAccessControlId": control,
+        }]},
+        "DefaultCacheBehavior": {
+            "TargetOriginId": "frontend-bucket",
+            "ViewerProtocolPolicy": "redirect-to-https",
+            "AllowedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"],
+                               "CachedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"]}},
+            "Compress": True,
+            "CachePolicyId": CACHING_OPTIMIZED_POLICY,
+            "ResponseHeadersPolicyId": SECURITY_HEADERS_POLICY,
+        },
+    })["Distribution"]
+    return str(created["Id"]), str(created["DomainName"]), True
+
+
+def publish(clients: Clients, stage: str, bucket: str, region: str, api: str, origin: str) -> str:
+    """Publish ``frontend/`` behind the stage's distribution; returns the front end's URL."""
+    distribution, domain, created = ensure_distribution(clients.cloudfront, stage, bucket, region)
+    if created:
+        log(f"front end: created CloudFront distribution {distribution} for {bucket}")
+    changed = publish_files(clients.s3, bucket, frontend_files(api))
+    if changed:
+        log(f"front end: published {len(changed)} files to {bucket}")
+        if not created:
+            clients.cloudfront.create_invalidation(DistributionId=distribution, InvalidationBatch={
+                "Paths": {"Quantity": 1, "Items": ["/*"]}, "CallerReference": secrets.token_hex(8)})
+    url = f"https://{domain}/"
+    log(f"front end URL: {url}")
+    if origin not in ("*", url.rstrip("/")):
+        log(f"note: the API answers browsers from {origin} only; FRONTEND_ORIGIN={url.rstrip('/')} lets this page call it")
+    return url
+
+
+def delete_distribution(cloudfront: Any, stage: str) -> bool:
+    """Disable, wait for, and delete the stage's distribution and its origin access control."""
+    found = find_distribution(cloudfront, stage)
+    if found is not None:
+        current = cloudfront.get_distribution_config(Id=found["Id"])
+        config, etag = current["DistributionConfig"], current["ETag"]
+        if config.get("Enabled"):
+            log(f"disabling CloudFront distribution {found['Id']} (AWS takes a few minutes)")
+            etag = cloudfront.update_distribution(Id=found["Id"], IfMatch=etag,
+                                                  DistributionConfig={**config, "Enabled": False})["ETag"]
+            cloudfront.get_waiter("distribution_deployed").wait(Id=found["Id"], WaiterConfig={"Delay": 30, "MaxAttempts": 60})
+        cloudfront.delete_distribution(Id=found["Id"], IfMatch=etag)
+        log(f"deleted CloudFront distribution {found['Id']}")
+    controls = cloudfront.list_origin_access_controls().get("OriginAccessControlList", {}).get("Items", [])
+    for control in controls:
+        if control["Name"] == f"items-{stage}-web":
+            etag = cloudfront.get_origin_access_control(Id=control["Id"])["ETag"]
+            cloudfront.delete_origin_access_control(Id=control["Id"], IfMatch=etag)
+    return found is not None
 
 
 def package(options: Options, clients: Clients, project: ChaliceProject, out_dir: Path,
             config_path: Path = CONFIG_PATH) -> None:
-    """Steps 1-4, then Chalice's Terraform packaging instead of its deployer (docs/DEPLOY.md)."""
+    """Steps 1-4, then Chalice's Terraform packaging instead of its deployer (docs/DEPLOY.md), and
+    step 6 declared in the Terraform configuration (``finish_terraform``)."""
     configured = configure(options, clients, project, config_path)
     project.package(configured.config, options.stage, out_dir)
+    origin = configured.config.environment_variables.get("CORS_ALLOW_ORIGIN") or "*"
+    terraform = out_dir / "chalice.tf.json"
+    terraform.write_text(json.dumps(finish_terraform(json.loads(terraform.read_text()), options.stage, origin), indent=2))
     log(f"Terraform configuration and deployment package in {out_dir}")
+
+
+def finish_terraform(template: dict[str, Any], stage: str, origin: str, app_name: str = "items") -> dict[str, Any]:
+    """What the deploy step adds after Chalice, declared in Chalice's Terraform configuration.
+
+    - Rule names: Chalice's Terraform names an event rule after its handler only
+      (``run_cleanup-event``), so two stages in one account and region would share it; its
+      deployer names it ``<app>-<stage>-<handler>-event``, and so does this.
+    - ``ReportBatchItemFailures`` on every SQS event source mapping (aws/chalice#2029).
+    - The gateway responses (infra/gateway_responses.py); the API deployment depends on them and
+      is redeployed when they change.
+    """
+    resources = template.setdefault("resource", {})
+    for key, rule in resources.get("aws_cloudwatch_event_rule", {}).items():
+        rule["name"] = f"{app_name}-{stage}-{key}"
+    for mapping in resources.get("aws_lambda_event_source_mapping", {}).values():
+        if ":sqs:" in str(mapping.get("event_source_arn", "")):
+            mapping["function_response_types"] = [BATCH_ITEM_FAILURES]
+    for api_key, deployment in resources.get("aws_api_gateway_deployment", {}).items():
+        responses = resources.setdefault("aws_api_gateway_gateway_response", {})
+        names = []
+        for wanted in gateway_responses.put_parameters(origin):
+            name = f"{api_key}_{wanted['responseType'].lower()}"
+            responses[name] = {
+                "rest_api_id": f"${{aws_api_gateway_rest_api.{api_key}.id}}",
+                "response_type": wanted["responseType"],
+                "status_code": wanted["statusCode"],
+                "response_parameters": wanted["responseParameters"],
+                "response_templates": wanted["responseTemplates"],
+            }
+            names.append(f"aws_api_gateway_gateway_response.{name}")
+        deployment["depends_on"] = sorted({*deployment.get("depends_on", []), *names})
+        digest = hashlib.sha256(json.dumps(gateway_responses.put_parameters(origin), sort_keys=True).encode()).hexdigest()
+        deployment["stage_description"] = f"{deployment.get('stage_description', '')} {digest[:16]}".strip()
+    return template
 
 
 def destroy(stage: str, purge: bool, clients: Clients, project: ChaliceProject) -> None:
     """Remove the app; with ``purge`` also every resource and all data of the stage."""
+    functions = policy.function_names(project.config(stage).chalice_app, stage)
     log(f"chalice delete --stage {stage}")
     project.delete(stage)
     try:
@@ -395,6 +579,8 @@ def destroy(stage: str, purge: bool, clients: Clients, project: ChaliceProject) 
             log(f"kept the data: stack {stack.stack_name(stage)} ({outputs['TableName']}, {outputs['BucketName']}, "
                 "queues); PURGE=1 deletes it")
         return
+    if clients.cloudfront is not None:
+        delete_distribution(clients.cloudfront, stage)
     if outputs:
         empty_bucket(clients.s3, outputs["FrontendBucketName"])
         log(f"deleting stack {stack.stack_name(stage)}")
@@ -404,7 +590,22 @@ def destroy(stage: str, purge: bool, clients: Clients, project: ChaliceProject) 
         empty_bucket(clients.s3, outputs["BucketName"])
         _ignore_missing(lambda: clients.s3.delete_bucket(Bucket=outputs["BucketName"]), "NoSuchBucket")
     _ignore_missing(lambda: clients.ssm.delete_parameter(Name=secret_parameter(stage)), "ParameterNotFound")
+    for group in delete_log_groups(clients.logs, functions):
+        log(f"deleted log group {group}")
     log(f"stage {stage!r} purged")
+
+
+def delete_log_groups(logs: Any, function_names: Iterable[str]) -> list[str]:
+    """The functions' log groups (Lambda creates them; neither Chalice nor the stack deletes them)."""
+    deleted = []
+    for name in function_names:
+        group = f"/aws/lambda/{name}"
+        try:
+            logs.delete_log_group(logGroupName=group)
+        except logs.exceptions.ResourceNotFoundException:
+            continue
+        deleted.append(group)
+    return deleted
 
 
 def delete_table(dynamodb: Any, table: str) -> None:
@@ -443,13 +644,17 @@ def _ignore_missing(call: Callable[[], Any], code: str) -> None:
             raise
 
 
+class Refused(Exception):
+    """The command cannot run as asked; the message says what to do. Nothing was changed."""
+
+
 def options_from_environment(stage: str, environ: Mapping[str, str]) -> Options:
     def number(name: str, default: str) -> str:
         value = environ.get(name, "") or default
         try:
             float(value)
         except ValueError:
-            raise SystemExit(f"{name} must be a number, got {value!r}") from None
+            raise Refused(f"{name} must be a number, got {value!r}") from None
         return value
 
     return Options(
@@ -462,35 +667,111 @@ def options_from_environment(stage: str, environ: Mapping[str, str]) -> Options:
     )
 
 
+def check_stage(stage: str, command: str) -> None:
+    if not stage:
+        raise Refused(f"name the stage: make {command} STAGE=dev")
+    if not stack.STAGE_PATTERN.match(stage) or stage in RESERVED_STAGES:
+        raise Refused(
+            f"stage {stage!r} is not allowed: a stage must match {stack.STAGE_PATTERN.pattern} "
+            f"and not be one of {sorted(RESERVED_STAGES)}, e.g. STAGE=dev"
+        )
+
+
+def check_frontend_origin(options: Options, cloudformation: Any) -> None:
+    """Refuse an origin the app would refuse at import, before anything is changed."""
+    from chalicelib import cors
+    from chalicelib.settings import PRODUCTION_STAGES, ConfigurationError
+
+    origin = options.frontend_origin
+    if origin is None:
+        try:
+            origin = stack.outputs(cloudformation, options.stage).get("FrontendOrigin")
+        except LookupError:
+            origin = None
+    if options.stage in PRODUCTION_STAGES and origin in (None, "", "*"):
+        raise Refused(
+            f"stage {options.stage!r} needs the front end's origin: add FRONTEND_ORIGIN=https://app.example.com"
+        )
+    try:
+        cors.allowed_origin({"CORS_ALLOW_ORIGIN": origin or "*", "STAGE": options.stage})
+    except ConfigurationError as exc:
+        raise Refused(f"FRONTEND_ORIGIN: {exc}") from None
+
+
+def aws_session(environ: MutableMapping[str, str]) -> Any:
+    """A boto3 session for the operator's account and region, or Refused saying what is missing.
+
+    docs/DEPLOY.md asks for AWS_REGION; botocore (and so Chalice) reads AWS_DEFAULT_REGION. Both
+    are set to the region found, so every client in this process agrees.
+    """
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+    try:
+        session = boto3.session.Session(region_name=region)
+        credentials = session.get_credentials()
+    except BotoCoreError as exc:
+        raise Refused(f"the AWS configuration cannot be read: {exc}") from None
+    if not session.region_name:
+        raise Refused("no AWS region: set AWS_REGION, e.g. AWS_REGION=eu-west-1")
+    if credentials is None:
+        raise Refused("no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    environ["AWS_REGION"] = environ["AWS_DEFAULT_REGION"] = session.region_name
+    return session
+
+
+def run(command: str, stage: str, purge: bool, out: Path, environ: MutableMapping[str, str]) -> None:
+    check_stage(stage, command)
+    options = options_from_environment(stage, environ)
+    session = aws_session(environ)
+    clients = Clients.create(session)
+    log(f"stage {stage!r} in {session.region_name}")
+    if command == "destroy":
+        destroy(stage, purge, clients, ChaliceProject())
+        return
+    check_frontend_origin(options, clients.cloudformation)
+    if command == "deploy":
+        deploy(options, clients, ChaliceProject())
+    else:
+        package(options, clients, ChaliceProject(), out)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Each failure ends with one line saying what to do (exit 2: refused before any change)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib.settings import ConfigurationError
+
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("deploy", "destroy", "package"))
-    parser.add_argument("--stage", required=True, help="stage name, e.g. dev or prod")
+    parser.add_argument("--stage", default="", help="stage name, e.g. dev or prod")
     parser.add_argument("--purge", action="store_true", help="destroy: delete the data too")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "terraform", help="package: output directory")
     args = parser.parse_args(argv)
-    stage = args.stage
-    if not stack.STAGE_PATTERN.match(stage) or stage in RESERVED_STAGES:
-        parser.error(f"stage must match {stack.STAGE_PATTERN.pattern} and not be one of {sorted(RESERVED_STAGES)}")
-
-    import boto3
-
-    session = boto3.session.Session()
-    if not session.region_name:
-        parser.error("no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)")
-    from chalicelib.settings import ConfigurationError
-
-    clients = Clients.create(session)
-    log(f"stage {stage!r} in {session.region_name}")
     try:
-        if args.command == "deploy":
-            deploy(options_from_environment(stage, os.environ), clients, ChaliceProject())
-        elif args.command == "package":
-            package(options_from_environment(stage, os.environ), clients, ChaliceProject(), args.out)
-        else:
-            destroy(stage, args.purge, clients, ChaliceProject())
-    except (stack.StackFailed, ConfigurationError) as exc:
-        log(f"failed: {exc}")
+        run(args.command, args.stage, args.purge, args.out, os.environ)
+    except Refused as exc:
+        print(f"[deploy] error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except (stack.StackFailed, ConfigurationError, policy.UnknownFunction) as exc:
+        print(f"[deploy] failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        print(f"[deploy] failed: AWS refused {exc.operation_name}: {error.get('Code')}: {error.get('Message')}",
+              file=sys.stderr, flush=True)
+        return 1
+    except BotoCoreError as exc:
+        print(f"[deploy] failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except Exception as exc:
+        from chalice.deploy.deployer import ChaliceDeploymentError
+
+        if not isinstance(exc, ChaliceDeploymentError):
+            raise
+        # Chalice's own report is a wrapped paragraph; one line keeps it with the others.
+        print(f"[deploy] failed: chalice: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -1,9 +1,12 @@
-"""The functions' IAM policy for one stage, written from the resources stack's outputs.
+"""Each function's IAM policy for one stage, written from the resources stack's outputs.
 
 Chalice's own generator (``autogen_policy``) reads only ``app.py`` and grants on ``Resource: "*"``.
-This policy names the stage's own ARNs and only the actions the code performs on them; the test
-suite records every AWS call the application makes and fails when one is not allowed here, or
-when a grant here is used by nothing (tests/unit/test_iam_policy.py).
+Here every function (the API handler, the authorizer, each event handler) gets its own role and
+policy (Chalice's per-function ``iam_policy_file``), naming the stage's own ARNs and only the
+actions that function's code performs on them: the authorizer reads key records and nothing
+else; only the queue consumer receives and deletes work messages. The test suite records every
+AWS call the application makes, with the function that made it, and fails when that function's
+policy does not allow it, or when a grant is used by nothing (tests/unit/test_iam_policy.py).
 
 How API operations map to IAM actions matters for reading it:
 
@@ -17,13 +20,13 @@ How API operations map to IAM actions matters for reading it:
   the cursor secrets' SecureString uses the AWS managed key ``aws/ssm``, whose key policy lets
   the account's principals decrypt through SSM, so ``ssm:GetParameter`` on it is enough.
 
-Run ``python -m infra.policy --stage dev`` to print the policy of a deployed stage.
+Run ``python -m infra.policy --stage dev`` to print the policies of a deployed stage.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,13 @@ from chalicelib.dynamo import DUE_INDEX
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def policy_path(stage: str) -> Path:
-    return ROOT / ".chalice" / f"policy-{stage}.json"
+API_HANDLER = "api_handler"  # Chalice's name for the function serving every route
+KEY_RECORD_PREFIX = "KEY#"  # chalicelib/apikeys.py: the partition of a key's hash record
+
+
+def policy_file_name(stage: str, handler: str) -> str:
+    """The policy file of one function, in .chalice/ (Chalice's per-function ``iam_policy_file``)."""
+    return f"policy-{stage}-{handler}.json"
 
 
 def cursor_secrets_parameter(stage: str) -> str:
@@ -41,53 +49,104 @@ def cursor_secrets_parameter(stage: str) -> str:
     return f"/items/{stage}/cursor-secrets"
 
 
-def function_names(app: Any, stage: str) -> list[str]:
-    """The Lambda function names Chalice gives the app's handlers in ``stage``.
-
-    The API handler is ``<app>-<stage>``; every other handler is ``<app>-<stage>-<handler>``.
-    """
+def handlers(app: Any, stage: str) -> dict[str, str]:
+    """Chalice's function names (the keys of ``lambda_functions`` in its config) and the Lambda
+    function names it gives them in ``stage``: the API handler is ``<app>-<stage>``, every other
+    handler ``<app>-<stage>-<handler>``."""
     prefix = f"{app.app_name}-{stage}"
-    names = [prefix] if app.routes else []
-    handlers = [*app.builtin_auth_handlers, *app.event_sources, *app.pure_lambda_functions]
-    names += [f"{prefix}-{handler.name}" for handler in handlers]
-    return sorted(set(names))
+    named = {API_HANDLER: prefix} if app.routes else {}
+    for handler in [*app.builtin_auth_handlers, *app.event_sources, *app.pure_lambda_functions]:
+        named[handler.name] = f"{prefix}-{handler.name}"
+    return dict(sorted(named.items()))
 
 
-def document(outputs: Mapping[str, str], functions: Iterable[str]) -> dict[str, Any]:
-    """The policy document granting the stage's functions what the code does, and no more."""
+def function_names(app: Any, stage: str) -> list[str]:
+    """The Lambda function names of the app's handlers in ``stage``."""
+    return sorted(handlers(app, stage).values())
+
+
+class UnknownFunction(Exception):
+    """app.py has a handler no policy here is written for: no grant is guessed."""
+
+
+def documents(outputs: Mapping[str, str], app: Any, stage: str) -> dict[str, dict[str, Any]]:
+    """Each function's own policy: what its code does, on this stage's resources, and no more.
+
+    Keyed by Chalice's function name. A handler this module does not know raises
+    ``UnknownFunction`` instead of being granted a guess.
+    """
+    grants = _grants(outputs)
+    named = handlers(app, stage)
+    unknown = sorted(set(named) - set(FUNCTION_GRANTS))
+    if unknown:
+        raise UnknownFunction(f"no policy for {', '.join(unknown)}: add its grants to FUNCTION_GRANTS in infra/policy.py")
+    return {
+        handler: {
+            "Version": "2012-10-17",
+            "Statement": [*(grants[sid] for sid in FUNCTION_GRANTS[handler]), _logs(outputs, function)],
+        }
+        for handler, function in named.items()
+    }
+
+
+# What each function's code does (tests/unit/test_iam_policy.py checks every recorded call of a
+# function against its own policy, and that each grant is used by that function).
+FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
+    API_HANDLER: ("ApiTableItems", "Objects", "ObjectListing", "CursorSecrets"),
+    "bearer_authorizer": ("KeyRecords",),
+    "on_attachment_uploaded": ("UploadTableItems", "UploadedObjects", "ObjectListing"),
+    "on_import_uploaded": ("ImportTableItems", "UploadedObjects", "ObjectListing", "WorkQueueSend"),
+    "on_work_message": ("ConsumerTableItems", "WorkQueueConsume"),
+    "run_cleanup": ("CleanupTableItems", "DueIndex", "UploadedObjects", "ObjectListing"),
+}
+
+
+def _grants(outputs: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     _, partition, _, region, account = outputs["TableArn"].split(":")[:5]
     table = outputs["TableArn"]
     bucket = outputs["BucketArn"]
     queue = outputs["WorkQueueArn"]
-    log_groups = [f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{name}" for name in functions]
     parameter = f"arn:{partition}:ssm:{region}:{account}:parameter{cursor_secrets_parameter(outputs['Stage'])}"
+
+    def table_items(sid: str, *actions: str) -> dict[str, Any]:
+        return _allow(sid, sorted(f"dynamodb:{action}" for action in actions), [table])
+
     statements = [
-        _allow(
-            "TableItems",
-            [
-                "dynamodb:BatchGetItem",
-                "dynamodb:BatchWriteItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:Query",
-                "dynamodb:UpdateItem",
-            ],
-            [table],
-        ),
+        table_items("ApiTableItems", "BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"),
+        table_items("UploadTableItems", "GetItem", "UpdateItem"),
+        table_items("ImportTableItems", "BatchWriteItem", "GetItem", "UpdateItem"),
+        table_items("ConsumerTableItems", "BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"),
+        table_items("CleanupTableItems", "BatchWriteItem", "DeleteItem", "GetItem", "Query", "UpdateItem"),
+        {
+            **_allow("KeyRecords", ["dynamodb:GetItem"], [table]),
+            # Only the records of API keys' hashes: never a tenant's data.
+            "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{KEY_RECORD_PREFIX}*"]}},
+        },
         _allow("DueIndex", ["dynamodb:Query"], [f"{table}/index/{DUE_INDEX}"]),
         _allow("Objects", ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], [f"{bucket}/*"]),
+        _allow("UploadedObjects", ["s3:DeleteObject", "s3:GetObject"], [f"{bucket}/*"]),
         _allow("ObjectListing", ["s3:ListBucket"], [bucket]),
-        _allow("WorkQueueSend", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
-        _allow("WorkQueueConsume", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"], [queue]),
+        _allow("WorkQueueSend", ["sqs:SendMessage"], [queue]),
+        _allow("WorkQueueConsume", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+               [queue]),
         _allow("CursorSecrets", ["ssm:GetParameter"], [parameter]),
-        _allow(
-            "FunctionLogs",
-            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            [arn for group in log_groups for arn in (group, f"{group}:*")],
-        ),
     ]
-    return {"Version": "2012-10-17", "Statement": statements}
+    return {statement["Sid"]: statement for statement in statements}
+
+
+def _logs(outputs: Mapping[str, str], function: str) -> dict[str, Any]:
+    _, partition, _, region, account = outputs["TableArn"].split(":")[:5]
+    group = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{function}"
+    return _allow("FunctionLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [group, f"{group}:*"])
+
+
+def write_all(directory: Path, stage: str, policies: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Write each function's policy file into ``directory``; returns the files changed."""
+    return [
+        policy_file_name(stage, handler)
+        for handler, policy in policies.items()
+        if write(directory / policy_file_name(stage, handler), policy)
+    ]
 
 
 def write(path: Path, policy: Mapping[str, Any]) -> bool:
@@ -110,12 +169,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from infra import deploy, stack
 
-    parser = argparse.ArgumentParser(description="Print the IAM policy of a deployed stage.")
+    parser = argparse.ArgumentParser(description="Print the IAM policy of each function of a deployed stage.")
     parser.add_argument("--stage", required=True)
     args = parser.parse_args(argv)
     outputs = stack.outputs(boto3.client("cloudformation"), args.stage)
     app = deploy.ChaliceProject().config(args.stage).chalice_app
-    print(json.dumps(document(outputs, function_names(app, args.stage)), indent=2))
+    print(json.dumps(documents(outputs, app, args.stage), indent=2))
     return 0
 
 

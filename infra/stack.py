@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,36 @@ class StackFailed(RuntimeError):
     """The stack operation ended in a failed state; the message carries CloudFormation's reasons."""
 
 
+class StackBlocked(StackFailed):
+    """The stack is in a state no deploy can proceed from; the message says what to do first."""
+
+
+def blocked_reason(name: str, status: str) -> str | None:
+    """What the operator must do before a stack in ``status`` can be deployed; None if nothing."""
+    if status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
+        return f"stack {name} is {status}: wait until it settles, then run the command again"
+    if status == "UPDATE_ROLLBACK_FAILED":
+        return (f"stack {name} is {status}: run 'aws cloudformation continue-update-rollback --stack-name {name}' "
+                "(see its events in the CloudFormation console), then run the command again")
+    if status in ("ROLLBACK_FAILED", "DELETE_FAILED"):
+        return (f"stack {name} is {status}: delete it ('aws cloudformation delete-stack --stack-name {name}'; "
+                "the table and data bucket are retained), then run the command again")
+    return None
+
+
 def stack_name(stage: str) -> str:
     return f"items-{stage}-resources"
 
 
-def deploy(cloudformation: Any, stage: str, parameters: dict[str, str] | None = None) -> dict[str, str]:
-    """Create the stage's stack (or update it) and wait; returns its outputs."""
+def deploy(
+    cloudformation: Any,
+    stage: str,
+    parameters: dict[str, str] | None = None,
+    notify: Callable[[str], None] = lambda message: None,
+) -> dict[str, str]:
+    """Create the stage's stack (or update it) and wait; returns its outputs.
+
+    A stack in a state it cannot be updated from raises ``StackBlocked`` before any change."""
     _quiet_emulator_gaps()
     name = stack_name(stage)
     params = [{"ParameterKey": "Stage", "ParameterValue": stage}]
@@ -40,7 +65,11 @@ def deploy(cloudformation: Any, stage: str, parameters: dict[str, str] | None = 
     tags = [{"Key": "app", "Value": "items"}, {"Key": "stage", "Value": stage}]
     body = TEMPLATE.read_text()
     existing = _describe(cloudformation, name)
+    reason = blocked_reason(name, existing["StackStatus"]) if existing is not None else None
+    if reason is not None:
+        raise StackBlocked(reason)
     if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
+        notify(f"stack {name} was never created (ROLLBACK_COMPLETE): deleting it to create it again")
         cloudformation.delete_stack(StackName=name)
         _wait(cloudformation, "stack_delete_complete", name)
         existing = None

@@ -1,26 +1,27 @@
-"""Delivers what ``chalice local`` does not: storage events, queue messages and the schedule.
+"""Delivers storage events, queue messages and the schedule to the packaged functions.
 
-Each event reaches the very handler Lambda would call (the ``EventSourceHandler`` objects of the
-app's ``@app.on_s3_event``, ``@app.on_sqs_message`` and ``@app.schedule``), in the event shape
+The wiring comes from the package ``chalice package`` generated for the local stage
+(``local/package.py``): each event reaches the function Lambda would invoke, in the event shape
 Lambda would send, and with Lambda's delivery semantics:
 
 - **Storage events.** The bucket notifies an SQS queue (the emulator does this faithfully: keys
-  URL-encoded, a first ``s3:TestEvent``), one configuration per handler with its prefix and
-  suffix; each record is passed on as a one-record event, as S3 invokes Lambda. A failed
-  invocation is retried, twice, like Lambda's asynchronous invocations; then the event goes to a
-  dead-letter queue. Delivery waits until the object is at least ``SETTLE_SECONDS`` old, since S3
-  notifies only about complete objects.
-- **Queue messages.** Like an event source mapping: batches of up to the handler's
+  URL-encoded, a first ``s3:TestEvent``), one configuration per packaged notification with its
+  events, prefix and suffix; each record is passed on as a one-record event, as S3 invokes
+  Lambda. A failed invocation is retried, twice, like Lambda's asynchronous invocations; then the
+  event goes to a dead-letter queue. Delivery waits until the object is at least
+  ``SETTLE_SECONDS`` old, since S3 notifies only about complete objects.
+- **Queue messages.** Like the packaged event source mapping: batches of up to its
   ``batch_size``; when the invocation raises, no message is deleted and all of them become
   visible again (after ``retry_delay`` here, the visibility timeout in AWS); with
-  ``report_batch_item_failures`` (off by default, as Chalice deploys it) the returned
-  ``batchItemFailures`` are kept and the rest deleted, else a normal return deletes the whole
-  batch. The queue's own redrive policy moves a message to its dead-letter queue after
+  ``ReportBatchItemFailures`` among the mapping's response types (the deploy step turns it on)
+  the returned ``batchItemFailures`` are kept and the rest deleted, else a normal return deletes
+  the whole batch. The queue's own redrive policy moves a message to its dead-letter queue after
   ``maxReceiveCount`` receives.
-- **The schedule.** Every ``cleanup_interval`` seconds, a scheduled event.
+- **The schedule.** At the packaged rule's rate, or every ``cleanup_interval`` seconds when the
+  local stack is told so (``LOCAL_CLEANUP_INTERVAL``), a scheduled event.
 
-Handlers get a Lambda-like context whose remaining time counts down from the function's
-configured timeout (``.chalice/config.json``), so time budgets behave as deployed.
+In the local stack each function runs in its own worker processes with its own environment and
+timeout (``local/lambdas.py``); ``LambdaContext`` here serves handlers run in-process by tests.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from local.package import Package, QueueMapping, StorageNotification
+
 STAGE = "local"
 REGION = "us-east-1"
 NOTIFICATION_QUEUE = "items-local-storage-events"
@@ -237,71 +238,71 @@ class StorageEventRelay:
 
 
 class Dispatcher:
-    """Wires the app's event sources to the emulator and runs their delivery loops in threads."""
+    """Wires the package's event sources to the emulator and runs their delivery loops in threads.
+
+    The wiring is what ``chalice package`` generated for the stage (``local/package.py``): the
+    S3 notifications with their events and prefixes, the SQS mapping with its batch size and
+    response types, the schedule with its rate. ``handlers`` maps each packaged function (its
+    Terraform name, e.g. ``on_work_message``) to what runs it: the stack passes worker pools
+    (``local/lambdas.py``), tests may pass the app's handlers themselves.
+    """
 
     def __init__(
         self,
-        app_module: Any,
+        package: Package,
+        handlers: Mapping[str, Handler],
         sqs: Any,
         s3: Any,
         *,
-        cleanup_interval: float = 60.0,
-        report_batch_item_failures: bool = False,
+        cleanup_interval: float | None = None,
         duplicate_deliveries: bool = False,
         retry_delay: int = 1,
     ) -> None:
-        self.app_module = app_module
+        self.package = package
+        self.handlers = handlers
         self.sqs = sqs
         self.s3 = s3
+        # None: the schedule's own rate from the package; a number overrides it (seconds).
         self.cleanup_interval = cleanup_interval
-        self.report_batch_item_failures = report_batch_item_failures
         self.duplicate_deliveries = duplicate_deliveries
         self.retry_delay = retry_delay
-        self.config = _chalice_config()
         self.pollers: list[QueuePoller] = []
         self.relay: StorageEventRelay | None = None
-        self.schedules: list[Function] = []
+        self.schedules: list[tuple[Function, float, str]] = []
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
 
-    def function(self, handler_string: str) -> Function:
-        name = handler_string.rsplit(".", 1)[-1]
-        scoped = self.config.scope(STAGE, name)
-        return Function(name, getattr(self.app_module, name), float(scoped.lambda_timeout))
+    def function(self, key: str) -> Function:
+        spec = self.package.functions[key]
+        return Function(key, self.handlers[key], spec.timeout)
 
     def setup(self) -> None:
-        from chalice.app import S3EventConfig, ScheduledEventConfig, SQSEventConfig
+        for mapping in self.package.mappings:
+            self.pollers.append(self._poller(mapping))
+        for schedule in self.package.schedules:
+            interval = self.cleanup_interval if self.cleanup_interval is not None else schedule.rate_seconds
+            self.schedules.append((self.function(schedule.function), interval, schedule.rule))
+        if self.package.notifications:
+            self.relay = self._relay(self.package.notifications)
 
-        storage: list[tuple[S3EventConfig, Function]] = []
-        for source in self.app_module.app.event_sources:
-            if isinstance(source, S3EventConfig):
-                storage.append((source, self.function(source.handler_string)))
-            elif isinstance(source, SQSEventConfig):
-                self.pollers.append(self._poller(source))
-            elif isinstance(source, ScheduledEventConfig):
-                self.schedules.append(self.function(source.handler_string))
-        if storage:
-            self.relay = self._relay(storage)
-
-    def _poller(self, source: Any) -> QueuePoller:
-        name = source.queue or str(source.queue_arn).rsplit(":", 1)[-1]
-        queue_url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    def _poller(self, mapping: QueueMapping) -> QueuePoller:
+        queue_url = self.sqs.get_queue_url(QueueName=mapping.queue)["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        function = self.function(source.handler_string)
+        function = self.function(mapping.function)
         return QueuePoller(
             self.sqs,
             queue_url,
             arn,
             function,
-            batch_size=source.batch_size,
-            report_batch_item_failures=self.report_batch_item_failures,
+            batch_size=mapping.batch_size,
+            report_batch_item_failures=mapping.report_batch_item_failures,
             retry_delay=self.retry_delay,
             # Lambda requires the queue's visibility timeout to cover the function's timeout.
             visibility_timeout=int(function.timeout_seconds) + 5,
             duplicate_deliveries=self.duplicate_deliveries,
         )
 
-    def _relay(self, storage: list[tuple[Any, Function]]) -> StorageEventRelay:
+    def _relay(self, notifications: list[StorageNotification]) -> StorageEventRelay:
         dlq_url = self.sqs.create_queue(QueueName=f"{NOTIFICATION_QUEUE}-dlq")["QueueUrl"]
         dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": NOTIFICATION_MAX_RECEIVES})
@@ -310,17 +311,21 @@ class Dispatcher:
         ]
         arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         by_bucket: dict[str, list[dict[str, Any]]] = {}
-        for source, function in storage:
-            rules = [{"Name": n, "Value": v} for n, v in (("prefix", source.prefix), ("suffix", source.suffix)) if v]
-            configuration: dict[str, Any] = {"Id": function.name, "QueueArn": arn, "Events": source.events}
+        functions: dict[str, Function] = {}
+        for notification in notifications:
+            function = functions.setdefault(notification.function, self.function(notification.function))
+            rules = [
+                {"Name": n, "Value": v} for n, v in (("prefix", notification.prefix), ("suffix", notification.suffix)) if v
+            ]
+            configuration: dict[str, Any] = {"Id": function.name, "QueueArn": arn, "Events": list(notification.events)}
             if rules:
                 configuration["Filter"] = {"Key": {"FilterRules": rules}}
-            by_bucket.setdefault(source.bucket, []).append(configuration)
+            by_bucket.setdefault(notification.bucket, []).append(configuration)
         for bucket, configurations in by_bucket.items():
             self.s3.put_bucket_notification_configuration(
                 Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
             )
-        return StorageEventRelay(self.sqs, queue_url, {f.name: f for _, f in storage}, retry_delay=self.retry_delay)
+        return StorageEventRelay(self.sqs, queue_url, functions, retry_delay=self.retry_delay)
 
     def start(self) -> None:
         self.setup()
@@ -329,8 +334,8 @@ class Dispatcher:
         ]
         if self.relay is not None:
             loops.append(("storage-events", self._loop(self.relay.poll_once)))
-        if self.schedules:
-            loops.append(("schedule", self._schedule_loop))
+        for function, interval, rule in self.schedules:
+            loops.append((f"schedule-{function.name}", self._schedule_loop(function, interval, rule)))
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"dispatch-{name}", daemon=True)
             thread.start()
@@ -349,16 +354,23 @@ class Dispatcher:
 
         return run
 
-    def _schedule_loop(self) -> None:
-        while not self.stopping.wait(self.cleanup_interval):
-            self.run_schedules()
+    def _schedule_loop(self, function: Function, interval: float, rule: str) -> Callable[[], None]:
+        def run() -> None:
+            while not self.stopping.wait(interval):
+                self.run_schedule(function, rule)
+
+        return run
 
     def run_schedules(self) -> None:
-        for function in self.schedules:
-            try:
-                function.invoke(scheduled_event(f"items-{STAGE}-{function.name}"))
-            except Exception as exc:
-                log.warning("%s failed: %s", function.name, exc)
+        for function, _, rule in self.schedules:
+            self.run_schedule(function, rule)
+
+    @staticmethod
+    def run_schedule(function: Function, rule: str) -> None:
+        try:
+            function.invoke(scheduled_event(rule))
+        except Exception as exc:
+            log.warning("%s failed: %s", function.name, exc)
 
     def stop(self, timeout: float = 3.0) -> None:
         self.stopping.set()
@@ -366,9 +378,3 @@ class Dispatcher:
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-
-def _chalice_config() -> Any:
-    from chalice.config import Config
-
-    config_from_disk = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    return Config(chalice_stage=STAGE, config_from_disk=config_from_disk)

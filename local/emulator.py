@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from local.hosts import HostCheck, wsgi_server
+
 _DYNAMODB_TARGET = "DynamoDB_"
 
 
@@ -263,13 +265,14 @@ class Emulator:
 
     def start(self) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
 
         install_sorted_key_queries()
         install_item_level_transactions()
-        app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
+        # Only requests for the emulator's own names (local/hosts.py); presigned URLs name it so.
+        app = HostCheck(_AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), self.port)
+        self._server = wsgi_server(self.host, self.port, app, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="aws-emulator", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

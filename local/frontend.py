@@ -8,16 +8,34 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from local.hosts import REFUSAL, allowed
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
 
 class _Handler(SimpleHTTPRequestHandler):
     config_js = b""
+    port = 0
+
+    def parse_request(self) -> bool:
+        """Only requests for this server's own names are answered (local/hosts.py)."""
+        if not super().parse_request():
+            return False
+        if allowed(self.headers.get("Host"), self.port):
+            return True
+        self.close_connection = True
+        self.send_response(403)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(REFUSAL)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(REFUSAL)
+        return False
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] == "/config.js":
@@ -43,9 +61,14 @@ def config_script(api_url: str, api_key: str) -> bytes:
     return f"window.ITEMS_CONFIG = {json.dumps(config)};\n".encode()
 
 
-def serve(host: str, port: int, *, api_url: str, api_key: str) -> ThreadingHTTPServer:
-    handler = type("FrontendHandler", (_Handler,), {"config_js": config_script(api_url, api_key)})
+def bind(host: str, port: int) -> ThreadingHTTPServer:
+    """The front end's server, bound to ``host:port`` but not serving yet (``configure`` it first)."""
+    handler = type("FrontendHandler", (_Handler,), {"port": port})
     server = ThreadingHTTPServer((host, port), functools.partial(handler, directory=str(FRONTEND)))
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="frontend", daemon=True).start()
     return server
+
+
+def configure(server: ThreadingHTTPServer, *, api_url: str, api_key: str) -> None:
+    handler = server.RequestHandlerClass
+    handler.func.config_js = config_script(api_url, api_key)  # type: ignore[attr-defined]

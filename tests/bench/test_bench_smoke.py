@@ -16,6 +16,8 @@ KEYS = {
     "cleanup": {"table_items", "expired", "items_read", "ratio"},
     "import": {"rows", "seconds", "rows_per_s", "write_calls", "rows_per_write_call", "peak_rss_mb"},
     "package": {"zip_bytes"},
+    "import_limits": {"seconds_per_1m_rows", "invocation_peak_rss_mb", "projected_lambda_seconds",
+                      "invocations_needed", "tmp_mb_per_1m_ids"},
     "calls_per_request": {"get", "create", "put", "patch", "delete", "list_page"},
 }
 

@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-# Answers of API Gateway (and chalice local) for a route that does not exist: the feature is not
+# Answers of API Gateway (without the stage's gateway responses) for a route that does not exist: the feature is not
 # deployed yet, as opposed to an application answer.
 _NO_SUCH_ROUTE = ("Missing Authentication Token", "Authorization header requires")
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import sys
 import types
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 
 from infra import deploy, policy, stack
 
@@ -36,7 +34,7 @@ def small_app() -> Any:
                       max_age=600)
 
     @app.authorizer()
-    def api_key(auth_request: Any) -> AuthResponse:
+    def bearer_authorizer(auth_request: Any) -> AuthResponse:
         return AuthResponse(routes=[], principal_id="anonymous")
 
     @app.route("/health", cors=cors)
@@ -151,15 +149,18 @@ def test_stage_config_is_merged_and_never_holds_secrets(config_path):
                          "RATE_LIMIT_RPS": "5"}
     assert "s3cret" not in config_path.read_text()
     assert after["stages"]["prod"] == before["stages"]["prod"]
-    assert after["stages"]["dev"]["iam_policy_file"] == "policy-dev.json"
     assert deploy.write_stage_config(config_path, "dev", environment) is False
 
 
-def test_a_new_stage_gets_its_own_policy_file(config_path):
-    deploy.write_stage_config(config_path, "staging", {"STAGE": "staging"})
+def test_a_new_stage_gets_a_policy_file_per_function(config_path):
+    deploy.write_stage_config(config_path, "staging", {"STAGE": "staging"}, ["api_handler", "bearer_authorizer"])
     staging = json.loads(config_path.read_text())["stages"]["staging"]
-    assert staging == {"api_gateway_stage": "api", "iam_policy_file": "policy-staging.json",
-                       "environment_variables": {"STAGE": "staging"}}
+    assert staging == {
+        "api_gateway_stage": "api",
+        "lambda_functions": {"api_handler": {"iam_policy_file": "policy-staging-api_handler.json"},
+                             "bearer_authorizer": {"iam_policy_file": "policy-staging-bearer_authorizer.json"}},
+        "environment_variables": {"STAGE": "staging"},
+    }
 
 
 def test_batch_item_failures_are_enabled_once(aws_env):
@@ -187,51 +188,28 @@ def test_a_mapping_that_stays_busy_fails_the_deploy(aws_env):
             deploy.enable_batch_item_failures(client, deployed_values(), sleep=lambda _: None)
 
 
-def test_cors_headers_come_from_the_apps_routes():
-    assert deploy.cors_headers(small_app()) == {
-        "Access-Control-Allow-Origin": ORIGIN,
-        "Access-Control-Allow-Headers": "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key",
-        "Access-Control-Expose-Headers": "ETag",
-    }
+def test_gateway_responses_are_problem_documents_and_the_stage_is_redeployed(clients):
+    """Against moto: every gateway response is put once, then left alone."""
+    from infra import gateway_responses
 
+    api = clients.apigateway.create_rest_api(name="items")["id"]
+    root = clients.apigateway.get_resources(restApiId=api)["items"][0]["id"]
+    clients.apigateway.put_method(restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    clients.apigateway.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+    changed = deploy.ensure_gateway_responses(clients.apigateway, api, "api", ORIGIN)
+    assert changed == [p["responseType"] for p in gateway_responses.put_parameters(ORIGIN)]
+    failure = clients.apigateway.get_gateway_response(restApiId=api, responseType="AUTHORIZER_FAILURE")
+    assert failure["statusCode"] == "503"
+    assert failure["responseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+    assert failure["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == f"'{ORIGIN}'"
+    assert failure["responseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
+    assert json.loads(failure["responseTemplates"]["application/json"])["request_id"] == "$context.requestId"
+    assert len(clients.apigateway.get_deployments(restApiId=api)["items"]) == 1
 
-def expect_gateway_responses(stub: Stubber, current: dict[str, str]) -> None:
-    for response_type in deploy.GATEWAY_RESPONSE_TYPES:
-        stub.add_response(
-            "get_gateway_response",
-            {"responseType": response_type, "responseParameters": current, "responseTemplates": DEFAULT_TEMPLATE},
-            {"restApiId": API_ID, "responseType": response_type},
-        )
-
-
-def test_gateway_responses_carry_cors_headers_and_the_stage_is_redeployed(aws_env):
-    client = boto3.client("apigateway")
-    headers = deploy.cors_headers(small_app())
-    wanted = {
-        "gatewayresponse.header.Access-Control-Allow-Headers":
-            "'Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key'",
-        "gatewayresponse.header.Access-Control-Allow-Origin": f"'{ORIGIN}'",
-        "gatewayresponse.header.Access-Control-Expose-Headers": "'ETag'",
-    }
-    assert deploy.gateway_response_parameters(headers) == wanted
-    with Stubber(client) as stub:
-        for response_type in deploy.GATEWAY_RESPONSE_TYPES:
-            stub.add_response(
-                "get_gateway_response",
-                {"responseType": response_type, "defaultResponse": True, "responseTemplates": DEFAULT_TEMPLATE},
-            )
-            stub.add_response(
-                "put_gateway_response",
-                {},
-                {"restApiId": API_ID, "responseType": response_type, "responseParameters": wanted,
-                 "responseTemplates": DEFAULT_TEMPLATE},
-            )
-        stub.add_response("create_deployment", {"id": "d1"}, {"restApiId": API_ID, "stageName": "api", "description": ANY})
-        assert deploy.ensure_gateway_responses(client, API_ID, "api", headers) is True
-
-        expect_gateway_responses(stub, wanted)
-        assert deploy.ensure_gateway_responses(client, API_ID, "api", headers) is False
-        stub.assert_no_pending_responses()
+    assert deploy.ensure_gateway_responses(clients.apigateway, api, "api", ORIGIN) == []
+    assert len(clients.apigateway.get_deployments(restApiId=api)["items"]) == 1
+    assert deploy.ensure_gateway_responses(clients.apigateway, api, "api", "https://other.example.com")
+    assert len(clients.apigateway.get_deployments(restApiId=api)["items"]) == 2
 
 
 def test_stage_throttling_is_set_when_it_differs(aws_env):
@@ -257,74 +235,15 @@ def test_stage_throttling_is_set_when_it_differs(aws_env):
 
 def test_log_groups_get_a_retention(clients):
     clients.logs.create_log_group(logGroupName="/aws/lambda/items-ci")
-    clients.logs.create_log_group(logGroupName="/aws/lambda/items-ci-api_key-old")
-    functions = ["items-ci", "items-ci-api_key"]
-    assert deploy.ensure_log_retention(clients.logs, functions, 14) == ["/aws/lambda/items-ci", "/aws/lambda/items-ci-api_key"]
+    clients.logs.create_log_group(logGroupName="/aws/lambda/items-ci-old")
+    functions = ["items-ci", "items-ci-bearer_authorizer"]
+    assert deploy.ensure_log_retention(clients.logs, functions, 14) == ["/aws/lambda/items-ci", "/aws/lambda/items-ci-bearer_authorizer"]
     groups = {g["logGroupName"]: g.get("retentionInDays") for g in clients.logs.describe_log_groups()["logGroups"]}
-    assert groups == {"/aws/lambda/items-ci": 14, "/aws/lambda/items-ci-api_key": 14, "/aws/lambda/items-ci-api_key-old": None}
+    assert groups == {"/aws/lambda/items-ci": 14, "/aws/lambda/items-ci-bearer_authorizer": 14, "/aws/lambda/items-ci-old": None}
     assert deploy.ensure_log_retention(clients.logs, functions, 14) == []
 
 
 # -- the commands -----------------------------------------------------------------------------
-
-def stub_post_deploy(lambda_stub: Stubber, api_stub: Stubber, first: bool) -> None:
-    wanted = deploy.gateway_response_parameters(deploy.cors_headers(small_app()))
-    if first:
-        lambda_stub.add_response("get_event_source_mapping", {"UUID": UUID})
-        lambda_stub.add_response("update_event_source_mapping", {},
-                                 {"UUID": UUID, "FunctionResponseTypes": ["ReportBatchItemFailures"]})
-        for response_type in deploy.GATEWAY_RESPONSE_TYPES:
-            api_stub.add_response("get_gateway_response", {"responseType": response_type, "defaultResponse": True})
-            api_stub.add_response("put_gateway_response", {})
-        api_stub.add_response("create_deployment", {"id": "d1"})
-        api_stub.add_response("get_stage", {"stageName": "api"})
-        api_stub.add_response("update_stage", {})
-    else:
-        lambda_stub.add_response("get_event_source_mapping", {"UUID": UUID, "FunctionResponseTypes": ["ReportBatchItemFailures"]})
-        expect_gateway_responses(api_stub, wanted)
-        api_stub.add_response(
-            "get_stage",
-            {"stageName": "api", "methodSettings": {"*/*": {"throttlingRateLimit": 100.0, "throttlingBurstLimit": 200}}},
-        )
-
-
-def test_deploy_end_to_end_and_again(clients, config_path, capsys):
-    project = FakeProject(deployed_values())
-    options = deploy.Options(stage="ci", frontend_origin=ORIGIN, settings={"RATE_LIMIT_RPS": "20"})
-
-    with Stubber(clients.lambda_) as lambda_stub, Stubber(clients.apigateway) as api_stub:
-        stub_post_deploy(lambda_stub, api_stub, first=True)
-        assert deploy.deploy(options, clients, project, config_path) == API_URL
-        lambda_stub.assert_no_pending_responses()
-        api_stub.assert_no_pending_responses()
-
-        outputs = stack.outputs(clients.cloudformation, "ci")
-        variables = json.loads(config_path.read_text())["stages"]["ci"]["environment_variables"]
-        assert variables == {**stack.app_environment(outputs), "RATE_LIMIT_RPS": "20",
-                             "CURSOR_SECRETS_PARAMETER": "/items/ci/cursor-secrets"}
-        assert variables["CORS_ALLOW_ORIGIN"] == ORIGIN
-        secret = clients.ssm.get_parameter(Name="/items/ci/cursor-secrets", WithDecryption=True)["Parameter"]["Value"]
-        assert project.secrets == [{}]  # the functions read the parameter; no secret in their configuration
-        assert secret not in config_path.read_text()
-        written = json.loads((config_path.parent / "policy-ci.json").read_text())
-        assert written == policy.document(outputs, ["items-ci", "items-ci-api_key", "items-ci-consume"])
-        assert project.calls == [("deploy", "ci")]
-        groups = clients.logs.describe_log_groups()["logGroups"]
-        assert {g["logGroupName"] for g in groups} == {"/aws/lambda/items-ci", "/aws/lambda/items-ci-api_key",
-                                                       "/aws/lambda/items-ci-consume"}
-        first_output = capsys.readouterr().out
-        assert f"API URL: {API_URL}" in first_output
-
-        config_before = config_path.read_text()
-        stub_post_deploy(lambda_stub, api_stub, first=False)
-        assert deploy.deploy(options, clients, project, config_path) == API_URL
-        lambda_stub.assert_no_pending_responses()
-        api_stub.assert_no_pending_responses()
-    assert config_path.read_text() == config_before
-    again = capsys.readouterr().out
-    assert "written" not in again and "retention" not in again and "CORS headers" not in again
-    assert project.secrets[1] == project.secrets[0]
-
 
 def test_destroy_keeps_the_data_unless_purged(clients, capsys):
     outputs = deploy.resources(clients.cloudformation, "ci", None)
@@ -334,11 +253,15 @@ def test_destroy_keeps_the_data_unless_purged(clients, capsys):
         clients.s3.put_object(Bucket=bucket, Key="a/b.txt", Body=b"2")
         clients.s3.delete_object(Bucket=bucket, Key="a/b.txt")
     project = FakeProject(deployed_values())
+    groups = ["/aws/lambda/items-ci", "/aws/lambda/items-ci-bearer_authorizer", "/aws/lambda/items-ci-consume"]
+    for group in [*groups, "/aws/lambda/items-ci2", "/aws/lambda/items-cix-consume"]:
+        clients.logs.create_log_group(logGroupName=group)
 
     deploy.destroy("ci", purge=False, clients=clients, project=project)
     assert project.calls == [("delete", "ci")]
     assert stack.outputs(clients.cloudformation, "ci") == outputs
     assert "kept the data" in capsys.readouterr().out
+    assert len(clients.logs.describe_log_groups()["logGroups"]) == 5
 
     deploy.destroy("ci", purge=True, clients=clients, project=project)
     with pytest.raises(LookupError):
@@ -347,26 +270,107 @@ def test_destroy_keeps_the_data_unless_purged(clients, capsys):
     assert clients.s3.list_buckets()["Buckets"] == []
     with pytest.raises(clients.ssm.exceptions.ParameterNotFound):
         clients.ssm.get_parameter(Name="/items/ci/cursor-secrets")
+    left = {g["logGroupName"] for g in clients.logs.describe_log_groups()["logGroups"]}
+    assert left == {"/aws/lambda/items-ci2", "/aws/lambda/items-cix-consume"}, "other stages' logs stay"
 
     deploy.destroy("ci", purge=True, clients=clients, project=project)  # nothing left: still fine
     assert project.calls == [("delete", "ci")] * 3
 
 
-@pytest.mark.parametrize("stage", ["local", "test", "Prod", "x" * 21, ""])
+def one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+@pytest.mark.parametrize("stage", ["local", "test", "Prod", "x" * 21, "dev;rm"])
 def test_stages_the_emulator_and_the_tests_use_are_refused(stage, capsys):
-    with pytest.raises(SystemExit) as exited:
-        deploy.main(["deploy", "--stage", stage])
-    assert exited.value.code == 2
-    assert "stage must match" in capsys.readouterr().err
+    assert deploy.main(["deploy", "--stage", stage]) == 2
+    assert "is not allowed: a stage must match" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("command", ["deploy", "destroy", "package"])
+def test_a_missing_stage_says_how_to_name_one(command, capsys):
+    assert deploy.main([command, "--stage", ""]) == 2
+    assert one_line_error(capsys) == f"[deploy] error: name the stage: make {command} STAGE=dev"
 
 
 def test_a_region_is_required(aws_env, monkeypatch, capsys):
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    with pytest.raises(SystemExit):
-        deploy.main(["deploy", "--stage", "dev"])
-    assert "no AWS region" in capsys.readouterr().err
+    assert deploy.main(["deploy", "--stage", "dev"]) == 2
+    assert "no AWS region: set AWS_REGION" in one_line_error(capsys)
+
+
+def test_credentials_are_required(aws_env, monkeypatch, capsys):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    assert deploy.main(["deploy", "--stage", "dev"]) == 2
+    assert "no AWS credentials: set AWS_PROFILE" in one_line_error(capsys)
+
+
+def test_aws_region_alone_is_enough(moto, monkeypatch, capsys):
+    """docs/DEPLOY.md asks for AWS_REGION; botocore (and Chalice's session) reads AWS_DEFAULT_REGION."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    seen: list[str] = []
+
+    def deploying(options: Any, clients: deploy.Clients, project: Any) -> str:
+        seen.extend([clients.cloudformation.meta.region_name, os.environ["AWS_DEFAULT_REGION"],
+                     boto3.session.Session().region_name])
+        return API_URL
+
+    monkeypatch.setattr(deploy, "deploy", deploying)
+    assert deploy.main(["deploy", "--stage", "dev"]) == 0, capsys.readouterr().err
+    assert seen == ["eu-west-1"] * 3
+
+
+def test_prod_needs_a_front_end_origin_and_nothing_is_changed(moto, monkeypatch, capsys):
+    monkeypatch.delenv("FRONTEND_ORIGIN", raising=False)
+    assert deploy.main(["deploy", "--stage", "prod"]) == 2
+    assert one_line_error(capsys) == (
+        "[deploy] error: stage 'prod' needs the front end's origin: add FRONTEND_ORIGIN=https://app.example.com"
+    )
+    assert boto3.client("cloudformation").describe_stacks()["Stacks"] == []
+    assert boto3.client("ssm").describe_parameters()["Parameters"] == []
+
+
+def test_an_invalid_front_end_origin_is_refused_before_any_change(moto, monkeypatch, capsys):
+    monkeypatch.setenv("FRONTEND_ORIGIN", "app.example.com/path")
+    assert deploy.main(["deploy", "--stage", "dev"]) == 2
+    assert "FRONTEND_ORIGIN: CORS_ALLOW_ORIGIN must be '*' or one origin" in one_line_error(capsys)
+    assert boto3.client("cloudformation").describe_stacks()["Stacks"] == []
+
+
+@pytest.mark.parametrize("status", ["UPDATE_ROLLBACK_FAILED", "DELETE_FAILED", "UPDATE_IN_PROGRESS"])
+def test_a_stack_in_a_failed_state_stops_the_deploy_before_any_change(aws_env, status):
+    client = boto3.client("cloudformation")
+    name = stack.stack_name("dev")
+    with Stubber(client) as stub:
+        stub.add_response("describe_stacks", {"Stacks": [
+            {"StackName": name, "StackStatus": status, "CreationTime": "2026-01-01T00:00:00Z"}]})
+        with pytest.raises(stack.StackBlocked, match=f"stack {name} is {status}: .*then run the command again"):
+            stack.deploy(client, "dev")
+        stub.assert_no_pending_responses()  # nothing but the one look
+
+
+def test_a_blocked_stack_is_one_line_from_the_command(moto, monkeypatch, capsys):
+    def blocked(*args: Any, **kwargs: Any) -> dict[str, str]:
+        raise stack.StackBlocked("stack items-dev-resources is UPDATE_ROLLBACK_FAILED: run ...")
+
+    monkeypatch.setattr(stack, "deploy", blocked)
+    assert deploy.main(["deploy", "--stage", "dev"]) == 1
+    assert one_line_error(capsys) == "[deploy] failed: stack items-dev-resources is UPDATE_ROLLBACK_FAILED: run ..."
+    assert boto3.client("ssm").describe_parameters()["Parameters"] == []
 
 
 def test_options_from_the_environment():
@@ -375,7 +379,7 @@ def test_options_from_the_environment():
     )
     assert options == deploy.Options(stage="dev", frontend_origin=ORIGIN, throttle_rate=20.0, throttle_burst=200,
                                      log_retention_days=30, settings={"RATE_LIMIT_BURST": "9"})
-    with pytest.raises(SystemExit, match="API_THROTTLE_BURST"):
+    with pytest.raises(deploy.Refused, match="API_THROTTLE_BURST"):
         deploy.options_from_environment("dev", {"API_THROTTLE_BURST": "lots"})
 
 
@@ -419,44 +423,7 @@ def test_secrets_reach_chalice_in_memory_only(project_copy, aws_env, isolated_pr
     assert config.environment_variables["TABLE_NAME"] == "items-ci"
     assert config.environment_variables["POWERTOOLS_SERVICE_NAME"] == "items-service"
     assert config.autogen_policy is False
-    assert config.iam_policy_file == "policy-ci.json"
     assert "s3cret" not in config_path.read_text()
-
-
-def test_chalice_packages_the_app_for_terraform_within_8_mib(project_copy, aws_env, isolated_process, monkeypatch):
-    monkeypatch.setattr(sys, "path", list(sys.path))  # Chalice puts the project directory on it
-    config_path = project_copy / ".chalice" / "config.json"
-    deploy.write_stage_config(config_path, "ci", stack.app_environment(FAKE_OUTPUTS))
-    project = deploy.ChaliceProject(project_copy)
-    config = project.config("ci", {"CURSOR_SECRETS": "s3cret"})
-    # Import the project's own app.py, with the stage's variables as Chalice sets them: Chalice then
-    # reuses that module rather than the copy's (same source; coverage measures this one).
-    os.environ.update(config.environment_variables)
-    importlib.import_module("app")
-    functions = policy.function_names(config.chalice_app, "ci")
-    assert Path(sys.modules["app"].__file__).parent == ROOT
-    document = policy.document(FAKE_OUTPUTS, functions)
-    policy.write(project_copy / ".chalice" / "policy-ci.json", document)
-
-    out = project_copy / "build"
-    project.package(config, "ci", out)
-
-    package = out / "deployment.zip"
-    assert package.stat().st_size <= 8 * MIB, f"{package.stat().st_size / MIB:.1f} MiB"
-    with zipfile.ZipFile(package) as archive:
-        top_level = {name.split("/")[0] for name in archive.namelist()}
-    assert {"app.py", "chalicelib", "pydantic", "aws_lambda_powertools"} <= top_level
-    assert not top_level & {"boto3", "botocore", "s3transfer", "moto"}, "the Lambda runtime provides boto3"
-    requirements = (ROOT / "requirements.txt").read_text().lower()
-    assert "boto3" not in requirements.replace("boto3/botocore are provided", "")
-
-    terraform = json.loads((out / "chalice.tf.json").read_text())["resource"]
-    packaged = {f["function_name"] for f in terraform["aws_lambda_function"].values()}
-    assert packaged == set(functions), "infra/policy.py names the functions as Chalice does"
-    role_policies = [json.loads(p["policy"]) for p in terraform["aws_iam_role_policy"].values()]
-    assert role_policies and all(p == document for p in role_policies)
-    variables = terraform["aws_lambda_function"]["api_handler"]["environment"]["variables"]
-    assert variables["CURSOR_SECRETS"] == "s3cret" and variables["TABLE_NAME"] == "items-ci"
 
 
 def test_known_failures_end_the_command_with_their_reason(moto, monkeypatch, capsys):
@@ -465,54 +432,8 @@ def test_known_failures_end_the_command_with_their_reason(moto, monkeypatch, cap
 
     monkeypatch.setattr(deploy, "deploy", failing)
     assert deploy.main(["deploy", "--stage", "dev"]) == 1
-    assert "failed: items-dev-resources: stack_update_complete failed: Table: limit exceeded" in capsys.readouterr().out
-
-
-def test_chalices_deployer_and_deleter_run_with_the_secret_in_memory(tmp_path, moto, isolated_process, monkeypatch):
-    """Chalice's real deployer against moto, for an app moto can hold (moto imports only OpenAPI 3
-    REST APIs; Chalice writes Swagger 2): its function gets the stage's environment with the
-    secret, its role the policy file, and the deleter removes both."""
-    from chalice import Chalice
-
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    project_dir = tmp_path / "project"
-    (project_dir / ".chalice").mkdir(parents=True)
-    (project_dir / "app.py").write_text(
-        "from chalice import Chalice\n\napp = Chalice(app_name='items')\n\n\n"
-        "@app.lambda_function()\ndef worker(event, context):\n    return {}\n"
-    )
-    # The same app, built here: Chalice finds it already imported as module "app" (so the test
-    # session's measurement of the project's own app.py never sees this one).
-    lambda_app = Chalice(app_name="items")
-    lambda_app.lambda_function(name="worker")(lambda event, context: {})
-    app_module = types.ModuleType("app")
-    app_module.app = lambda_app  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "app", app_module)
-    (project_dir / "requirements.txt").write_text("")
-    config_path = project_dir / ".chalice" / "config.json"
-    shutil.copy(ROOT / ".chalice" / "config.json", config_path)
-    deploy.write_stage_config(config_path, "ci", {"STAGE": "ci", "TABLE_NAME": "items-ci"})
-    project = deploy.ChaliceProject(project_dir)
-    config = project.config("ci", {"CURSOR_SECRETS": "s3cret"})
-    document = policy.document(FAKE_OUTPUTS, policy.function_names(config.chalice_app, "ci"))
-    policy.write(project_dir / ".chalice" / "policy-ci.json", document)
-
-    deployed = project.deploy(config, "ci")
-
-    (function,) = deploy.deployed_resources(deployed, "lambda_function")
-    settings = boto3.client("lambda").get_function(FunctionName=function["lambda_arn"])["Configuration"]
-    assert settings["FunctionName"] == "items-ci-worker"
-    assert settings["Environment"]["Variables"] == {**json.loads(config_path.read_text())["stages"]["ci"]["environment_variables"],
-                                                   "LOG_LEVEL": "INFO", "POWERTOOLS_SERVICE_NAME": "items-service",
-                                                   "CURSOR_SECRETS": "s3cret"}
-    role = settings["Role"].rsplit("/", 1)[1]
-    assert boto3.client("iam").get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"] == document
-    assert "s3cret" not in config_path.read_text()
-    assert "s3cret" not in (project_dir / ".chalice" / "deployed" / "ci.json").read_text()
-
-    project.delete("ci")
-    assert boto3.client("lambda").list_functions()["Functions"] == []
-    assert boto3.client("iam").list_roles()["Roles"] == []
+    assert one_line_error(capsys) == (
+        "[deploy] failed: items-dev-resources: stack_update_complete failed: Table: limit exceeded")
 
 
 def test_the_policy_of_a_deployed_stage_can_be_printed(clients, isolated_process, monkeypatch, capsys):
@@ -520,13 +441,81 @@ def test_the_policy_of_a_deployed_stage_can_be_printed(clients, isolated_process
     outputs = deploy.resources(clients.cloudformation, "ci", None)
     assert policy.main(["--stage", "ci"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == policy.document(outputs, policy.function_names(sys.modules["app"].app, "ci"))
-    assert "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/items-ci-api_key" in printed["Statement"][-1]["Resource"]
+    assert printed == policy.documents(outputs, sys.modules["app"].app, "ci")
+    logs = printed["bearer_authorizer"]["Statement"][-1]["Resource"]
+    assert "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/items-ci-bearer_authorizer" in logs
 
 
 def test_the_deploy_guide_lists_every_policy_statement():
+
     guide = (ROOT / "docs" / "DEPLOY.md").read_text()
-    for statement in policy.document(FAKE_OUTPUTS, ["items-ci"])["Statement"]:
-        assert f"| `{statement['Sid']}` |" in guide, statement["Sid"]
-        for action in statement["Action"]:
-            assert action.split(":")[1] in guide, action
+    handlers = [types.SimpleNamespace(name=name) for name in policy.FUNCTION_GRANTS if name != policy.API_HANDLER]
+    app = types.SimpleNamespace(app_name="items", routes={"/": {}}, builtin_auth_handlers=handlers, event_sources=[],
+                                pure_lambda_functions=[])
+    documents = policy.documents(FAKE_OUTPUTS, app, "ci")
+    assert set(documents) == set(policy.FUNCTION_GRANTS)
+    for handler, document in documents.items():
+        assert f"`{handler}`" in guide, handler
+        for statement in document["Statement"]:
+            assert f"`{statement['Sid']}`" in guide, statement["Sid"]
+            for action in statement["Action"]:
+                assert action.split(":")[1] in guide, action
+
+
+def test_chalice_imports_the_app_with_the_stages_environment(project_copy, aws_env, isolated_process, monkeypatch):
+    """What the event sources and the CORS preflight name is read by app.py at import: Chalice
+    must import it with the stage's variables in the environment, not a copy of it."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in ("STAGE", "BUCKET_NAME", "QUEUE_URL", "QUEUE_NAME", "CORS_ALLOW_ORIGIN", "TABLE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    sys.modules.pop("app", None)
+    outputs = {**FAKE_OUTPUTS, "Stage": "prod", "BucketName": "items-prod-123456789012-us-east-1",
+               "WorkQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/items-prod-work"}
+    deploy.write_stage_config(project_copy / ".chalice" / "config.json", "prod", stack.app_environment(outputs))
+
+    app = deploy.ChaliceProject(project_copy).config("prod").chalice_app
+
+    assert {source.bucket for source in app.event_sources if hasattr(source, "bucket")} == {outputs["BucketName"]}
+    assert {source.queue for source in app.event_sources if hasattr(source, "queue")} == {"items-prod-work"}
+    origins = {route.cors.allow_origin for methods in app.routes.values() for route in methods.values() if route.cors}
+    assert origins == {ORIGIN}
+
+
+def test_a_chalice_deployment_error_is_one_line(moto, monkeypatch, capsys):
+    from chalice.deploy.deployer import ChaliceDeploymentError
+
+    def failing(*args: Any, **kwargs: Any) -> str:
+        raise ChaliceDeploymentError(ValueError("the role is not ready"))
+
+    monkeypatch.setattr(deploy, "deploy", failing)
+    assert deploy.main(["deploy", "--stage", "dev"]) == 1
+    line = one_line_error(capsys)
+    assert line.startswith("[deploy] failed: chalice: ERROR - While deploying your chalice application")
+    assert "the role is not ready" in line
+
+
+def test_the_front_end_is_published_exactly_and_only_when_it_changed(clients):
+    bucket = "items-ci-web"
+    clients.s3.create_bucket(Bucket=bucket)
+    clients.s3.put_object(Bucket=bucket, Key="old.js", Body=b"gone")
+    files = deploy.frontend_files(API_URL)
+    assert json.loads(files["config.js"].decode().split("=", 1)[1].rstrip(";\n")) == {"apiUrl": API_URL, "apiKey": ""}
+    assert "index.html" in files and "js/api.js" in files
+
+    assert sorted(deploy.publish_files(clients.s3, bucket, files)) == sorted([*files, "old.js"])
+    assert deploy.publish_files(clients.s3, bucket, files) == []
+    changed = {**files, "config.js": b"window.ITEMS_CONFIG = {};\n"}
+    assert deploy.publish_files(clients.s3, bucket, changed) == ["config.js"]
+    listed = {o["Key"] for o in clients.s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == set(files)
+    head = clients.s3.head_object(Bucket=bucket, Key="js/api.js")
+    assert head["ContentType"] == "text/javascript; charset=utf-8" and head["CacheControl"] == "public, max-age=300"
+
+
+def test_a_handler_without_a_policy_is_refused_not_guessed():
+    import types
+
+    app = types.SimpleNamespace(app_name="items", routes={}, event_sources=[], pure_lambda_functions=[],
+                                builtin_auth_handlers=[types.SimpleNamespace(name="new_handler")])
+    with pytest.raises(policy.UnknownFunction, match="no policy for new_handler: add its grants to FUNCTION_GRANTS"):
+        policy.documents(FAKE_OUTPUTS, app, "ci")

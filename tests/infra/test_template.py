@@ -100,10 +100,16 @@ def test_buckets_are_private_encrypted_versioned_and_tls_only(template, name):
     (bucket_policy,) = [
         r for r in resources_of(template, "AWS::S3::BucketPolicy").values() if r["Properties"]["Bucket"] == {"Ref": name}
     ]
-    (statement,) = bucket_policy["Properties"]["PolicyDocument"]["Statement"]
+    statement, *others = bucket_policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Deny" and statement["Action"] == "s3:*" and statement["Principal"] == "*"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert {"Fn::GetAtt": [name, "Arn"]} in statement["Resource"]
+    if name == "Bucket":
+        assert others == []
+    else:  # CloudFront, through origin access control, reads the front end's files; no one else
+        (read,) = others
+        assert read["Principal"] == {"Service": "cloudfront.amazonaws.com"} and read["Action"] == "s3:GetObject"
+        assert set(read["Condition"]) == {"StringEquals", "ArnLike"}
 
 
 def test_data_bucket_accepts_browser_uploads_from_the_front_end_only(template):

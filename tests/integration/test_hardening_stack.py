@@ -46,7 +46,9 @@ def test_methods_the_gateway_does_not_route_are_never_5xx(local_stack, method):
     assert known.headers["Allow"] == "GET, POST"
     assert known.json()["type"] == "/problems/method-not-allowed"
     unknown = session.request(method, f"{local_stack.api_url}/nowhere", timeout=5)
-    assert unknown.status_code == 403
+    assert unknown.status_code == 404  # API Gateway's MISSING_AUTHENTICATION_TOKEN, as infra/gateway_responses.py sets it
+    assert unknown.headers["Content-Type"] == "application/problem+json"
+    assert unknown.json()["type"] == "/problems/not-found"
 
 
 def test_keys_never_reach_the_logs(local_stack):

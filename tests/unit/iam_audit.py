@@ -33,6 +33,31 @@ class Requirement:
     action: str
     resource: str
     operation: str  # what the code called, e.g. "dynamodb.TransactWriteItems", for messages
+    function: str | None = None  # the Chalice function (handler) that made it; None: not known
+    # DynamoDB: the prefix (up to '#') of the partition key the call touches, for the
+    # ``dynamodb:LeadingKeys`` condition; kept to its prefix so the record stays small.
+    leading_key: str | None = None
+
+
+# Which deployed function runs a frame, by where the frame is: the entry points of each function.
+# app.py's routes, middleware and helpers run in the API handler; its event handlers and the
+# authorizer are functions of their own, and delegate to chalicelib/events.py (which tests also
+# call directly) or chalicelib/cleanup.py.
+ENTRY_POINTS: dict[tuple[str, str], str] = {
+    ("app.py", "bearer_authorizer"): "bearer_authorizer",
+    ("app.py", "on_attachment_uploaded"): "on_attachment_uploaded",
+    ("app.py", "on_import_uploaded"): "on_import_uploaded",
+    ("app.py", "on_work_message"): "on_work_message",
+    ("app.py", "run_cleanup"): "run_cleanup",
+    ("events.py", "attachment_uploaded"): "on_attachment_uploaded",
+    ("events.py", "import_uploaded"): "on_import_uploaded",
+    ("events.py", "work_messages"): "on_work_message",
+    ("events.py", "cleanup"): "run_cleanup",
+    ("cleanup.py", "run"): "run_cleanup",
+    ("import_consumer.py", "*"): "on_work_message",
+    ("import_pipeline.py", "*"): "on_import_uploaded",
+}
+API_HANDLER = "api_handler"
 
 
 # requirement -> the test during which it was first recorded
@@ -58,8 +83,10 @@ def _on_call(params: Mapping[str, Any], model: Any, context: Mapping[str, Any], 
         return
     service = model.service_model.signing_name
     region = context.get("client_region") or "us-east-1"
+    function = calling_function()
+    leading = leading_key_prefix(params) if service == "dynamodb" else None
     for action, resource in requirements(service, model.name, params, region):
-        _record(Requirement(action, resource, f"{service}.{model.name}"))
+        _record(Requirement(action, resource, f"{service}.{model.name}", function, leading))
 
 
 def _on_presigned_post(request: Any, **_: Any) -> None:
@@ -68,7 +95,8 @@ def _on_presigned_post(request: Any, **_: Any) -> None:
     if fields is None or policy is None or not made_by_application():
         return
     bucket = next(c["bucket"] for c in policy["conditions"] if isinstance(c, dict) and "bucket" in c)
-    _record(Requirement("s3:PutObject", f"arn:aws:s3:::{bucket}/{fields['key']}", "s3.generate_presigned_post"))
+    _record(Requirement("s3:PutObject", f"arn:aws:s3:::{bucket}/{fields['key']}", "s3.generate_presigned_post",
+                        calling_function()))
 
 
 def _record(requirement: Requirement) -> None:
@@ -87,6 +115,34 @@ def made_by_application() -> bool:
         in_tests = in_tests or filename.startswith(TESTS_DIR)
         frame = frame.f_back  # type: ignore[assignment]
     return not in_tests
+
+
+def leading_key_prefix(params: Mapping[str, Any]) -> str | None:
+    """``KEY#`` for a call on key ``{"pk": {"S": "KEY#..."}}``; None when the call names no single key."""
+    key = params.get("Key") or params.get("Item") or {}
+    value = (key.get("pk") or {}).get("S")
+    if not isinstance(value, str):
+        return None
+    return value.split("#", 1)[0] + "#" if "#" in value else value
+
+
+def calling_function() -> str | None:
+    """The function whose code is running: the outermost entry point on the stack; else, with an
+    app.py frame on it (a route, a middleware), the API handler; None when only chalicelib code
+    is (a test called a service directly)."""
+    frame = sys._getframe(1)
+    found: str | None = None
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename == APP_FILE or filename.startswith(CHALICELIB_DIR):
+            base = filename.rsplit("/", 1)[-1]
+            entry = ENTRY_POINTS.get((base, frame.f_code.co_name)) or ENTRY_POINTS.get((base, "*"))
+            if entry is not None:
+                found = entry
+            elif filename == APP_FILE and found is None:
+                found = API_HANDLER
+        frame = frame.f_back  # type: ignore[assignment]
+    return found
 
 
 # -- API operation -> IAM (action, resource) ---------------------------------------------------
@@ -178,22 +234,24 @@ def _sqs(operation: str, params: Mapping[str, Any], region: str) -> list[tuple[s
 
 # -- what the platform does with the function's role -------------------------------------------
 
-def platform_requirements(app: Any, functions: Iterable[str], outputs: Mapping[str, str]) -> set[Requirement]:
-    """Calls Lambda makes with the role on the functions' behalf: logging, polling the queue."""
+def platform_requirements(app: Any, functions: Mapping[str, str], outputs: Mapping[str, str]) -> set[Requirement]:
+    """Calls Lambda makes with each function's role on its behalf: logging, polling the queue.
+
+    ``functions`` maps Chalice's function names to Lambda's (infra.policy.handlers)."""
     _, partition, _, region, account = outputs["TableArn"].split(":")[:5]
     needed = set()
-    for name in functions:
+    for handler, name in functions.items():
         group = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{name}"
-        needed.add(Requirement("logs:CreateLogGroup", group, f"lambda runtime ({name})"))
+        needed.add(Requirement("logs:CreateLogGroup", group, f"lambda runtime ({name})", handler))
         for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
-            needed.add(Requirement(action, f"{group}:log-stream:2026/01/01/[$LATEST]0", f"lambda runtime ({name})"))
+            needed.add(Requirement(action, f"{group}:log-stream:2026/01/01/[$LATEST]0", f"lambda runtime ({name})", handler))
     from chalice.app import SQSEventConfig
 
     for source in app.event_sources:
         if isinstance(source, SQSEventConfig):
-            # The stage has one consumed queue; the event source mapping polls it.
+            # The stage has one consumed queue; the event source mapping polls it with the consumer's role.
             for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
-                needed.add(Requirement(action, outputs["WorkQueueArn"], f"event source mapping ({source.name})"))
+                needed.add(Requirement(action, outputs["WorkQueueArn"], f"event source mapping ({source.name})", source.name))
     return needed
 
 
@@ -208,19 +266,37 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def statement_allows(statement: Mapping[str, Any], action: str, resource: str) -> bool:
-    unsupported = {"NotAction", "NotResource", "Condition", "Principal", "NotPrincipal"} & set(statement)
+def statement_allows(statement: Mapping[str, Any], action: str, resource: str, leading_key: str | None = None) -> bool:
+    unsupported = {"NotAction", "NotResource", "Principal", "NotPrincipal"} & set(statement)
     if unsupported:
         raise ValueError(f"statement {statement.get('Sid')} uses {sorted(unsupported)}, which this check cannot evaluate")
-    return any(_pattern(a, True).match(action) for a in _as_list(statement["Action"])) and any(
-        _pattern(r, False).match(resource) for r in _as_list(statement["Resource"])
+    return (
+        any(_pattern(a, True).match(action) for a in _as_list(statement["Action"]))
+        and any(_pattern(r, False).match(resource) for r in _as_list(statement["Resource"]))
+        and _condition_holds(statement, leading_key)
     )
 
 
-def allowed(policy: Mapping[str, Any], action: str, resource: str) -> bool:
+def _condition_holds(statement: Mapping[str, Any], leading_key: str | None) -> bool:
+    """The one condition the policies use: ``ForAllValues:StringLike`` on ``dynamodb:LeadingKeys``.
+
+    A call that names no key (a Query, a batch) has no single leading key here and is refused,
+    as IAM would refuse a Query on a partition outside the pattern."""
+    condition = statement.get("Condition")
+    if not condition:
+        return True
+    if set(condition) != {"ForAllValues:StringLike"} or set(condition["ForAllValues:StringLike"]) != {"dynamodb:LeadingKeys"}:
+        raise ValueError(f"statement {statement.get('Sid')} uses a condition this check cannot evaluate: {condition}")
+    if leading_key is None:
+        return False
+    patterns = _as_list(condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+    return any(_pattern(p, False).match(leading_key + "x") for p in patterns)
+
+
+def allowed(policy: Mapping[str, Any], action: str, resource: str, leading_key: str | None = None) -> bool:
     verdict = False
     for statement in policy["Statement"]:
-        if statement_allows(statement, action, resource):
+        if statement_allows(statement, action, resource, leading_key):
             if statement["Effect"] == "Deny":
                 return False
             verdict = True

@@ -83,7 +83,7 @@ def test_persistent_refusal_raises(queue):
 
 
 def test_id_registry_remembers_the_first_line():
-    with IdRegistry() as registry:
+    with IdRegistry("unused-bucket", "unused-key", restore=False) as registry:
         assert registry.claim("a", 2) is None
         assert registry.claim("b", 3) is None
         assert registry.claim("a", 9) == 2

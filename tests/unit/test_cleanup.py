@@ -347,3 +347,141 @@ def test_a_pending_attachment_of_a_deleted_item_is_removed_without_counting(clie
     assert job.attachments.process_upload(os.environ["BUCKET_NAME"], key).startswith("removed")
     assert not exists(s3, key)
     assert job.attachments.process_upload(os.environ["BUCKET_NAME"], key).startswith("removed")
+
+
+# -- imports always end: the processing deadline ---------------------------------------------------
+
+DEADLINE = 30
+
+
+def _uploaded_import(client, tenant, s3, data: bytes) -> dict:
+    created = body_of(tenant.request("POST", "/imports", {"format": "jsonl", "size": len(data)}))
+    key = created["upload"]["fields"]["key"]
+    s3.put_object(Bucket=os.environ["BUCKET_NAME"], Key=key, Body=data, ContentType="application/x-ndjson")
+    return created
+
+
+def _operations_during(run) -> tuple[dict, list[tuple[str, str | None]]]:
+    calls: list[tuple[str, str | None]] = []
+
+    def record(params, model, **_kwargs):
+        calls.append((model.name, params.get("IndexName")))
+
+    events = aws.dynamodb().meta.events
+    events.register("provide-client-params.dynamodb.*", record)
+    try:
+        return run(), calls
+    finally:
+        events.unregister("provide-client-params.dynamodb.*", record)
+
+
+def test_an_import_whose_rows_could_not_be_queued_fails_at_its_deadline(client, tenant, s3, later, monkeypatch):
+    """Queue send fault: the storage handler fails every time; the import still ends."""
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setenv("IMPORT_DEADLINE_SECONDS", str(DEADLINE))
+    created = _uploaded_import(client, tenant, s3, b'{"name": "a"}\n{"name": "b"}\n')
+
+    def refuse(**_kwargs):
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "injected"}}, "SendMessageBatch")
+
+    monkeypatch.setattr(aws.sqs(), "send_message_batch", refuse)
+    for _ in range(3):  # the event and Lambda's two retries of an asynchronous invocation
+        with pytest.raises(Exception, match="records failed"):
+            client.lambda_.invoke("on_import_uploaded", s3_event(created["upload"]["fields"]["key"]))
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "processing"
+    later(DEADLINE - 5)
+    run_cleanup()
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "processing"  # not due yet
+    later(DEADLINE + 1)
+    report, calls = _operations_during(run_cleanup)
+    assert report["import deadline passed"] >= 1
+    assert "Scan" not in {name for name, _ in calls}
+    assert {index for name, index in calls if name == "Query"} == {"due-index"}
+    failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert failed["status"] == "failed"
+    assert failed["errors"] == [
+        {"line": None, "detail": f"the import did not finish within {DEADLINE} seconds; 0 of an unknown number of rows were imported"}
+    ]
+    assert failed["completed_at"] is not None
+    assert not exists(s3, created["upload"]["fields"]["key"])  # and its source file is gone
+    assert "due_at" not in raw(tenant, f"IMPORT#{created['id']}")
+
+
+def test_an_import_whose_chunk_sits_in_the_dead_letter_queue_fails_at_its_deadline(
+    client, app_module, tenant, s3, later, monkeypatch
+):
+    from tests.unit.eventkit import dlq_url, drain, purge, work_queue_poller
+
+    monkeypatch.setenv("IMPORT_DEADLINE_SECONDS", str(DEADLINE))
+    purge(os.environ["QUEUE_URL"])
+    data = "".join(f'{{"name": "row {n}"}}\n' for n in range(60)).encode()
+    created = _uploaded_import(client, tenant, s3, data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(created["upload"]["fields"]["key"]))
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(QueueUrl=os.environ["QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 2
+    # The second chunk "reaches the dead-letter queue" (moved there as the redrive policy would).
+    sqs.send_message(QueueUrl=dlq_url(), MessageBody=messages[1]["Body"])
+    sqs.delete_message(QueueUrl=os.environ["QUEUE_URL"], ReceiptHandle=messages[1]["ReceiptHandle"])
+    sqs.change_message_visibility(
+        QueueUrl=os.environ["QUEUE_URL"], ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
+    )
+    drain(work_queue_poller(app_module))
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["rows_imported"] == 50
+    later(DEADLINE + 1)
+    run_cleanup()
+    failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert (failed["status"], failed["rows_total"], failed["rows_imported"]) == ("failed", 60, 50)
+    assert failed["errors"] == [
+        {"line": None, "detail": f"the import did not finish within {DEADLINE} seconds; 50 of 60 rows were imported"}
+    ]
+    purge(dlq_url())
+
+
+def test_a_completed_import_is_not_failed_by_its_old_deadline(client, app_module, tenant, s3, later, monkeypatch):
+    from tests.unit.eventkit import drain, work_queue_poller
+
+    monkeypatch.setenv("IMPORT_DEADLINE_SECONDS", str(DEADLINE))
+    created = _uploaded_import(client, tenant, s3, b'{"name": "a"}\n')
+    client.lambda_.invoke("on_import_uploaded", s3_event(created["upload"]["fields"]["key"]))
+    drain(work_queue_poller(app_module))
+    later(DEADLINE + 1)
+    run_cleanup()
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "completed"
+
+
+def test_an_import_stopped_between_invocations_fails_at_its_deadline_and_leaves_no_work_file(
+    client, tenant, s3, later, monkeypatch
+):
+    """A continuation that never came (its event lost): the deadline ends the import, and the
+    cleanup removes the ids registry that waited for it along with the source file."""
+    from chalicelib import import_pipeline, uploads
+
+    class RowClock:
+        ticks = 0.0
+
+        def monotonic(self) -> float:
+            self.ticks += 1
+            return self.ticks
+
+        @staticmethod
+        def sleep(_seconds: float) -> None:
+            return None
+
+    fake = RowClock()
+    monkeypatch.setattr(import_pipeline, "time", fake)
+    monkeypatch.setattr(import_pipeline, "deadline_for", lambda _context: fake.ticks + 10)
+    monkeypatch.setenv("IMPORT_DEADLINE_SECONDS", str(DEADLINE))
+    data = "".join(f'{{"id": "explicit-{n}", "name": "row {n}"}}\n' for n in range(120)).encode()
+    created = _uploaded_import(client, tenant, s3, data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(created["upload"]["fields"]["key"]))
+    work = uploads.import_work_key(tenant.name, created["id"])
+    assert exists(s3, work)  # stopped after its first message, with 50 ids registered
+    later(DEADLINE + 1)
+    run_cleanup()
+    failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert failed["status"] == "failed"
+    assert failed["errors"][0]["detail"].startswith(f"the import did not finish within {DEADLINE} seconds")
+    assert not exists(s3, work)
+    assert not exists(s3, created["upload"]["fields"]["key"])

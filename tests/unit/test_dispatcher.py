@@ -12,6 +12,7 @@ import pytest
 
 from local import dispatcher
 from local.dispatcher import Dispatcher, Function, LambdaContext, StorageEventRelay
+from local.package import ROOT, Package, build
 
 
 @pytest.fixture
@@ -94,13 +95,55 @@ def test_context_counts_down_from_the_function_timeout():
     assert context.invoked_function_arn.endswith(":function:items-local-fn")
 
 
+def packaged(**stage_environment: str) -> Package:
+    """The package ``chalice package`` builds for the local stage, with this test's resources."""
+    queue_url = os.environ["QUEUE_URL"]
+    environment = {
+        "STAGE": "local",
+        "TABLE_NAME": os.environ["TABLE_NAME"],
+        "BUCKET_NAME": os.environ["BUCKET_NAME"],
+        "QUEUE_NAME": queue_url.rsplit("/", 1)[-1],
+        **stage_environment,
+    }
+    return build(environment, {"QUEUE_URL": queue_url}, ROOT / ".local" / "package").package
+
+
+def test_dispatcher_wiring_is_the_packages(app_module):
+    """Events, prefixes, batch size, response types and the rate: what ``chalice package`` says."""
+    package = packaged(CLEANUP_RATE_MINUTES="7")
+    assert [(s.function, s.rate_seconds) for s in package.schedules] == [("run_cleanup", 420)]
+    assert [(m.function, m.batch_size, m.report_batch_item_failures) for m in package.mappings] == [
+        ("on_work_message", 10, True)
+    ]
+    assert {(n.bucket, n.function, n.prefix, n.events) for n in package.notifications} == {
+        (os.environ["BUCKET_NAME"], "on_attachment_uploaded", "attachments/", ("s3:ObjectCreated:*",)),
+        (os.environ["BUCKET_NAME"], "on_import_uploaded", "imports/", ("s3:ObjectCreated:*",)),
+    }
+    handlers = {key: getattr(app_module, spec.handler.rsplit(".", 1)[1]) for key, spec in package.functions.items()}
+    wired = Dispatcher(package, handlers, boto3.client("sqs"), boto3.client("s3"))
+    wired.setup()
+    assert [(f.name, interval) for f, interval, _ in wired.schedules] == [("run_cleanup", 420)]
+    assert [(p.batch_size, p.report_batch_item_failures) for p in wired.pollers] == [(10, True)]
+    assert wired.relay is not None
+    configuration = boto3.client("s3").get_bucket_notification_configuration(Bucket=os.environ["BUCKET_NAME"])
+    boto3.client("s3").put_bucket_notification_configuration(Bucket=os.environ["BUCKET_NAME"],
+                                                             NotificationConfiguration={})
+    prefixes = {c["Id"]: c["Filter"]["Key"]["FilterRules"] for c in configuration["QueueConfigurations"]}
+    assert prefixes == {
+        "on_attachment_uploaded": [{"Name": "prefix", "Value": "attachments/"}],
+        "on_import_uploaded": [{"Name": "prefix", "Value": "imports/"}],
+    }
+
+
 def test_dispatcher_wires_the_apps_handlers_and_delivers(app_module, tenant):
     s3 = boto3.client("s3")
     bucket = os.environ["BUCKET_NAME"]
-    wired = Dispatcher(app_module, boto3.client("sqs"), s3, cleanup_interval=0.2, retry_delay=0)
+    package = packaged()
+    handlers = {key: getattr(app_module, spec.handler.rsplit(".", 1)[1]) for key, spec in package.functions.items()}
+    wired = Dispatcher(package, handlers, boto3.client("sqs"), s3, cleanup_interval=0.2, retry_delay=0)
     try:
         wired.start()
-        assert {f.name: f.timeout_seconds for f in wired.schedules} == {"run_cleanup": 300.0}
+        assert {f.name: f.timeout_seconds for f, _, _ in wired.schedules} == {"run_cleanup": 300.0}
         assert [(p.function.name, p.batch_size, p.function.timeout_seconds) for p in wired.pollers] == [
             ("on_work_message", 10, 60.0)
         ]

@@ -1,8 +1,10 @@
-"""The stage's IAM policy allows every AWS call the application made in this run, and no more.
+"""Each function's IAM policy allows every AWS call that function made in this run, and no more.
 
-The calls are recorded by tests/unit/iam_audit.py over the whole unit suite; this module runs
-last (tests/unit/conftest.py orders it so). A call the policy does not allow fails here, as does a
-grant that nothing uses, so the policy follows the code in both directions.
+The calls are recorded by tests/unit/iam_audit.py over the whole unit suite, each with the
+function whose code made it; this module runs last (tests/unit/conftest.py orders it so). A call
+its function's policy does not allow fails here, as does a grant that function never uses, so
+each policy follows its code in both directions. A call no function can be named for (a test
+called a service directly) must be allowed by some function's policy.
 """
 
 from __future__ import annotations
@@ -29,60 +31,98 @@ def outputs(aws_mock):
 
 
 @pytest.fixture(scope="module")
-def functions(app_module):
-    return stage_policy.function_names(app_module.app, "test")
+def handlers(app_module):
+    return stage_policy.handlers(app_module.app, "test")
 
 
 @pytest.fixture(scope="module")
-def policy(outputs, functions):
-    return stage_policy.document(outputs, functions)
+def functions(handlers):
+    return sorted(handlers.values())
 
 
 @pytest.fixture(scope="module")
-def needed(app_module, functions, outputs):
-    return set(iam_audit.RECORDED) | iam_audit.platform_requirements(app_module.app, functions, outputs)
+def policies(outputs, app_module):
+    return stage_policy.documents(outputs, app_module.app, "test")
 
 
-def test_every_recorded_call_is_allowed(policy):
+@pytest.fixture(scope="module")
+def needed(app_module, handlers, outputs):
+    return set(iam_audit.RECORDED) | iam_audit.platform_requirements(app_module.app, handlers, outputs)
+
+
+def allowed_to(policies, req) -> bool:
+    """The call is allowed to the function that made it (to some function, when that is not known)."""
+    candidates = [policies[req.function]] if req.function else list(policies.values())
+    return any(iam_audit.allowed(policy, req.action, req.resource, req.leading_key) for policy in candidates)
+
+
+def test_every_function_has_its_own_policy(policies, handlers):
+    assert set(policies) == set(handlers)
+    assert set(handlers) == {"api_handler", "bearer_authorizer", "on_attachment_uploaded", "on_import_uploaded",
+                             "on_work_message", "run_cleanup"}
+
+
+def test_every_recorded_call_is_allowed_to_its_function(policies):
     if not iam_audit.RECORDED and not iam_audit.full_suite():
         pytest.skip("no application call ran in this selection")
     assert iam_audit.RECORDED, "the whole unit suite ran and no AWS call was recorded: the recorder is not installed"
     denied = sorted(
-        f"{req.action} on {req.resource} ({req.operation}, first in {test})"
+        f"{req.function or 'some function'}: {req.action} on {req.resource} ({req.operation}, first in {test})"
         for req, test in iam_audit.RECORDED.items()
-        if not iam_audit.allowed(policy, req.action, req.resource)
+        if req.function not in policies and req.function is not None or not allowed_to(policies, req)
     )
-    assert not denied, "the stage policy (infra/policy.py) does not allow:\n" + "\n".join(denied)
+    assert not denied, "the function's policy (infra/policy.py) does not allow:\n" + "\n".join(denied)
 
 
-def test_no_grant_goes_unused(policy, needed):
+def test_no_grant_goes_unused(policies, needed):
     if not iam_audit.full_suite():
         pytest.skip("a grant is unused only if the whole unit suite ran without it")
     unused = {
-        (statement["Sid"], action)
+        (handler, statement["Sid"], action)
+        for handler, policy in policies.items()
         for statement in policy["Statement"]
         for action in statement["Action"]
         if not any(
-            req.action == action and iam_audit.statement_allows(statement, req.action, req.resource) for req in needed
+            req.function == handler and req.action == action
+            and iam_audit.statement_allows(statement, req.action, req.resource, req.leading_key)
+            for req in needed
         )
     }
     granted_for_nothing = sorted(unused - set(AWAITING_FEATURES))
-    assert not granted_for_nothing, f"granted but used by nothing the tests exercise: {granted_for_nothing}"
+    assert not granted_for_nothing, f"granted to a function that never uses it: {granted_for_nothing}"
     arrived = sorted(set(AWAITING_FEATURES) - unused)
     assert not arrived, f"now exercised by the tests; remove from AWAITING_FEATURES: {arrived}"
 
 
-def test_every_function_gets_its_logs_and_nothing_else(policy, needed):
+def test_every_function_gets_its_own_logs_only(policies, needed, handlers):
     for req in needed:
         if req.action.startswith("logs:"):
-            assert iam_audit.allowed(policy, req.action, req.resource), req
+            for handler, policy in policies.items():
+                assert iam_audit.allowed(policy, req.action, req.resource) == (handler == req.function), (handler, req)
 
 
-def test_policy_is_scoped_to_the_stage(policy, outputs, functions):
+def test_the_authorizer_reads_key_records_only(policies, outputs):
+    authorizer = policies["bearer_authorizer"]
+    table = outputs["TableArn"]
+    assert iam_audit.allowed(authorizer, "dynamodb:GetItem", table, "KEY#")
+    assert not iam_audit.allowed(authorizer, "dynamodb:GetItem", table, "T#")  # a tenant's data
+    assert not iam_audit.allowed(authorizer, "dynamodb:Query", table, "KEY#")
+    assert not iam_audit.allowed(authorizer, "dynamodb:PutItem", table, "KEY#")
+    assert not iam_audit.allowed(authorizer, "s3:GetObject", f"{outputs['BucketArn']}/attachments/x")
+    assert not iam_audit.allowed(authorizer, "sqs:ReceiveMessage", outputs["WorkQueueArn"])
+
+
+def test_only_the_consumer_receives_and_deletes_work(policies, outputs):
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):
+        able = {handler for handler, policy in policies.items() if iam_audit.allowed(policy, action, outputs["WorkQueueArn"])}
+        assert able == {"on_work_message"}, action
+
+
+def test_policy_is_scoped_to_the_stage(policies, outputs, functions):
     log_prefix = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/"
     parameter = f"arn:aws:ssm:us-east-1:123456789012:parameter{stage_policy.cursor_secrets_parameter('test')}"
     own = (outputs["TableArn"], outputs["BucketArn"], outputs["WorkQueueArn"], parameter)
-    for statement in policy["Statement"]:
+    for statement in [s for policy in policies.values() for s in policy["Statement"]]:
         assert statement["Effect"] == "Allow"
         for action in statement["Action"]:
             assert "*" not in action, action
@@ -96,7 +136,12 @@ def test_policy_is_scoped_to_the_stage(policy, outputs, functions):
                 assert resource in own or resource.startswith(tuple(f"{arn}/" for arn in own)), resource
 
 
-def test_policy_names_this_stage_only(policy):
+def test_policy_names_this_stage_only(policies):
+    for policy in policies.values():
+        assert_this_stage_only(policy)
+
+
+def assert_this_stage_only(policy):
     assert not iam_audit.allowed(policy, "dynamodb:GetItem", "arn:aws:dynamodb:us-east-1:123456789012:table/items-prod")
     assert not iam_audit.allowed(policy, "s3:GetObject", "arn:aws:s3:::items-prod-123456789012-us-east-1/a")
     assert not iam_audit.allowed(policy, "sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:items-test-work-dlq")
@@ -107,11 +152,10 @@ def test_policy_names_this_stage_only(policy):
     assert not iam_audit.allowed(policy, "dynamodb:DeleteTable", "arn:aws:dynamodb:us-east-1:123456789012:table/items-test")
 
 
-def test_policy_file_is_rewritten_only_when_it_changes(tmp_path, policy):
-    path = tmp_path / "policy-test.json"
-    assert stage_policy.write(path, policy) is True
-    assert json.loads(path.read_text()) == policy
-    assert stage_policy.write(path, policy) is False
+def test_policy_files_are_rewritten_only_when_they_change(tmp_path, policies):
+    assert stage_policy.write_all(tmp_path, "test", policies) == [f"policy-test-{handler}.json" for handler in policies]
+    assert json.loads((tmp_path / "policy-test-bearer_authorizer.json").read_text()) == policies["bearer_authorizer"]
+    assert stage_policy.write_all(tmp_path, "test", policies) == []
 
 
 # -- the recorder itself ------------------------------------------------------------------------
@@ -148,11 +192,20 @@ def test_application_calls_are_recorded_and_test_calls_are_not(as_application, o
     iam_audit.RECORDED.clear()
     assert apikeys.authenticate("isk_" + "x" * 40, outputs["TableName"]) is None  # a service, called by a test
     assert set(iam_audit.RECORDED) == {
-        iam_audit.Requirement("dynamodb:GetItem", outputs["TableArn"], "dynamodb.GetItem"),
+        iam_audit.Requirement("dynamodb:GetItem", outputs["TableArn"], "dynamodb.GetItem", None, "KEY#"),
     }
     assert recorded == {
-        iam_audit.Requirement("dynamodb:GetItem", outputs["TableArn"], "dynamodb.GetItem"),
+        iam_audit.Requirement("dynamodb:GetItem", outputs["TableArn"], "dynamodb.GetItem", "api_handler", "T#"),
     }
+
+
+def test_calls_are_recorded_with_the_function_that_made_them(as_application, outputs):
+    from chalicelib import aws
+
+    key = {"pk": {"S": "KEY#abc"}, "sk": {"S": "KEY"}}
+    source = "def bearer_authorizer():\n    client.get_item(TableName=table, Key=key)\nbearer_authorizer()\n"
+    recorded = as_application(source, client=aws.dynamodb(), table=outputs["TableName"], key=key)
+    assert {(req.function, req.leading_key) for req in recorded} == {("bearer_authorizer", "KEY#")}
 
 
 def test_operations_map_to_the_actions_iam_checks(as_application, outputs):
@@ -202,5 +255,6 @@ def test_evaluator_matches_like_iam():
     assert not iam_audit.allowed(document, "s3:GetObject", "arn:aws:s3:::b/out")
     assert not iam_audit.allowed(document, "s3:GetObject", "arn:aws:s3:::b/in/secret")
     assert not iam_audit.allowed(document, "s3:PutObject", "arn:aws:s3:::b/in/x")
-    with pytest.raises(ValueError, match="Condition"):
-        iam_audit.allowed({"Statement": [{**document["Statement"][0], "Condition": {}}]}, "s3:GetObject", "x")
+    with pytest.raises(ValueError, match="condition"):
+        iam_audit.allowed({"Statement": [{**document["Statement"][0], "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]},
+                          "s3:GetObject", "arn:aws:s3:::b/in/x")

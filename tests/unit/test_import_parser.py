@@ -189,3 +189,57 @@ def test_memory_stays_bounded_however_large_the_file():
         tracemalloc.stop()
     assert count == 50_000
     assert peak < 3 * 1024 * 1024
+
+
+def test_an_overlong_csv_record_is_a_row_error_with_bounded_memory():
+    """Many short lines inside quotes make one record; past MAX_RECORD_CHARS it is a row error at
+    the line where it starts, the rest of it is skipped unkept, and the next row parses normally."""
+    fields = ",".join(['"x\n"'] * 1_600_000)  # 6.4 M characters over 1.6 M lines, each line short
+    data = ("name,description\nbefore,\n" + f'"huge",{fields}\n' + "after,\n").encode()
+    tracemalloc.start()
+    try:
+        rows = parse("csv", data, chunk=256 * 1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    huge_lines = 1_600_000
+    assert outcome(rows) == [
+        (2, "before", None),
+        (3, None, f"is longer than {import_parser.MAX_RECORD_CHARS} characters"),
+        (3 + huge_lines + 1, "after", None),
+    ]
+    assert peak < 40 * 1024 * 1024, peak  # the file itself is 6.4 MB; the record is cut at 1 M characters
+
+
+def test_after_a_malformed_csv_record_the_parser_resumes_at_the_next_record():
+    """A quoted field over csv's own field limit: the rest of that record is not read as rows."""
+    inner = "\n".join(["looks,like a row"] * 20_000)  # 340 K characters inside one quoted field
+    data = ("name,description\n" + f'big,"{inner}"\n' + "after,\n").encode()
+    rows = parse("csv", data, chunk=64 * 1024)
+    assert [(r.line, r.fields["name"] if r.fields else None) for r in rows] == [(2, None), (20_002, "after")]
+    assert rows[0].error.startswith("is not valid CSV: field larger than field limit")
+
+
+@pytest.mark.parametrize(
+    ("file_format", "text"),
+    [
+        ("csv", '\ufeffname,description\r\nA,"x\r\ny"\r\n\r\nB é,\r\n"bad"x,\r\nC,\r\n'),
+        ("jsonl", '\ufeff{"name":"a"}\n\n{"name":"é"}\r\nnot json\n{"name":"c"}'),
+        ("csv", "name\nA\nB"),
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 4096])
+def test_parsing_resumed_at_any_row_boundary_gives_the_rest_of_the_rows(file_format, text, chunk):
+    """What a continuation relies on: ``Row.end``/``next_line`` and ``check``'s start are exact."""
+
+    def key(rows):
+        return [(r.line, r.fields, r.error, r.end, r.next_line) for r in rows]
+
+    data = text.encode()
+    full = parse(file_format, data, chunk)
+    start = import_parser.check(file_format, [data[i : i + chunk] for i in range(0, len(data), chunk)])
+    assert key(import_parser.rows(file_format, [data[start.offset :]], ids, start)) == key(full)
+    for index, row in enumerate(full):
+        resumed = import_parser.Start(row.end, row.next_line, start.columns)
+        rest = list(import_parser.rows(file_format, [data[row.end :]], ids, resumed))
+        assert key(rest) == key(full[index + 1 :])

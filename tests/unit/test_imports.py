@@ -518,3 +518,359 @@ def test_an_id_used_twice_in_a_file_fails_on_the_later_line_whatever_the_deliver
     result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
     assert result["errors"] == [{"line": 110, "detail": "id 'id-2' is already used on line 2"}]
     assert body_of(tenant.request("GET", "/items/id-2"))["name"] == "row 2"
+
+
+def test_storage_keys_must_match_in_full():
+    """``$`` accepts a trailing newline; a key is ours only when the whole of it matches."""
+    from chalicelib import uploads
+
+    assert uploads.parse_import_key("imports/t1/i1") == uploads.ImportKey("t1", "i1")
+    assert uploads.parse_import_key("imports/t1/i1\n") is None
+    assert uploads.parse_attachment_key("attachments/t1/i1/a1") == uploads.AttachmentKey("t1", "i1", "a1")
+    assert uploads.parse_attachment_key("attachments/t1/i1/a1\n") is None
+
+
+def test_a_file_under_the_key_plus_a_newline_does_not_start_the_import(client, s3, tenant):
+    data = b"name\nA\n"
+    created = new_import(tenant, "csv", data)
+    odd = created["upload"]["fields"]["key"] + "\n"
+    s3.put_object(Bucket=os.environ["BUCKET_NAME"], Key=odd, Body=data, ContentType=CSV)
+    client.lambda_.invoke("on_import_uploaded", s3_event(odd))
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["status"] == "pending_upload"
+
+
+# -- every import ends: faults at each stage ------------------------------------------------------
+
+
+def _client_error(code: str, operation: str = "TransactWriteItems") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
+
+
+def _names_in(transaction: dict) -> set[str]:
+    """The item names a ``TransactWriteItems`` request writes."""
+    return {
+        action["Put"]["Item"]["name"]["S"]
+        for action in transaction["TransactItems"]
+        if "Put" in action and "name" in action["Put"]["Item"]
+    }
+
+
+def assert_accounted(result: dict) -> None:
+    assert result["status"] == "completed", result
+    assert result["rows_imported"] + result["rows_failed"] == result["rows_total"]
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "csv"])
+def test_an_unexpected_exception_in_the_parser_is_a_row_error_at_its_line(
+    client, app_module, s3, tenant, monkeypatch, file_format
+):
+    from chalicelib import import_parser
+
+    real = import_parser.ItemCreate
+
+    class Faulty:
+        @staticmethod
+        def model_validate(body):
+            if body.get("name") == "boom":
+                raise RuntimeError("injected parser fault")
+            return real.model_validate(body)
+
+    monkeypatch.setattr(import_parser, "ItemCreate", Faulty)
+    if file_format == "jsonl":
+        data = (
+            b'{"name": "first"}\n'
+            b'{"name": "boom"}\n'
+            b'{"name": "offset", "expires_at": "9999-12-31T23:00:00-05:00"}\n'
+            b'{"name": "huge", "data": {"n": ' + b"7" * 4301 + b"}}\n"
+            b'{"name": "last"}\n'
+        )
+        expected_lines = [2, 3, 4]
+    else:
+        data = b"name,expires_at\nfirst,\nboom,\noffset,9999-12-31T23:00:00-05:00\nlast,\n"
+        expected_lines = [3, 4]
+    result = run_import(client, app_module, s3, tenant, file_format, data)
+    assert_accounted(result)
+    assert [e["line"] for e in result["errors"]] == expected_lines
+    assert result["errors"][0]["detail"] == "could not be processed (RuntimeError)"
+    assert {"first", "last"} <= {i["name"] for i in all_items(tenant)}
+    assert result["rows_imported"] == len(all_items(tenant))
+
+
+def test_an_unexpected_exception_in_the_consumer_is_a_row_error_and_spares_its_neighbours(
+    client, app_module, s3, tenant, monkeypatch
+):
+    from chalicelib.item_repository import ItemRepository
+
+    real = ItemRepository.create_action
+
+    def faulty(self, tenant_name, item_id, fields, now, import_ref):
+        if fields.name == "boom":
+            raise RuntimeError("injected consumer fault")
+        return real(self, tenant_name, item_id, fields, now, import_ref)
+
+    monkeypatch.setattr(ItemRepository, "create_action", faulty)
+    data = (
+        b'{"name": "first"}\n'
+        b'{"name": "boom"}\n'
+        b'{"name": "near the end of time", "expires_at": "9999-12-30T00:00:00Z"}\n'
+        b'{"name": "last"}\n'
+    )
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert_accounted(result)
+    assert result["rows_total"] == 4
+    # Line 3 may be refused or imported (its expiry is an input question); it never takes others down.
+    assert [e["line"] for e in result["errors"]] in ([2], [2, 3])
+    assert result["errors"][0] == {"line": 2, "detail": "could not be processed (RuntimeError)"}
+    names = {i["name"] for i in all_items(tenant)}
+    assert {"first", "last"} <= names and "boom" not in names
+    assert result["rows_imported"] == len(names)
+    assert queue_depth(dlq_url()) == 0
+
+
+def test_a_row_the_database_refuses_costs_only_itself(client, app_module, s3, tenant, monkeypatch):
+    """A transaction refused for one row's content is applied row by row: the neighbours import."""
+    real = aws.dynamodb().transact_write_items
+    calls = []
+
+    def refuse_poison(**kwargs):
+        calls.append(_names_in(kwargs))
+        if "poison" in _names_in(kwargs):
+            raise _client_error("ValidationException")
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", refuse_poison)
+    data = b"".join(f'{{"name": "{name}"}}\n'.encode() for name in ("a", "b", "poison", "c"))
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert_accounted(result)
+    assert (result["rows_imported"], result["rows_failed"]) == (3, 1)
+    assert result["errors"] == [{"line": 3, "detail": "could not be processed (ClientError)"}]
+    assert sorted(i["name"] for i in all_items(tenant)) == ["a", "b", "c"]
+    # The whole chunk once, each row alone, then the row errors with the chunk's marker.
+    assert calls[0] == {"a", "b", "poison", "c"} and len(calls) == 6
+
+
+def test_rows_written_one_by_one_are_counted_once_when_the_message_returns(
+    client, app_module, s3, tenant, monkeypatch, no_backoff
+):
+    real = aws.dynamodb().transact_write_items
+    crashed = []
+
+    def refuse_poison_and_crash_once(**kwargs):
+        names = _names_in(kwargs)
+        if "poison" in names:
+            raise _client_error("ValidationException")
+        if names == {"c"} and not crashed:
+            crashed.append(True)
+            raise _client_error("InternalServerError")
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", refuse_poison_and_crash_once)
+    data = b"".join(f'{{"name": "{name}"}}\n'.encode() for name in ("a", "b", "poison", "c"))
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    poller = work_queue_poller(app_module)
+    poller.poll_once()
+    assert crashed and queue_depth(os.environ["QUEUE_URL"]) == 1  # a and b are written, the message is back
+    drain(poller)
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert_accounted(result)
+    assert (result["rows_imported"], result["rows_failed"]) == (3, 1)
+    assert sorted(i["name"] for i in all_items(tenant)) == ["a", "b", "c"]
+
+
+def test_a_chunk_failing_on_its_last_delivery_becomes_row_errors_not_a_dead_letter(
+    client, app_module, s3, tenant, monkeypatch, no_backoff
+):
+    real = aws.dynamodb().transact_write_items
+
+    def rows_never_go_through(**kwargs):
+        if _names_in(kwargs):
+            raise _client_error("InternalServerError")
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", rows_never_go_through)
+    data = b'{"name": ""}\n{"name": "a"}\n{"name": "b"}\n'
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    poller = work_queue_poller(app_module)
+    drain(poller)
+    assert poller.invocations == 5  # the queue's maxReceiveCount
+    assert queue_depth(dlq_url()) == 0
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert_accounted(result)
+    assert (result["rows_imported"], result["rows_failed"]) == (0, 3)
+    assert result["errors"] == [
+        {"line": 1, "detail": "/name must not be blank"},
+        {"line": 2, "detail": "could not be written in 5 attempts (ClientError)"},
+        {"line": 3, "detail": "could not be written in 5 attempts (ClientError)"},
+    ]
+
+
+def test_a_chunk_that_cannot_even_be_accounted_fails_its_import_with_the_reason(
+    client, app_module, s3, tenant, monkeypatch, no_backoff
+):
+    def nothing_goes_through(**_kwargs):
+        raise _client_error("InternalServerError")
+
+    data = b'{"name": "a"}\n{"name": "b"}\n'
+    created = new_import(tenant, "jsonl", data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(upload(s3, created, data)))
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", nothing_goes_through)
+    drain(work_queue_poller(app_module))
+    assert queue_depth(dlq_url()) == 0
+    result = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert result["status"] == "failed"
+    assert result["errors"] == [
+        {"line": 1, "detail": "the rows from line 1 could not be written: could not be written in 5 attempts (ClientError)"}
+    ]
+    assert all_items(tenant) == []
+
+
+def test_the_consumer_knows_the_queues_max_receive_count():
+    from pathlib import Path
+
+    import yaml
+
+    from chalicelib import import_consumer
+
+    template = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    resources = yaml.load(template.read_text(), Loader=Loader)["Resources"]
+    assert resources["WorkQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == import_consumer.MAX_RECEIVES
+
+
+# -- imports of any size: continued across invocations ---------------------------------------------
+
+
+class RowClock:
+    """``time`` for the import pipeline where every reading advances one tick: an invocation's
+    budget is then a number of rows, whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        self.ticks = 0.0
+
+    def monotonic(self) -> float:
+        self.ticks += 1
+        return self.ticks
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+
+def run_in_invocations(client, app_module, s3, tenant, monkeypatch, file_format, data, rows_per_invocation):
+    """The storage handler with a budget of about ``rows_per_invocation`` rows; each continuation
+    event (S3's ``ObjectCreated:Copy`` of the object onto itself) is delivered like the first."""
+    from chalicelib import import_pipeline
+
+    fake = RowClock()
+    monkeypatch.setattr(import_pipeline, "time", fake)
+    monkeypatch.setattr(import_pipeline, "deadline_for", lambda _context: fake.ticks + rows_per_invocation)
+    created = new_import(tenant, file_format, data)
+    key = upload(s3, created, data)
+    table = os.environ["TABLE_NAME"]
+    invocations = 0
+    while invocations < 500:
+        client.lambda_.invoke("on_import_uploaded", s3_event(key))
+        invocations += 1
+        record = imports.get_record(table, tenant.name, created["id"])
+        if record["status"] != "processing" or record.get("rows_total") is not None:
+            break
+    drain(work_queue_poller(app_module))
+    return body_of(tenant.request("GET", f"/imports/{created['id']}")), invocations
+
+
+def continued_file(file_format: str) -> bytes:
+    lines = []
+    if file_format == "csv":
+        lines.append("\ufeffname,id,description")
+        for n in range(1, 300):
+            if n % 17 == 0:
+                lines.append(f",,blank name {n}")
+            elif n % 23 == 0:
+                lines.append(f'"multi {n}",,"spans\r\ntwo lines"')
+            elif n in (40, 250):
+                lines.append(f"again {n},fixed-id,")
+            else:
+                lines.append(f"row {n},,")
+        return ("\r\n".join(lines) + "\r\n").encode()
+    lines.append('\ufeff{"name": "first"}')
+    for n in range(2, 300):
+        if n % 19 == 0:
+            lines.append("")
+        elif n % 17 == 0:
+            lines.append('{"name": ""}')
+        elif n in (40, 250):
+            lines.append(f'{{"id": "fixed-id", "name": "again {n}"}}')
+        else:
+            lines.append(f'{{"name": "row {n}", "data": {{"n": {n}}}}}')
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "csv"])
+def test_an_import_continued_across_invocations_ends_as_if_read_in_one(
+    client, app_module, s3, tenant, other_tenant, monkeypatch, file_format
+):
+    data = continued_file(file_format)
+    whole = run_import(client, app_module, s3, other_tenant, file_format, data)
+    continued, invocations = run_in_invocations(client, app_module, s3, tenant, monkeypatch, file_format, data, 23)
+    assert invocations >= 5
+    assert_accounted(continued)
+    for field in ("rows_total", "rows_imported", "rows_failed", "errors"):
+        assert continued[field] == whole[field], field
+    assert any(e["detail"].startswith("id 'fixed-id' is already used on line ") for e in continued["errors"])
+    names = sorted(i["name"] for i in every_item(tenant))
+    assert names == sorted(i["name"] for i in every_item(other_tenant))
+    assert len(names) == continued["rows_imported"]
+    assert not exists(s3, f"import-work/{tenant.name}/{continued['id']}/")  # the registry went with the end
+
+
+def test_a_file_replaced_between_invocations_fails_the_import(client, app_module, s3, tenant, monkeypatch):
+    from chalicelib import import_pipeline
+
+    fake = RowClock()
+    monkeypatch.setattr(import_pipeline, "time", fake)
+    monkeypatch.setattr(import_pipeline, "deadline_for", lambda _context: fake.ticks + 10)
+    data = continued_file("jsonl")
+    created = new_import(tenant, "jsonl", data)
+    key = upload(s3, created, data)
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    assert imports.get_record(os.environ["TABLE_NAME"], tenant.name, created["id"]).get("parse")
+    upload(s3, created, data.replace(b"row", b"ROW"))  # a second post of the form, same size
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
+    assert failed["status"] == "failed"
+    assert failed["errors"] == [{"line": None, "detail": "the file changed while it was being imported"}]
+
+
+def test_of_two_runs_from_one_checkpoint_only_one_goes_on(client, app_module, s3, tenant, monkeypatch):
+    """A duplicate event starts a second run from the same checkpoint: its checkpoint is refused,
+    so it starts no continuation of its own (the chunks both sent are the same chunks)."""
+    from chalicelib import import_pipeline
+    from chalicelib.settings import get_settings
+
+    fake = RowClock()
+    monkeypatch.setattr(import_pipeline, "time", fake)
+    monkeypatch.setattr(import_pipeline, "deadline_for", lambda _context: fake.ticks + 10)
+    data = continued_file("jsonl")
+    created = new_import(tenant, "jsonl", data)
+    key = upload(s3, created, data)
+    table = os.environ["TABLE_NAME"]
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    first = imports.get_record(table, tenant.name, created["id"])["parse"]
+    client.lambda_.invoke("on_import_uploaded", s3_event(key))  # the continuation moves it on
+    second = imports.get_record(table, tenant.name, created["id"])["parse"]
+    assert second["offset"] > first["offset"]
+    pipeline = import_pipeline.ImportPipeline(get_settings(), fake.ticks + 10)
+    stale = import_pipeline.Progress.from_record(second)
+    assert not pipeline._save(tenant.name, created["id"], first, stale)  # a run that began at `first`
+    assert imports.get_record(table, tenant.name, created["id"])["parse"] == second
+    # And the import still ends, exactly.
+    while imports.get_record(table, tenant.name, created["id"]).get("rows_total") is None:
+        client.lambda_.invoke("on_import_uploaded", s3_event(key))
+    drain(work_queue_poller(app_module))
+    assert_accounted(body_of(tenant.request("GET", f"/imports/{created['id']}")))

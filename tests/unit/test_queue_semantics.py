@@ -146,7 +146,7 @@ def test_batch_helper_deletes_successes_itself_and_raises_for_failures(aws_mock)
 
     event = {"Records": [sqs_record(m, arn) for m in messages]}
 
-    def handle(body):
+    def handle(body, _receive_count):
         if body == "m1":
             raise ValueError("bad")
         return "ok"
