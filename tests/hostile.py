@@ -128,7 +128,7 @@ ROUTES = [
     ("POST", "/items"), ("GET", "/items"), ("GET", "/items/{id}"), ("PUT", "/items/{id}"), ("PATCH", "/items/{id}"),
     ("DELETE", "/items/{id}"), ("POST", "/items/{id}/attachments"), ("GET", "/items/{id}/attachments"),
     ("GET", "/items/{id}/attachments/{id2}"), ("DELETE", "/items/{id}/attachments/{id2}"), ("POST", "/imports"),
-    ("GET", "/imports"), ("GET", "/imports/{id}"), ("GET", "/health"),
+    ("GET", "/imports"), ("GET", "/imports/{id}"), ("GET", "/health"), ("GET", "/nowhere/{id}"),
     # Methods a route does not have.
     ("PATCH", "/imports"), ("PUT", "/items"), ("POST", "/items/{id}"),
 ]
