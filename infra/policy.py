@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.dynamo import DUE_INDEX
+from chalicelib.uploads import IMPORT_WORK_PREFIX, IMPORTS_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +96,7 @@ FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     API_HANDLER: ("ApiTableItems", "Objects", "ObjectListing", "CursorSecrets"),
     "bearer_authorizer": ("KeyRecords",),
     "on_attachment_uploaded": ("UploadTableItems", "UploadedObjects", "ObjectListing"),
-    "on_import_uploaded": ("ImportTableItems", "UploadedObjects", "ObjectListing", "WorkQueueSend"),
+    "on_import_uploaded": ("ImportTableItems", "UploadedObjects", "ImportCheckpoints", "ObjectListing", "WorkQueueSend"),
     "on_work_message": ("ConsumerTableItems", "WorkQueueConsume"),
     "run_cleanup": ("CleanupTableItems", "DueIndex", "UploadedObjects", "ObjectListing"),
 }
@@ -125,6 +126,9 @@ def _grants(outputs: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         _allow("DueIndex", ["dynamodb:Query"], [f"{table}/index/{DUE_INDEX}"]),
         _allow("Objects", ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], [f"{bucket}/*"]),
         _allow("UploadedObjects", ["s3:DeleteObject", "s3:GetObject"], [f"{bucket}/*"]),
+        # A long import continues in a new invocation: its file is copied onto itself (a new
+        # ObjectCreated event) and the ids it has seen are kept under the work prefix.
+        _allow("ImportCheckpoints", ["s3:PutObject"], [f"{bucket}/{IMPORTS_PREFIX}*", f"{bucket}/{IMPORT_WORK_PREFIX}*"]),
         _allow("ObjectListing", ["s3:ListBucket"], [bucket]),
         _allow("WorkQueueSend", ["sqs:SendMessage"], [queue]),
         _allow("WorkQueueConsume", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
