@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 # checkov pins an old boto3, so it lives in a virtualenv of its own (tests/infra runs it from there).
 CHECKOV_VENV := $(VENV)/checkov
 
-.PHONY: run test unit integration browser chromium lint typecheck bench mutation clean deploy destroy package
+.PHONY: run test unit integration browser chromium lint typecheck openapi-lint node-tools client bench mutation clean deploy destroy package
 
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
@@ -26,10 +26,18 @@ $(CHECKOV_STAMP): $(STAMP) requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
+# Node tools (package.json, pinned by package-lock.json): the OpenAPI linters and Swagger UI.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+node-tools: $(NODE_STAMP)
+
 run: $(STAMP)
 	$(PY) -m local.stack
 
-test: $(STAMP) $(CHECKOV_STAMP) lint typecheck chromium
+test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) lint typecheck openapi-lint chromium
 	$(PY) -m pytest
 
 unit: $(STAMP)
@@ -60,6 +68,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# Redocly CLI (recommended) and Spectral (spectral:oas) on the served /openapi.json: any finding fails.
+openapi-lint: $(STAMP) $(NODE_STAMP)
+	$(PY) -m tools.openapi_lint
+
 bench: $(STAMP)
 	$(PY) -m bench.run
 
@@ -81,4 +93,4 @@ package: $(STAMP)
 	$(PY) -m infra.deploy package --stage "$(STAGE)" --out "$(or $(OUT),build/terraform)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov .local mutants
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov .local mutants node_modules build
