@@ -72,6 +72,10 @@ typecheck: $(STAMP)
 openapi-lint: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tools.openapi_lint
 
+# The typed Python client generated from the served document (openapi-python-client): build/client/items_client.
+client: $(STAMP)
+	$(PY) -m tools.client
+
 bench: $(STAMP)
 	$(PY) -m bench.run
 
