@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 # checkov pins an old boto3, so it lives in a virtualenv of its own (tests/infra runs it from there).
 CHECKOV_VENV := $(VENV)/checkov
 
-.PHONY: run test unit integration browser chromium lint typecheck openapi-lint node-tools client bench mutation clean deploy destroy package
+.PHONY: run test unit integration browser chromium lint typecheck openapi-lint node-tools docs-ui client bench mutation clean deploy destroy package
 
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
@@ -34,10 +34,20 @@ $(NODE_STAMP): package.json package-lock.json
 
 node-tools: $(NODE_STAMP)
 
-run: $(STAMP)
+# Swagger UI for /docs/ of the front end, from the pinned swagger-ui-dist (no CDN at run time):
+# copied into frontend/docs/swagger-ui (gitignored), which make run serves and make deploy publishes.
+SWAGGER_UI := frontend/docs/swagger-ui
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE
+$(SWAGGER_UI)/swagger-ui-bundle.js: $(NODE_STAMP)
+	rm -rf $(SWAGGER_UI) && mkdir -p $(SWAGGER_UI)
+	cp $(addprefix node_modules/swagger-ui-dist/,$(SWAGGER_UI_FILES)) $(SWAGGER_UI)/
+
+docs-ui: $(SWAGGER_UI)/swagger-ui-bundle.js
+
+run: $(STAMP) docs-ui
 	$(PY) -m local.stack
 
-test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) lint typecheck openapi-lint chromium
+test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) docs-ui lint typecheck openapi-lint chromium
 	$(PY) -m pytest
 
 unit: $(STAMP)
@@ -46,7 +56,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
-browser: $(STAMP) chromium
+browser: $(STAMP) docs-ui chromium
 	$(PY) -m pytest tests/browser --no-cov
 
 # The browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
@@ -85,7 +95,7 @@ mutation: $(STAMP)
 	$(PY) -m bench.mutation
 
 # Deploy a stage to AWS (docs/DEPLOY.md): make deploy STAGE=dev [FRONTEND_ORIGIN=https://app.example.com]
-deploy: $(STAMP)
+deploy: $(STAMP) docs-ui
 	$(PY) -m infra.deploy deploy --stage "$(STAGE)"
 
 # Remove a stage's app; its data stays unless PURGE=1.
