@@ -27,11 +27,10 @@ PROBLEM = "application/problem+json"
 MERGE_PATCH = "application/merge-patch+json"
 # http.idempotency_key's rule: 1-255 printable ASCII characters.
 IDEMPOTENCY_KEY_PATTERN = "^[ -~]{1,255}$"
-# RFC 9110: "*" or a comma-separated list of entity tags ([W/]"<etagc>*"), empty elements allowed;
-# chalicelib/conditional.py parses exactly this (at most 50 tags).
-ENTITY_TAG_LIST_PATTERN = (
-    r'^[ \t]*(\*|((W/)?"[\u0021\u0023-\u007e\u0080-\uffff]*")?([ \t]*,[ \t]*((W/)?"[\u0021\u0023-\u007e\u0080-\uffff]*")?)*)[ \t]*$'
-)
+# RFC 9110: "*" or a comma-separated list of at least one entity tag ([W/]"<etagc>*"), empty
+# elements allowed; chalicelib/conditional.py parses exactly this (at most 50 tags).
+_ENTITY_TAG = r'(W/)?"[\u0021\u0023-\u007e\u0080-\uffff]*"'
+ENTITY_TAG_LIST_PATTERN = rf"^[ \t]*(\*|(,[ \t]*)*{_ENTITY_TAG}([ \t]*,([ \t]*{_ENTITY_TAG})?)*)[ \t]*$"
 
 TAGS = [
     {"name": "items", "description": "Items: create, read, replace, merge-patch, delete and list."},
