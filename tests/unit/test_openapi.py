@@ -128,7 +128,8 @@ def test_idempotency_key_pattern_is_the_validators_rule(client):
 
 
 ENTITY_TAG_SAMPLES = ['*', '"3"', 'W/"3"', '"3", "4"', '"a,b"', '"1",', ', "1"', ' "1" ', '"1",,"2"', '""',
-                      '3', '"3', 'W/3', 'w/"3"', '"3" "4"', '"a"b"', '* , "1"', '"\u00e9"', '\t"1"\t', '"1";', ',', ' , ,', '', '\t', ', W/"x"']
+                      '3', '"3', 'W/3', 'w/"3"', '"3" "4"', '"a"b"', '* , "1"', '"\u00e9"', '\t"1"\t', '"1";',
+                      ',', ' , ,', '', '\t', ', W/"x"']
 
 
 def test_entity_tag_pattern_is_the_parsers_rule(client):
