@@ -17,7 +17,6 @@ from pathlib import Path
 
 import requests
 
-
 SEED = 20261124
 EXAMPLES = 30
 CONFIG = Path(__file__).with_name("schemathesis.toml")
