@@ -50,10 +50,10 @@ run: $(STAMP) docs-ui
 test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) docs-ui lint typecheck openapi-lint chromium
 	$(PY) -m pytest
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest tests/integration
 
 browser: $(STAMP) docs-ui chromium
