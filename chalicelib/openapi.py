@@ -444,7 +444,9 @@ def document() -> dict[str, Any]:
             "description": "Multi-tenant items API (docs/API.md). Errors, the application's and the gateway's, are "
                            "RFC 9457 problem documents (`application/problem+json`). A method a path does not "
                            "support is a 405 `method-not-allowed` problem with an `Allow` header listing those "
-                           "it does (`components.responses.MethodNotAllowed`).",
+                           "it does (`components.responses.MethodNotAllowed`) where the application or the local "
+                           "stack answers it; a deployed stage's API Gateway answers it as an unknown route, "
+                           "404 `not-found`.",
             "license": {"name": "Proprietary", "identifier": "LicenseRef-Proprietary"},
         },
         "servers": [{"url": "/", "description": "The stage serving this document"}],
