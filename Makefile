@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 # checkov pins an old boto3, so it lives in a virtualenv of its own (tests/infra runs it from there).
 CHECKOV_VENV := $(VENV)/checkov
 
-.PHONY: run test unit integration browser chromium lint typecheck bench mutation clean deploy destroy package
+.PHONY: run test unit integration browser chromium lint typecheck openapi-lint node-tools docs-ui client bench mutation clean deploy destroy package
 
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
@@ -26,19 +26,37 @@ $(CHECKOV_STAMP): $(STAMP) requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
-run: $(STAMP)
+# Node tools (package.json, pinned by package-lock.json): the OpenAPI linters and Swagger UI.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+node-tools: $(NODE_STAMP)
+
+# Swagger UI for /docs/ of the front end, from the pinned swagger-ui-dist (no CDN at run time):
+# copied into frontend/docs/swagger-ui (gitignored), which make run serves and make deploy publishes.
+SWAGGER_UI := frontend/docs/swagger-ui
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE
+$(SWAGGER_UI)/swagger-ui-bundle.js: $(NODE_STAMP)
+	rm -rf $(SWAGGER_UI) && mkdir -p $(SWAGGER_UI)
+	cp $(addprefix node_modules/swagger-ui-dist/,$(SWAGGER_UI_FILES)) $(SWAGGER_UI)/
+
+docs-ui: $(SWAGGER_UI)/swagger-ui-bundle.js
+
+run: $(STAMP) docs-ui
 	$(PY) -m local.stack
 
-test: $(STAMP) $(CHECKOV_STAMP) lint typecheck chromium
+test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) docs-ui lint typecheck openapi-lint chromium
 	$(PY) -m pytest
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest tests/integration
 
-browser: $(STAMP) chromium
+browser: $(STAMP) docs-ui chromium
 	$(PY) -m pytest tests/browser --no-cov
 
 # The browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
@@ -60,6 +78,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# Redocly CLI (recommended) and Spectral (spectral:oas) on the served /openapi.json: any finding fails.
+openapi-lint: $(STAMP) $(NODE_STAMP)
+	$(PY) -m tools.openapi_lint
+
+# The typed Python client generated from the served document (openapi-python-client): build/client/items_client.
+client: $(STAMP)
+	$(PY) -m tools.client
+
 bench: $(STAMP)
 	$(PY) -m bench.run
 
@@ -69,7 +95,7 @@ mutation: $(STAMP)
 	$(PY) -m bench.mutation
 
 # Deploy a stage to AWS (docs/DEPLOY.md): make deploy STAGE=dev [FRONTEND_ORIGIN=https://app.example.com]
-deploy: $(STAMP)
+deploy: $(STAMP) docs-ui
 	$(PY) -m infra.deploy deploy --stage "$(STAGE)"
 
 # Remove a stage's app; its data stays unless PURGE=1.
@@ -81,4 +107,4 @@ package: $(STAMP)
 	$(PY) -m infra.deploy package --stage "$(STAGE)" --out "$(or $(OUT),build/terraform)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov .local mutants
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov .local mutants node_modules build

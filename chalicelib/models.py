@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -151,6 +151,19 @@ FutureTimestamp = Annotated[datetime | None, BeforeValidator(parse_timestamp), A
 ItemId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise PydanticCustomError("string_type", "must be a string")
+    return value
+
+
+def _present_or_absent(schema: dict[str, Any]) -> None:
+    """The schema of a field that may be absent but never ``null``: its non-null branch, no default."""
+    schema.pop("default", None)
+    branches = [branch for branch in schema.pop("anyOf") if branch != {"type": "null"}]
+    schema.update(branches[0])
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -160,10 +173,11 @@ class ItemReplace(_Strict):
 
     name: Name = Field(description="1–200 characters after trimming surrounding whitespace.")
     description: Description = None
-    tags: Tags = Field(default_factory=list, description="Trimmed; duplicates removed.")
+    tags: Tags = Field(default_factory=list, description="Trimmed; duplicates removed.", json_schema_extra={"default": []})
     data: Data = Field(
         default_factory=dict,
         description="Any JSON object, at most 16 KiB compact and 16 levels deep; numbers exact.",
+        json_schema_extra={"default": {}},
     )
     expires_at: FutureTimestamp = Field(
         default=None, description="RFC 3339 with offset, in the future; returned in UTC."
@@ -179,11 +193,17 @@ class ItemCreate(ItemReplace):
 class ItemPatch(_Strict):
     """Body of ``PATCH /items/{id}`` (JSON Merge Patch): ``null`` resets an optional field."""
 
-    name: Name | None = None
-    description: Description = None
-    tags: Tags | None = None
-    data: Annotated[dict[str, Any] | None, AfterValidator(_check_patch_data)] = None
-    expires_at: FutureTimestamp = None
+    # Absent leaves the name as it is; ``null`` cannot remove a required field (422), so the
+    # schema says string, not nullable, and no default.
+    name: Annotated[Name | None, BeforeValidator(_not_null)] = Field(
+        default=None, description="1–200 characters after trimming; not nullable.", json_schema_extra=_present_or_absent
+    )
+    description: Description = Field(default=None, description="``null`` removes it.")
+    tags: Tags | None = Field(default=None, description="``null`` resets it to ``[]``.")
+    data: Annotated[dict[str, Any] | None, AfterValidator(_check_patch_data)] = Field(
+        default=None, description="Merged recursively (RFC 7396); ``null`` resets it to ``{}``."
+    )
+    expires_at: FutureTimestamp = Field(default=None, description="``null`` removes it.")
 
 
 class Item(BaseModel):
@@ -210,6 +230,25 @@ class Health(BaseModel):
     version: str
 
 
+# The contract's problem types (API.md "Conventions"); chalicelib/problems.py holds their statuses.
+ProblemType = Literal[
+    "/problems/bad-request",
+    "/problems/unauthorized",
+    "/problems/forbidden",
+    "/problems/not-found",
+    "/problems/method-not-allowed",
+    "/problems/conflict",
+    "/problems/precondition-failed",
+    "/problems/payload-too-large",
+    "/problems/unsupported-media-type",
+    "/problems/validation-error",
+    "/problems/idempotency-key-reused",
+    "/problems/rate-limited",
+    "/problems/internal-error",
+    "/problems/service-unavailable",
+]
+
+
 class ProblemError(BaseModel):
     pointer: str
     detail: str
@@ -218,12 +257,15 @@ class ProblemError(BaseModel):
 class ProblemDocument(BaseModel):
     """RFC 9457 problem document (``application/problem+json``)."""
 
-    type: str
+    type: ProblemType = Field(description="``/problems/<slug>``, one of the contract's slugs.")
     title: str
-    status: int
+    status: int = Field(ge=400, le=599, description="Equals the HTTP status.")
     detail: str
-    request_id: str
-    errors: list[ProblemError] | None = None
+    request_id: str = Field(description="The request id (X-Request-Id, or the gateway's) to quote.")
+    errors: list[ProblemError] | None = Field(
+        default=None, description="For 400 and 422 about specific fields: JSON Pointers into the body, "
+        "``/query/<name>`` or ``/header/<name>``."
+    )
 
 
 def _message(error: Any) -> str:

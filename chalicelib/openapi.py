@@ -1,7 +1,10 @@
 """The OpenAPI 3.1 description, generated from the models that validate requests.
 
 Paths and operations are declared here, schemas come from pydantic, so a rule changed in
-``models.py`` changes the document too. A test fails when a route of the app is missing here.
+``models.py`` changes the document too. A test fails when a route of the app is missing here, and
+tests/unit/test_openapi.py checks that each declared rule is the one the validators apply.
+The size maxima are stage settings (checked by the services, not the models): they are read from
+the stage's settings when the document is built.
 """
 
 from __future__ import annotations
@@ -13,179 +16,309 @@ from pydantic import BaseModel
 
 from chalicelib import __version__
 from chalicelib.models import Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument
+from chalicelib.problems import PROBLEM_TYPES
+from chalicelib.settings import get_settings
 from chalicelib.upload_models import Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage
 
 _MODELS: list[type[BaseModel]] = [Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument]
 _MODELS += [Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage]
+
+PROBLEM = "application/problem+json"
+MERGE_PATCH = "application/merge-patch+json"
+# http.idempotency_key's rule: 1-255 printable ASCII characters.
+IDEMPOTENCY_KEY_PATTERN = "^[ -~]{1,255}$"
+# RFC 9110: "*" or a comma-separated list of at least one entity tag ([W/]"<etagc>*"), empty
+# elements allowed; chalicelib/conditional.py parses exactly this (at most 50 tags).
+_ENTITY_TAG = r'(W/)?"[\u0021\u0023-\u007e\u0080-\uffff]*"'
+ENTITY_TAG_LIST_PATTERN = rf"^[ \t]*(\*|(,[ \t]*)*{_ENTITY_TAG}([ \t]*,([ \t]*{_ENTITY_TAG})?)*)[ \t]*$"
+
+TAGS = [
+    {"name": "items", "description": "Items: create, read, replace, merge-patch, delete and list."},
+    {"name": "attachments", "description": "Files stored beside an item, uploaded directly to storage."},
+    {"name": "imports", "description": "Bulk creation of items from a JSONL or CSV file."},
+    {"name": "service", "description": "Health and this description."},
+]
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": _ref("ProblemDocument")}}}
+def _header(description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    header: dict[str, Any] = {"description": description, "schema": schema}
+    if required:
+        header["required"] = True
+    return header
 
 
-def _json(schema_name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
-    if headers:
-        response["headers"] = headers
+def _request_id(required: bool) -> dict[str, Any]:
+    return {"X-Request-Id": _header("Identifies the request in logs; quote it when reporting a problem.",
+                                    {"type": "string"}, required)}
+
+
+ETAG = _header('The item\'s version as a strong entity tag, e.g. "3".', {"type": "string", "pattern": '^"[1-9][0-9]*"$'},
+               required=True)
+RETRY_AFTER = _header("Seconds to wait before retrying.", {"type": "integer", "minimum": 0}, required=True)
+REPLAYED = _header("Present when this is the stored answer of an earlier request with the same Idempotency-Key.",
+                   {"type": "string", "enum": ["true"]})
+
+
+def _location(path: str) -> dict[str, Any]:
+    return _header(f"The created resource, {path}.", {"type": "string", "format": "uri-reference"}, required=True)
+
+
+# Who answers: the application adds X-Request-Id to every response it produces; API Gateway's own
+# answers (401, 403, 404 for unknown paths, 503 for authorizer failures) carry it only in the body.
+_GATEWAY_MAY_ANSWER = {401, 403, 404, 503}
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed request: bad JSON, query parameter, header or cursor (`bad-request`).",
+    401: "Missing or invalid API key (`unauthorized`).",
+    403: "API key not allowed (`forbidden`).",
+    404: "Not found, or another tenant's (`not-found`).",
+    409: "Conflict with the current state (`conflict`).",
+    412: "If-Match does not match the current version (`precondition-failed`); ETag is the current one.",
+    413: "Body over 64 KiB (`payload-too-large`).",
+    415: "Body is not JSON (`unsupported-media-type`).",
+    422: "Body fails validation (`validation-error`), or Idempotency-Key reused with another body "
+         "(`idempotency-key-reused`).",
+    429: "Rate limited (`rate-limited`).",
+    500: "Internal error, always a bug (`internal-error`).",
+    503: "Temporarily unavailable (`service-unavailable`); the request had no effect or completed fully.",
+}
+
+
+def _problem_example(status: int) -> dict[str, Any]:
+    slug = next(s for s, (code, _) in PROBLEM_TYPES.items() if code == status)
+    example: dict[str, Any] = {"type": f"/problems/{slug}", "title": PROBLEM_TYPES[slug][1], "status": status,
+                               "detail": PROBLEM_TYPES[slug][1], "request_id": "c0a8016e-5f3b-4c1d-9e2a-7b6d5c4e3f21"}
+    if status == 422:
+        example["detail"] = "1 field is invalid"
+        example["errors"] = [{"pointer": "/name", "detail": "must not be blank"}]
+    return example
+
+
+def _error(status: int) -> dict[str, Any]:
+    headers = _request_id(required=status not in _GATEWAY_MAY_ANSWER)
+    if status in (429, 503):
+        headers["Retry-After"] = RETRY_AFTER
+    if status == 409:
+        headers["Retry-After"] = {**RETRY_AFTER, "required": False}
+    if status == 412:
+        headers["ETag"] = ETAG
+    return {
+        "description": _ERROR_DESCRIPTIONS[status],
+        "headers": headers,
+        "content": {PROBLEM: {"schema": _ref("ProblemDocument"), "example": _problem_example(status)}},
+    }
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): _error(status) for status in sorted(statuses)}
+
+
+_AUTHED = (401, 403, 429, 500, 503)
+_BODY_ERRORS = (400, 413, 415, 422)
+
+
+def _ok(schema_name: str, description: str, example: Any, headers: dict[str, Any] | None = None,
+        links: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "headers": {**_request_id(True), **(headers or {})},
+        "content": {"application/json": {"schema": _ref(schema_name), "example": example}},
+    }
+    if links:
+        response["links"] = links
     return response
 
 
-# What API Gateway (and ``chalice local``) answer themselves, e.g. ``{"message": "Unauthorized"}``.
-GATEWAY_ERROR = {
-    "type": "object",
-    "properties": {"message": {"type": ["string", "null"]}, "Message": {"type": ["string", "null"]}},
-}
-_ETAG = {"ETag": {"description": "The item's version as a quoted entity tag", "schema": {"type": "string"}}}
-_REQUEST_ID = {"X-Request-Id": {"description": "Identifies the request in logs", "schema": {"type": "string"}}}
-_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
+def _empty(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "headers": {**_request_id(True), **(headers or {})}}
 
-ITEM_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+
+def _body(schema_name: str, example: Any, media_type: str = "application/json") -> dict[str, Any]:
+    return {"required": True, "content": {media_type: {"schema": _ref(schema_name), "example": example}}}
+
+
+ITEM_ID = {"name": "id", "in": "path", "required": True, "description": "The item's id.",
+           "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "example": "01JD2Q6J9G8V3M4N5P6Q7R8S9T"}
+ATTACHMENT_ID = {"name": "attachment_id", "in": "path", "required": True, "description": "The attachment's id.",
+                 "schema": {"type": "string"}, "example": "01JD2Q8A1B2C3D4E5F6G7H8J9K"}
+IMPORT_ID = {"name": "import_id", "in": "path", "required": True, "description": "The import's id.",
+             "schema": {"type": "string"}, "example": "01JD2Q9M1N2P3Q4R5S6T7V8W9X"}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-    "description": "Replays the first response for 24 h; another body with the same key is refused.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
+    "description": "1-255 printable ASCII characters. Replays the first response for 24 h (with "
+                   "Idempotent-Replayed: true); another body with the same key is a 422, the same key while "
+                   "the first request runs a 409.",
 }
-_TAG_LIST = (
-    '"*" or a list of up to 50 entity tags (RFC 9110), e.g. "3" or W/"3", "4"; anything else is a 400.'
-)
-IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
-            "description": _TAG_LIST + " Compared strongly: only the exact ETag matches."}
-IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+_TAG_LIST = '"*" or a list of up to 50 entity tags (RFC 9110), e.g. "3" or W/"3", "4"; anything else is a 400.'
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
+            "schema": {"type": "string", "pattern": ENTITY_TAG_LIST_PATTERN},
+            "description": _TAG_LIST + " Compared strongly: only the exact ETag matches, otherwise 412."}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": ENTITY_TAG_LIST_PATTERN},
                  "description": _TAG_LIST + " Compared weakly; a match is a 304."}
+PAGING = [
+    {"name": "limit", "in": "query", "required": False, "description": "Page size, 1-100 (ASCII digits).",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "The previous page's next_cursor; bound to the tenant and order.", "schema": {"type": "string"}},
+    {"name": "order", "in": "query", "required": False, "description": "By id, ascending (default) or descending.",
+     "schema": {"type": "string", "enum": ["asc", "desc"], "default": "asc"}},
+]
+
+_TIME = "2026-11-24T03:41:05.123Z"
+ITEM_EXAMPLE = {"id": "01JD2Q6J9G8V3M4N5P6Q7R8S9T", "name": "Receipt", "description": None, "tags": ["travel"],
+                "data": {"amount": 12.5, "currency": "EUR"}, "expires_at": None, "version": 1,
+                "created_at": _TIME, "updated_at": _TIME}
+_UPLOAD_EXAMPLE = {"method": "POST", "url": "https://bucket.s3.amazonaws.com/",
+                   "fields": {"key": "uploads/01JD2Q8A1B2C3D4E5F6G7H8J9K", "policy": "eyJ…"},
+                   "expires_at": "2026-11-24T04:41:05.123Z"}
+ATTACHMENT_EXAMPLE = {"id": "01JD2Q8A1B2C3D4E5F6G7H8J9K", "item_id": ITEM_EXAMPLE["id"], "filename": "receipt.pdf",
+                      "content_type": "application/pdf", "size": 48213, "status": "pending",
+                      "created_at": _TIME, "updated_at": _TIME, "upload": _UPLOAD_EXAMPLE}
+IMPORT_EXAMPLE = {"id": "01JD2Q9M1N2P3Q4R5S6T7V8W9X", "format": "jsonl", "size": 1119, "status": "pending_upload",
+                  "rows_total": None, "rows_imported": 0, "rows_failed": 0, "errors": [],
+                  "created_at": _TIME, "updated_at": _TIME, "completed_at": None, "upload": _UPLOAD_EXAMPLE}
+
+_ITEM_LINKS = {
+    "GetItem": {"operationId": "getItem", "parameters": {"id": "$response.body#/id"},
+                "description": "The created item."},
+    "ReplaceItem": {"operationId": "replaceItem",
+                    "parameters": {"id": "$response.body#/id", "If-Match": "$response.header.ETag"},
+                    "description": "Replace the created item, if unchanged."},
+    "PatchItem": {"operationId": "patchItem",
+                  "parameters": {"id": "$response.body#/id", "If-Match": "$response.header.ETag"},
+                  "description": "Merge-patch the created item, if unchanged."},
+    "DeleteItem": {"operationId": "deleteItem", "parameters": {"id": "$response.body#/id"},
+                   "description": "Delete the created item."},
+    "ListAttachments": {"operationId": "listAttachments", "parameters": {"id": "$response.body#/id"},
+                        "description": "The created item's attachments."},
+}
 
 
-def common_errors(*statuses: int) -> dict[str, Any]:
-    names = {
-        400: "Malformed request",
-        401: "Missing or invalid API key",
-        403: "API key not allowed",
-        404: "Not found (or another tenant's)",
-        409: "Conflict",
-        412: "If-Match does not match the current version",
-        413: "Body over 64 KiB",
-        415: "Body is not JSON",
-        422: "Body fails validation",
-        429: "Rate limited",
-        500: "Internal error",
-        503: "Temporarily unavailable",
-    }
-    responses = {str(status): _problem(names[status]) for status in statuses}
-    for status in (401, 403):
-        if str(status) in responses:
-            # Denied by the gateway before the app runs: API Gateway's own JSON body, not ours.
-            responses[str(status)]["content"]["application/json"] = {"schema": GATEWAY_ERROR}
-    for status in (429, 503):
-        if str(status) in responses:
-            responses[str(status)]["headers"] = _RETRY_AFTER
-    return responses
+def _next_page(operation_id: str) -> dict[str, Any]:
+    return {"NextPage": {"operationId": operation_id, "parameters": {"cursor": "$response.body#/next_cursor"},
+                         "description": "The next page, while next_cursor is not null."}}
 
 
-_AUTHED = (401, 403, 429, 500, 503)
-
-
-def _paths() -> dict[str, Any]:
-    item_body = {"required": True, "content": {"application/json": {"schema": _ref("ItemCreate")}}}
+def _service_paths() -> dict[str, Any]:
     return {
         "/health": {
             "get": {
                 "operationId": "health",
+                "summary": "Health check",
+                "description": "Answers 200 while the service runs; needs no API key.",
+                "tags": ["service"],
                 "security": [],
-                "responses": {"200": _json("Health", "The service is up")},
+                "responses": {"200": _ok("Health", "The service is up", {"status": "ok", "version": __version__}),
+                              **errors(500, 503)},
             }
         },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
+                "summary": "This OpenAPI document",
+                "description": "The OpenAPI 3.1 description of every route; needs no API key.",
+                "tags": ["service"],
                 "security": [],
-                "responses": {"200": {"description": "This document", "content": {"application/json": {}}}},
+                "responses": {
+                    "200": {"description": "This document", "headers": _request_id(True),
+                            "content": {"application/json": {"schema": {"type": "object"},
+                                                             "example": {"openapi": "3.1.0"}}}},
+                    **errors(500, 503),
+                },
             }
         },
+    }
+
+
+def _item_paths() -> dict[str, Any]:
+    return {
         "/items": {
             "post": {
                 "operationId": "createItem",
+                "summary": "Create an item",
+                "description": "Creates an item; the server assigns a ULID when `id` is absent. A duplicate `id` is "
+                               "a 409.",
+                "tags": ["items"],
                 "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": item_body,
+                "requestBody": _body("ItemCreate", {"name": "Receipt", "tags": ["travel"],
+                                                    "data": {"amount": 12.5, "currency": "EUR"}}),
                 "responses": {
-                    "201": _json(
-                        "Item",
-                        "Created",
-                        {**_ETAG, "Location": {"schema": {"type": "string"}}, "Idempotent-Replayed": {"schema": {"type": "string"}}},
-                    ),
-                    **common_errors(400, 409, 413, 415, 422, *_AUTHED),
+                    "201": _ok("Item", "Created", ITEM_EXAMPLE,
+                               {"ETag": ETAG, "Location": _location("/items/{id}"), "Idempotent-Replayed": REPLAYED},
+                               _ITEM_LINKS),
+                    **errors(409, *_BODY_ERRORS, *_AUTHED),
                 },
             },
             "get": {
                 "operationId": "listItems",
-                "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"], "default": "asc"}},
-                ],
-                "responses": {"200": _json("ItemPage", "A page of items, ordered by id"), **common_errors(400, *_AUTHED)},
+                "summary": "List items",
+                "description": "A page of the tenant's live items ordered by id; follow next_cursor until it is null.",
+                "tags": ["items"],
+                "parameters": PAGING,
+                "responses": {
+                    "200": _ok("ItemPage", "A page of items, ordered by id",
+                               {"items": [ITEM_EXAMPLE], "next_cursor": None}, links=_next_page("listItems")),
+                    **errors(400, *_AUTHED),
+                },
             },
         },
         "/items/{id}": {
             "parameters": [ITEM_ID],
             "get": {
                 "operationId": "getItem",
+                "summary": "Get an item",
+                "description": "The item with its ETag; If-None-Match with the current ETag answers 304.",
+                "tags": ["items"],
                 "parameters": [IF_NONE_MATCH],
                 "responses": {
-                    "200": _json("Item", "The item", _ETAG),
-                    "304": {"description": "Not modified"},
-                    **common_errors(400, 404, *_AUTHED),
+                    "200": _ok("Item", "The item", ITEM_EXAMPLE, {"ETag": ETAG}),
+                    "304": _empty("Not modified: If-None-Match names the current version", {"ETag": ETAG}),
+                    **errors(400, 404, *_AUTHED),
                 },
             },
             "put": {
                 "operationId": "replaceItem",
+                "summary": "Replace an item",
+                "description": "Replaces the writable fields; omitted optional fields reset. Never creates (404).",
+                "tags": ["items"],
                 "parameters": [IF_MATCH],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ItemReplace")}}},
+                "requestBody": _body("ItemReplace", {"name": "Receipt", "description": "Hotel"}),
                 "responses": {
-                    "200": _json("Item", "Replaced", _ETAG),
-                    **common_errors(400, 404, 412, 413, 415, 422, *_AUTHED),
+                    "200": _ok("Item", "Replaced", ITEM_EXAMPLE, {"ETag": ETAG}),
+                    **errors(404, 412, *_BODY_ERRORS, *_AUTHED),
                 },
             },
             "patch": {
                 "operationId": "patchItem",
+                "summary": "Merge-patch an item",
+                "description": "JSON Merge Patch (RFC 7396): `null` removes an optional field, objects in `data` "
+                               "merge recursively. `application/json` is accepted too, with the same meaning.",
+                "tags": ["items"],
                 "parameters": [IF_MATCH],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/merge-patch+json": {"schema": _ref("ItemPatch")},
-                        "application/json": {"schema": _ref("ItemPatch")},
-                    },
-                },
+                "requestBody": _body("ItemPatch", {"description": None, "data": {"amount": 13}}, MERGE_PATCH),
                 "responses": {
-                    "200": _json("Item", "Patched", _ETAG),
-                    **common_errors(400, 404, 409, 412, 413, 415, 422, *_AUTHED),
+                    "200": _ok("Item", "Patched", ITEM_EXAMPLE, {"ETag": ETAG}),
+                    **errors(404, 409, 412, *_BODY_ERRORS, *_AUTHED),
                 },
             },
             "delete": {
                 "operationId": "deleteItem",
+                "summary": "Delete an item",
+                "description": "Deletes the item and its attachments.",
+                "tags": ["items"],
                 "parameters": [IF_MATCH],
-                "responses": {"204": {"description": "Deleted"}, **common_errors(400, 404, 412, *_AUTHED)},
+                "responses": {"204": _empty("Deleted"), **errors(400, 404, 412, *_AUTHED)},
             },
         },
     }
-
-
-_LOCATION = {"Location": {"schema": {"type": "string"}}, "Idempotent-Replayed": {"schema": {"type": "string"}}}
-ATTACHMENT_ID = {"name": "attachment_id", "in": "path", "required": True, "schema": {"type": "string"}}
-IMPORT_ID = {"name": "import_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_PAGING = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"], "default": "asc"}},
-]
-
-
-def _body(schema_name: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
 
 
 def _event_paths() -> dict[str, Any]:
@@ -195,77 +328,143 @@ def _event_paths() -> dict[str, Any]:
             "parameters": [ITEM_ID],
             "post": {
                 "operationId": "createAttachment",
-                "description": "Declares a file and returns a presigned form that uploads it directly to storage.",
+                "summary": "Declare an attachment",
+                "description": "Declares a file and returns a presigned form that uploads it directly to storage. "
+                               "At most 20 per item (409).",
+                "tags": ["attachments"],
                 "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": _body("AttachmentCreate"),
+                "requestBody": _body("AttachmentCreate", {"filename": "receipt.pdf", "content_type": "application/pdf",
+                                                          "size": 48213}),
                 "responses": {
-                    "201": _json("Attachment", "Created, pending its upload", _LOCATION),
-                    **common_errors(400, 404, 409, 413, 415, 422, *_AUTHED),
+                    "201": _ok("Attachment", "Created, pending its upload", ATTACHMENT_EXAMPLE,
+                               {"Location": _location("/items/{id}/attachments/{attachment_id}"),
+                                "Idempotent-Replayed": REPLAYED},
+                               {"GetAttachment": {"operationId": "getAttachment",
+                                                  "parameters": {"id": "$response.body#/item_id",
+                                                                 "attachment_id": "$response.body#/id"},
+                                                  "description": "The created attachment."},
+                                "DeleteAttachment": {"operationId": "deleteAttachment",
+                                                     "parameters": {"id": "$response.body#/item_id",
+                                                                    "attachment_id": "$response.body#/id"},
+                                                     "description": "Delete the created attachment."}}),
+                    **errors(404, 409, *_BODY_ERRORS, *_AUTHED),
                 },
             },
             "get": {
                 "operationId": "listAttachments",
-                "responses": {"200": _json("AttachmentList", "The item's attachments"), **common_errors(404, *_AUTHED)},
+                "summary": "List an item's attachments",
+                "description": "Every attachment of the item, whatever its status.",
+                "tags": ["attachments"],
+                "responses": {"200": _ok("AttachmentList", "The item's attachments",
+                                         {"attachments": [ATTACHMENT_EXAMPLE]}),
+                              **errors(404, *_AUTHED)},
             },
         },
         "/items/{id}/attachments/{attachment_id}": {
             "parameters": [ITEM_ID, ATTACHMENT_ID],
             "get": {
                 "operationId": "getAttachment",
-                "responses": {"200": _json("Attachment", "The attachment"), **common_errors(404, *_AUTHED)},
+                "summary": "Get an attachment",
+                "description": "The attachment: `upload` while pending, `download_url` when ready.",
+                "tags": ["attachments"],
+                "responses": {"200": _ok("Attachment", "The attachment", ATTACHMENT_EXAMPLE),
+                              **errors(404, *_AUTHED)},
             },
             "delete": {
                 "operationId": "deleteAttachment",
-                "responses": {"204": {"description": "Deleted, with its file"}, **common_errors(404, *_AUTHED)},
+                "summary": "Delete an attachment",
+                "description": "Deletes the attachment and its stored file.",
+                "tags": ["attachments"],
+                "responses": {"204": _empty("Deleted, with its file"), **errors(404, *_AUTHED)},
             },
         },
         "/imports": {
             "post": {
                 "operationId": "createImport",
+                "summary": "Start an import",
                 "description": "Declares a JSONL or CSV file of items and returns a presigned form to upload it.",
+                "tags": ["imports"],
                 "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": _body("ImportCreate"),
+                "requestBody": _body("ImportCreate", {"format": "jsonl", "size": 1119}),
                 "responses": {
-                    "201": _json("Import", "Created, pending its upload", _LOCATION),
-                    **common_errors(400, 409, 413, 415, 422, *_AUTHED),
+                    "201": _ok("Import", "Created, pending its upload", IMPORT_EXAMPLE,
+                               {"Location": _location("/imports/{import_id}"), "Idempotent-Replayed": REPLAYED},
+                               {"GetImport": {"operationId": "getImport",
+                                              "parameters": {"import_id": "$response.body#/id"},
+                                              "description": "The created import and its progress."}}),
+                    **errors(409, *_BODY_ERRORS, *_AUTHED),
                 },
             },
             "get": {
                 "operationId": "listImports",
-                "parameters": _PAGING,
-                "responses": {"200": _json("ImportPage", "A page of imports by id"), **common_errors(400, *_AUTHED)},
+                "summary": "List imports",
+                "description": "A page of the tenant's imports by id; follow next_cursor until it is null.",
+                "tags": ["imports"],
+                "parameters": PAGING,
+                "responses": {"200": _ok("ImportPage", "A page of imports by id",
+                                         {"imports": [IMPORT_EXAMPLE], "next_cursor": None},
+                                         links=_next_page("listImports")),
+                              **errors(400, *_AUTHED)},
             },
         },
         "/imports/{import_id}": {
             "parameters": [IMPORT_ID],
             "get": {
                 "operationId": "getImport",
-                "responses": {"200": _json("Import", "The import and its progress"), **common_errors(404, *_AUTHED)},
+                "summary": "Get an import",
+                "description": "The import and its progress.",
+                "tags": ["imports"],
+                "responses": {"200": _ok("Import", "The import and its progress", IMPORT_EXAMPLE),
+                              **errors(404, *_AUTHED)},
             },
         },
     }
 
 
-@functools.cache
-def document() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
+def schemas() -> dict[str, Any]:
+    result: dict[str, Any] = {}
     for model in _MODELS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in schema.pop("$defs", {}).items():
-            schemas.setdefault(name, definition)
-        schemas[model.__name__] = schema
+            result.setdefault(name, definition)
+        result[model.__name__] = schema
+    settings = get_settings()
+    result["AttachmentCreate"]["properties"]["size"]["maximum"] = settings.max_attachment_bytes
+    result["ImportCreate"]["properties"]["size"]["maximum"] = settings.max_import_bytes
+    return result
+
+
+@functools.cache
+def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Items service",
             "version": __version__,
-            "description": "Multi-tenant items API. Errors are RFC 9457 problem documents.",
+            "description": "Multi-tenant items API (docs/API.md). Errors, the application's and the gateway's, are "
+                           "RFC 9457 problem documents (`application/problem+json`). A method a path does not "
+                           "support is a 405 `method-not-allowed` problem with an `Allow` header listing those "
+                           "it does (`components.responses.MethodNotAllowed`) where the application or the local "
+                           "stack answers it; a deployed stage's API Gateway answers it as an unknown route, "
+                           "404 `not-found`.",
+            "license": {"name": "Proprietary", "identifier": "LicenseRef-Proprietary"},
         },
-        "servers": [{"url": "/"}],
+        "servers": [{"url": "/", "description": "The stage serving this document"}],
         "security": [{"apiKey": []}],
+        "tags": TAGS,
         "components": {
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <api-key>"}},
-            "schemas": schemas,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                           "description": "Authorization: Bearer <api-key>"}},
+            "schemas": schemas(),
+            "responses": {
+                "MethodNotAllowed": {
+                    "description": "The path exists but not with this method (`method-not-allowed`).",
+                    "headers": {**_request_id(False),
+                                "Allow": _header("The methods the path supports, e.g. GET, POST.",
+                                                 {"type": "string"}, required=True)},
+                    "content": {PROBLEM: {"schema": _ref("ProblemDocument"), "example": _problem_example(405)}},
+                }
+            },
         },
-        "paths": {**_paths(), **_event_paths()},
+        "paths": {**_service_paths(), **_item_paths(), **_event_paths()},
     }

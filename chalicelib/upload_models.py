@@ -6,11 +6,13 @@ settings; everything static lives here and feeds the OpenAPI document.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from datetime import datetime
-from typing import Annotated, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints
 from pydantic_core import PydanticCustomError
 
 MAX_ATTACHMENTS_PER_ITEM = 20
@@ -34,6 +36,22 @@ ImportFormat = Literal["jsonl", "csv"]
 ImportStatus = Literal["pending_upload", "processing", "completed", "failed"]
 
 
+# The same rule as _check_filename, for the schema (ECMA-262 and Python's re read it alike):
+# no '/', '\\' or control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F).
+FILENAME_PATTERN = r"^[^/\\\u0000-\u001f\u007f-\u009f]*$"
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer: ``1119.0`` and ``1.119e3`` are integers too; ``true`` and ``"1"`` are not."""
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else value
+    if isinstance(value, Decimal) and value.is_finite():
+        if value.adjusted() > 18:  # no file is 10^19 bytes; never build a huge int from 1e99999999
+            raise PydanticCustomError("size", "is too large")
+        return int(value) if value == value.to_integral_value() else value
+    return value
+
+
 def _check_filename(value: str) -> str:
     if "/" in value or "\\" in value:
         raise PydanticCustomError("filename", "must not contain '/' or '\\'")
@@ -42,8 +60,15 @@ def _check_filename(value: str) -> str:
     return value
 
 
-Filename = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_check_filename)]
-Size = Annotated[StrictInt, Field(ge=1, description="Bytes; the upload must be exactly this long.")]
+Filename = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255),
+    AfterValidator(_check_filename),
+    Field(json_schema_extra={"pattern": FILENAME_PATTERN}),
+]
+Size = Annotated[
+    StrictInt, Field(ge=1, description="Bytes; the upload must be exactly this long."), BeforeValidator(_integral)
+]
 
 
 class _Strict(BaseModel):

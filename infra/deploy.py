@@ -388,6 +388,7 @@ FRONTEND_DIR = ROOT / "frontend"
 CACHING_OPTIMIZED_POLICY = "658327ea-f89d-4fab-a63d-7e88639e58f6"  # AWS managed cache policy
 SECURITY_HEADERS_POLICY = "67f7725c-6f97-4210-82d7-5512b31e9d03"  # AWS managed response headers policy
 NOT_CACHED = ("index.html", "config.js")  # read on every visit: a deploy shows at once
+SWAGGER_UI_BUNDLE = "docs/swagger-ui/swagger-ui-bundle.js"  # /docs/ runs on it (make docs-ui)
 
 
 def frontend_files(api_url: str, directory: Path = FRONTEND_DIR) -> dict[str, bytes]:
@@ -395,6 +396,8 @@ def frontend_files(api_url: str, directory: Path = FRONTEND_DIR) -> dict[str, by
     (the page's settings panel asks each user for theirs)."""
     from local.frontend import config_script
 
+    if (directory / "docs" / "index.html").is_file() and not (directory / SWAGGER_UI_BUNDLE).is_file():
+        raise Refused(f"{directory / SWAGGER_UI_BUNDLE} is missing: make docs-ui copies it from the pinned swagger-ui-dist")
     files = {
         path.relative_to(directory).as_posix(): path.read_bytes()
         for path in sorted(directory.rglob("*"))
