@@ -44,7 +44,10 @@ $(SWAGGER_UI)/swagger-ui-bundle.js: $(NODE_STAMP)
 
 docs-ui: $(SWAGGER_UI)/swagger-ui-bundle.js
 
-run: $(STAMP) docs-ui
+# make run needs only Python: without npm the API docs page (/docs/) is left out, and it says so.
+NPM := $(shell command -v npm 2>/dev/null)
+run: $(STAMP) $(if $(NPM),docs-ui)
+	$(if $(NPM),,@echo "npm not found: the front end's /docs/ page needs Node.js (then make docs-ui)")
 	$(PY) -m local.stack
 
 test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) docs-ui lint typecheck openapi-lint chromium
