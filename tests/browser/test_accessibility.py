@@ -39,7 +39,7 @@ def test_every_control_has_an_accessible_name(page, local_stack, api):
     expect(page.get_by_role("navigation", name="Item pages")).to_be_visible()
 
 
-def test_keyboard_only_create_edit_and_delete(page, local_stack, api, shot):
+def test_keyboard_only_create_edit_and_delete(page, local_stack, api, console, shot):
     api.create("Older")
     open_app(page, local_stack)
 
@@ -62,6 +62,12 @@ def test_keyboard_only_create_edit_and_delete(page, local_stack, api, shot):
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("item-name")).to_have_value("Older")
     expect(page.get_by_test_id("item-name")).to_be_focused()
+
+    # The attachments of "Typed only", asked for when it was created, may be answered after the
+    # delete below (a cold function): the late 404 is dropped by the page, but Chromium still logs
+    # the failed load. Only that item's attachments may answer 404.
+    typed_id = next(item["id"] for item in api.all_items() if item["name"] == "Typed only")
+    console.allow(rf"status of 404 .*/items/{typed_id}/attachments\]")
 
     # Delete: Enter opens the dialog with focus on Cancel; Tab reaches Delete; Enter confirms.
     delete = row(page, "Typed only").get_by_test_id("item-delete")
