@@ -14,6 +14,7 @@ from chalicelib import aws, clock, settings
 from chalicelib.cleanup import CleanupJob, deadline_for
 from chalicelib.settings import get_settings
 from tests.unit.eventkit import s3_event
+from tests.unit.helpers import RowClock
 
 PNG = "image/png"
 WINDOW = 2
@@ -457,17 +458,6 @@ def test_an_import_stopped_between_invocations_fails_at_its_deadline_and_leaves_
     """A continuation that never came (its event lost): the deadline ends the import, and the
     cleanup removes the ids registry that waited for it along with the source file."""
     from chalicelib import import_pipeline, uploads
-
-    class RowClock:
-        ticks = 0.0
-
-        def monotonic(self) -> float:
-            self.ticks += 1
-            return self.ticks
-
-        @staticmethod
-        def sleep(_seconds: float) -> None:
-            return None
 
     fake = RowClock()
     monkeypatch.setattr(import_pipeline, "time", fake)

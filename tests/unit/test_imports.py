@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import aws, dynamo_batch, imports
 from tests.unit.eventkit import dlq_url, drain, purge, queue_depth, s3_event, sqs_event, work_queue_poller
+from tests.unit.helpers import RowClock
 
 CSV = "text/csv"
 NDJSON = "application/x-ndjson"
@@ -744,22 +745,6 @@ def test_the_consumer_knows_the_queues_max_receive_count():
 
 
 # -- imports of any size: continued across invocations ---------------------------------------------
-
-
-class RowClock:
-    """``time`` for the import pipeline where every reading advances one tick: an invocation's
-    budget is then a number of rows, whatever the machine's speed."""
-
-    def __init__(self) -> None:
-        self.ticks = 0.0
-
-    def monotonic(self) -> float:
-        self.ticks += 1
-        return self.ticks
-
-    @staticmethod
-    def sleep(_seconds: float) -> None:
-        return None
 
 
 def run_in_invocations(client, app_module, s3, tenant, monkeypatch, file_format, data, rows_per_invocation):
