@@ -8,11 +8,14 @@ from typing import Any
 
 from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response  # type: ignore[attr-defined]
 
-from chalicelib import apikeys, aws, conditional, gateway, jsonutil, observability, ratelimit
-from chalicelib import cors as cors_policy
-from chalicelib import http as web
-from chalicelib.items import ItemService
-from chalicelib.settings import cleanup_rate_minutes, get_settings, require
+from chalicelib.auth import apikeys, gateway
+from chalicelib.config.settings import cleanup_rate_minutes, get_settings, require
+from chalicelib.items.service import ItemService
+from chalicelib.store import aws
+from chalicelib.util import jsonutil, observability
+from chalicelib.web import conditional, ratelimit
+from chalicelib.web import cors as cors_policy
+from chalicelib.web import http as web
 
 app = Chalice(app_name="items", configure_logs=False)
 app.debug = False
@@ -115,7 +118,7 @@ def health() -> Response:
 @app.route("/openapi.json", methods=["GET"], cors=cors)
 @web.problem_boundary
 def openapi() -> Response:
-    from chalicelib import openapi as openapi_doc  # pydantic schemas: only this route needs them
+    from chalicelib.web import openapi as openapi_doc  # pydantic schemas: only this route needs them
 
     return web.json_response(200, openapi_doc.document())
 
@@ -191,7 +194,7 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
     if key is None:
         outcome, replayed = outcome_of(create(tenant, None)), False
     else:
-        from chalicelib import idempotency
+        from chalicelib.web import idempotency
 
         def operation() -> dict[str, Any]:
             return outcome_of(create(tenant, lambda created: idempotency.completion_record(outcome_of(created))))
@@ -212,13 +215,13 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
 
 
 def _attachments() -> Any:
-    from chalicelib.attachments import AttachmentService
+    from chalicelib.attachments.service import AttachmentService
 
     return AttachmentService(get_settings())
 
 
 def _imports() -> Any:
-    from chalicelib.imports import ImportService
+    from chalicelib.imports.service import ImportService
 
     return ImportService(get_settings())
 

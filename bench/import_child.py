@@ -37,7 +37,7 @@ def count_calls() -> dict[str, int]:
     """The AWS calls the handler makes (its clients are created on first use: hook the session)."""
     from collections import Counter
 
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     counts: Counter[str] = Counter()
 

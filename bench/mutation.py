@@ -40,7 +40,7 @@ def run() -> dict[str, Any]:
                                capture_output=True, text=True).stdout.split()
     judged = stats["killed"] + stats["survived"] + stats["timeout"] + stats["suspicious"] + stats["segfault"]
     record = {
-        "modules": ["chalicelib/cursor.py", "chalicelib/conditional.py", "chalicelib/apikeys.py"],
+        "modules": ["chalicelib/store/cursor.py", "chalicelib/web/conditional.py", "chalicelib/auth/apikeys.py"],
         "mutants": stats["total"],
         "killed": stats["killed"] + stats["timeout"] + stats["segfault"],
         "survived": stats["survived"],

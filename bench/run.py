@@ -101,8 +101,9 @@ class Environment:
 
     def put_items(self, tenant: str, count: int, extra: Callable[[int], dict[str, Any]] | None = None) -> None:
         """Bulk-load items straight into the table (the setup, not the thing measured)."""
-        from chalicelib import aws, clock
-        from chalicelib.dynamo import tenant_pk, to_item
+        from chalicelib.store import aws
+        from chalicelib.store.dynamo import tenant_pk, to_item
+        from chalicelib.util import clock
 
         now = clock.now_text()
         client = aws.dynamodb()
@@ -132,7 +133,7 @@ def api(method: str, resource: str, path: str, tenant: str, params: dict[str, st
 @contextmanager
 def counting_calls() -> Iterator[Counter[str]]:
     """Counts the AWS API calls the service's clients make inside the block."""
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     counts: Counter[str] = Counter()
 
@@ -153,8 +154,8 @@ def counting_calls() -> Iterator[Counter[str]]:
 # -- measures ---------------------------------------------------------------------------------
 
 def cold_start(env: Environment, sizes: Sizes) -> dict[str, Any]:
-    from chalicelib.items import ItemService
-    from chalicelib.settings import get_settings
+    from chalicelib.config.settings import get_settings
+    from chalicelib.items.service import ItemService
 
     item = ItemService(get_settings()).create("bench-cold", {"name": "cold"})
     child_env = {**os.environ, "BENCH_TENANT": "bench-cold", "BENCH_ITEM": item["id"]}
@@ -172,9 +173,9 @@ def cold_start(env: Environment, sizes: Sizes) -> dict[str, Any]:
 
 
 def warm_request(env: Environment, sizes: Sizes) -> dict[str, Any]:
-    from chalicelib import aws
-    from chalicelib.items import ItemService
-    from chalicelib.settings import get_settings
+    from chalicelib.config.settings import get_settings
+    from chalicelib.items.service import ItemService
+    from chalicelib.store import aws
 
     item = ItemService(get_settings()).create("bench-warm", {"name": "warm", "data": {"x": 1}})
     key = {"pk": {"S": "T#bench-warm"}, "sk": {"S": f"ITEM#{item['id']}"}}
@@ -250,7 +251,7 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWrit
 @contextmanager
 def counting_items_read() -> Iterator[Counter[str]]:
     """Counts the records DynamoDB hands back to the service (what a read costs), per operation."""
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     counts: Counter[str] = Counter()
 
@@ -273,8 +274,8 @@ def counting_items_read() -> Iterator[Counter[str]]:
 def cleanup(env: Environment, sizes: Sizes) -> dict[str, Any]:
     """One cleanup run over a large live tenant and a few expired items: what it reads."""
     import app
-    from chalicelib import clock
-    from chalicelib.dynamo import due_pk, tenant_pk
+    from chalicelib.store.dynamo import due_pk, tenant_pk
+    from chalicelib.util import clock
     from local.dispatcher import LambdaContext, scheduled_event
 
     past = clock.format_timestamp(clock.now() - timedelta(hours=1))
@@ -304,7 +305,7 @@ def cleanup(env: Environment, sizes: Sizes) -> dict[str, Any]:
 def bulk_import(env: Environment, sizes: Sizes) -> dict[str, Any]:
     """A JSONL file through the storage handler (own process, for its memory) and the queue consumer."""
     import app
-    from chalicelib import aws
+    from chalicelib.store import aws
     from local.dispatcher import Function, QueuePoller
 
     lines = [json.dumps({"name": f"row {n}", "tags": ["bulk"], "data": {"n": n, "price": "12.50"}}) for n in range(sizes.import_rows)]
@@ -357,9 +358,9 @@ def import_limits(env: Environment, sizes: Sizes) -> dict[str, Any]:
     """
     import math
 
-    from chalicelib import aws
-    from chalicelib.import_pipeline import CHECKPOINT_MARGIN_SECONDS
-    from chalicelib.settings import get_settings
+    from chalicelib.config.settings import get_settings
+    from chalicelib.imports.pipeline import CHECKPOINT_MARGIN_SECONDS
+    from chalicelib.store import aws
 
     settings = get_settings()
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_functions"]["on_import_uploaded"]
@@ -410,9 +411,8 @@ def _handler_with_queue_drained(env: Environment, key: str, size: int) -> dict[s
     """The storage handler in its own process, as ``bench/import_child.py`` reports it."""
     import threading
 
-    from chalicelib import aws
+    from chalicelib.store import aws  # The consumer is measured by "import"; here the queue is only kept short (the emulator's
 
-    # The consumer is measured by "import"; here the queue is only kept short (the emulator's
     # SendMessageBatch slows down as its queue grows, which SQS does not).
     stop = threading.Event()
     queue_url = env.outputs["WorkQueueUrl"]
@@ -450,7 +450,7 @@ def _handler_with_queue_drained(env: Environment, key: str, size: int) -> dict[s
 
 def _registry_mb_per_million_ids(count: int) -> float:
     """Size on /tmp of the ids registry (the only thing the handler keeps there) per 1 M ids."""
-    from chalicelib.import_pipeline import IdRegistry
+    from chalicelib.imports.pipeline import IdRegistry
 
     alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-"
     with IdRegistry("unused", "unused", restore=False) as registry:

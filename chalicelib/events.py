@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import uploads
-from chalicelib.observability import logger
-from chalicelib.settings import get_settings
+from chalicelib.config.settings import get_settings
+from chalicelib.files import uploads
+from chalicelib.util.observability import logger
 
 
 class EventRecordsError(RuntimeError):
@@ -37,25 +37,25 @@ def _each_object(event: Any, kind: str, process: Callable[[str, str], str]) -> N
 
 
 def attachment_uploaded(event: Any) -> None:
-    from chalicelib.attachments import AttachmentService
+    from chalicelib.attachments.service import AttachmentService
 
     _each_object(event, "attachment", AttachmentService(get_settings()).process_upload)
 
 
 def import_uploaded(event: Any, context: Any = None) -> None:
-    from chalicelib.import_pipeline import ImportPipeline, deadline_for
+    from chalicelib.imports.pipeline import ImportPipeline, deadline_for
 
     _each_object(event, "import", ImportPipeline(get_settings(), deadline_for(context)).process_upload)
 
 
 def work_messages(event: Any) -> dict[str, Any]:
-    from chalicelib import queue_batch
-    from chalicelib.import_consumer import ImportConsumer
+    from chalicelib.imports.consumer import ImportConsumer
+    from chalicelib.queues import batch as queue_batch
 
     return queue_batch.process(event, ImportConsumer(get_settings()).apply)
 
 
 def cleanup(context: Any) -> dict[str, Any]:
-    from chalicelib.cleanup import CleanupJob, deadline_for
+    from chalicelib.cleanup.job import CleanupJob, deadline_for
 
     return CleanupJob(get_settings(), deadline_for(context)).run()

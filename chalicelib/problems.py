@@ -127,7 +127,7 @@ def from_aws_error(exc: Exception) -> Problem | None:
             if codes and codes <= _TRANSIENT_CANCELLATION_CODES:
                 return unavailable(f"the database is busy ({', '.join(sorted(codes))}); retry shortly")
         return None
-    from chalicelib.aws import DeadlineExceeded
+    from chalicelib.store.aws import DeadlineExceeded
 
     if isinstance(exc, DeadlineExceeded):
         return unavailable("the request ran out of time waiting for the database; retry shortly")

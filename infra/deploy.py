@@ -6,7 +6,7 @@
    and waited for.
 2. ``cursor_secrets``: the SecureString parameter ``/items/<stage>/cursor-secrets``, created once
    with a random value. The functions read it at run time (``CURSOR_SECRETS_PARAMETER`` names
-   it; ``chalicelib/secret_store.py``), so the secret is in no file and in no function's
+   it; ``chalicelib/config/secret_store.py``), so the secret is in no file and in no function's
    configuration.
 3. ``write_stage_config``: the stage's environment variables, from the stack's outputs, into
    .chalice/config.json.
@@ -127,7 +127,7 @@ def cursor_secrets(ssm: Any, stage: str) -> str:
 
     Rotate by writing ``old,new``, then ``new,old`` five minutes later, to the parameter (no
     deploy needed): the first secret signs, all verify, so cursors issued before the rotation keep
-    working until the old one is dropped (``chalicelib/secret_store.py``).
+    working until the old one is dropped (``chalicelib/config/secret_store.py``).
     """
     name = secret_parameter(stage)
     try:
@@ -682,8 +682,8 @@ def check_stage(stage: str, command: str) -> None:
 
 def check_frontend_origin(options: Options, cloudformation: Any) -> None:
     """Refuse an origin the app would refuse at import, before anything is changed."""
-    from chalicelib import cors
-    from chalicelib.settings import PRODUCTION_STAGES, ConfigurationError
+    from chalicelib.config.settings import PRODUCTION_STAGES, ConfigurationError
+    from chalicelib.web import cors
 
     origin = options.frontend_origin
     if origin is None:
@@ -744,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     """Each failure ends with one line saying what to do (exit 2: refused before any change)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from chalicelib.settings import ConfigurationError
+    from chalicelib.config.settings import ConfigurationError
 
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("deploy", "destroy", "package"))

@@ -19,7 +19,7 @@ explicitly, and the two defaults cover any type added later:
   have (403 "Missing Authentication Token"); here it is the contract's 404 ``not-found``.
 - A Lambda authorizer that raises, times out or answers malformed output yields
   ``AUTHORIZER_FAILURE`` / ``AUTHORIZER_CONFIGURATION_ERROR`` (500 by default); the authorizer
-  fails on purpose when the key store cannot answer (chalicelib/gateway.py), so both are 503
+  fails on purpose when the key store cannot answer (chalicelib/auth/gateway.py), so both are 503
   ``service-unavailable`` with ``Retry-After``, never a 500.
 - ``UNAUTHORIZED`` (the authorizer said "Unauthorized", or the token is missing) is 401;
   ``ACCESS_DENIED`` (the authorizer's policy denies) is 403.
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import gateway as authorizer_gateway
+from chalicelib.auth import gateway as authorizer_gateway
 from chalicelib.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
 
 RETRY_AFTER_SECONDS = 1

@@ -30,14 +30,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chalicelib.dynamo import DUE_INDEX
-from chalicelib.uploads import IMPORT_WORK_PREFIX, IMPORTS_PREFIX
+from chalicelib.files.uploads import IMPORT_WORK_PREFIX, IMPORTS_PREFIX
+from chalicelib.store.dynamo import DUE_INDEX
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 API_HANDLER = "api_handler"  # Chalice's name for the function serving every route
-KEY_RECORD_PREFIX = "KEY#"  # chalicelib/apikeys.py: the partition of a key's hash record
+KEY_RECORD_PREFIX = "KEY#"  # chalicelib/auth/apikeys.py: the partition of a key's hash record
 
 
 def policy_file_name(stage: str, handler: str) -> str:

@@ -278,7 +278,7 @@ class LocalStack:
         return self.pools[function].invoke(event)
 
     def _create_keys(self) -> None:
-        from chalicelib import apikeys
+        from chalicelib.auth import apikeys
 
         requested = parse_keys(self.environ.get("LOCAL_API_KEYS", ""))
         table = self.stage_env["TABLE_NAME"]

@@ -1,4 +1,4 @@
-"""A clock that moves only when the test moves it (``chalicelib.clock.sources`` puts it in place)."""
+"""A clock that moves only when the test moves it (``chalicelib.util.clock.sources`` puts it in place)."""
 
 from __future__ import annotations
 

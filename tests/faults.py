@@ -1,4 +1,4 @@
-"""Fault injection for the AWS clients of ``chalicelib.aws``, through botocore's event hooks.
+"""Fault injection for the AWS clients of ``chalicelib.store.aws``, through botocore's event hooks.
 
 Faults are injected at ``before-send``, where a real request would leave for the network, so the
 client's own retry policy (standard mode, bounded attempts) runs exactly as in production and

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("key_id")
     args = parser.parse_args(argv)
 
-    from chalicelib import apikeys
+    from chalicelib.auth import apikeys
 
     table = _target(args)
     if args.command == "create":

@@ -267,7 +267,7 @@ def test_the_work_queue_feeds_the_consumer_reporting_item_failures(deployed, sta
 
 
 def test_the_cleanup_schedule_has_a_stage_unique_rule(deployed, state):
-    from chalicelib.settings import cleanup_rate_minutes
+    from chalicelib.config.settings import cleanup_rate_minutes
 
     arn = deployed.client("lambda").get_function_configuration(FunctionName=HANDLERS["run_cleanup"])["FunctionArn"]
     assert state["rules"] == {f"items-{STAGE}-run_cleanup-event": (f"rate({cleanup_rate_minutes()} minutes)", [arn])}

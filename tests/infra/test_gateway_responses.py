@@ -64,7 +64,7 @@ def test_a_type_not_listed_answers_as_the_5xx_default():
 
 
 def test_the_local_authorizer_failure_is_the_same_answer(monkeypatch):
-    from chalicelib import gateway
+    from chalicelib.auth import gateway
 
     monkeypatch.setenv("CORS_ALLOW_ORIGIN", ORIGIN)
     error = gateway._local_error()

@@ -78,7 +78,7 @@ def test_table_is_on_demand_indexed_recoverable_encrypted_and_retained(template)
 
 
 def test_the_code_uses_the_keys_and_index_the_template_declares(template):
-    from chalicelib import dynamo
+    from chalicelib.store import dynamo
 
     props = template["Resources"]["Table"]["Properties"]
     assert props["GlobalSecondaryIndexes"][0]["IndexName"] == dynamo.DUE_INDEX

@@ -31,7 +31,7 @@ RESULTS: Counter[str] = Counter()
 
 
 def _document() -> dict[str, Any]:
-    from chalicelib import openapi
+    from chalicelib.web import openapi
 
     return openapi.document()
 

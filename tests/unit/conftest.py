@@ -50,7 +50,7 @@ def aws_mock() -> Iterator[None]:
     import boto3
     from moto import mock_aws
 
-    from chalicelib import aws
+    from chalicelib.store import aws
     from infra import stack
     from local import emulator
 
@@ -110,7 +110,7 @@ class Tenant:
 
 
 def make_tenant(client: Any) -> Tenant:
-    from chalicelib import apikeys
+    from chalicelib.auth import apikeys
 
     name = "t" + secrets.token_hex(6)
     _, key = apikeys.create(os.environ["TABLE_NAME"], name)

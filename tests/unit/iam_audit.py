@@ -42,20 +42,20 @@ class Requirement:
 # Which deployed function runs a frame, by where the frame is: the entry points of each function.
 # app.py's routes, middleware and helpers run in the API handler; its event handlers and the
 # authorizer are functions of their own, and delegate to chalicelib/events.py (which tests also
-# call directly) or chalicelib/cleanup.py.
+# call directly) or chalicelib/cleanup/job.py.
 ENTRY_POINTS: dict[tuple[str, str], str] = {
     ("app.py", "bearer_authorizer"): "bearer_authorizer",
     ("app.py", "on_attachment_uploaded"): "on_attachment_uploaded",
     ("app.py", "on_import_uploaded"): "on_import_uploaded",
     ("app.py", "on_work_message"): "on_work_message",
     ("app.py", "run_cleanup"): "run_cleanup",
-    ("events.py", "attachment_uploaded"): "on_attachment_uploaded",
-    ("events.py", "import_uploaded"): "on_import_uploaded",
-    ("events.py", "work_messages"): "on_work_message",
-    ("events.py", "cleanup"): "run_cleanup",
-    ("cleanup.py", "run"): "run_cleanup",
-    ("import_consumer.py", "*"): "on_work_message",
-    ("import_pipeline.py", "*"): "on_import_uploaded",
+    ("chalicelib/events.py", "attachment_uploaded"): "on_attachment_uploaded",
+    ("chalicelib/events.py", "import_uploaded"): "on_import_uploaded",
+    ("chalicelib/events.py", "work_messages"): "on_work_message",
+    ("chalicelib/events.py", "cleanup"): "run_cleanup",
+    ("chalicelib/cleanup/job.py", "run"): "run_cleanup",
+    ("chalicelib/imports/consumer.py", "*"): "on_work_message",
+    ("chalicelib/imports/pipeline.py", "*"): "on_import_uploaded",
 }
 API_HANDLER = "api_handler"
 
@@ -135,7 +135,7 @@ def calling_function() -> str | None:
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename == APP_FILE or filename.startswith(CHALICELIB_DIR):
-            base = filename.rsplit("/", 1)[-1]
+            base = filename[len(str(ROOT)) + 1:]
             entry = ENTRY_POINTS.get((base, frame.f_code.co_name)) or ENTRY_POINTS.get((base, "*"))
             if entry is not None:
                 found = entry

@@ -1,4 +1,4 @@
-"""API keys (``chalicelib/apikeys.py``): the key a tenant holds, and what the authorizer learns from it."""
+"""API keys (``chalicelib/auth/apikeys.py``): the key a tenant holds, and what the authorizer learns from it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from chalicelib import apikeys
+from chalicelib.auth import apikeys
 
 TABLE = "items-test"
 

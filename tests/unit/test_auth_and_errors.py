@@ -34,7 +34,7 @@ def test_public_routes_need_no_key(client):
 
 
 def test_revoked_key_stops_working(client):
-    from chalicelib import apikeys
+    from chalicelib.auth import apikeys
 
     tenant = make_tenant(client)
     assert tenant.request("GET", "/items").status_code == 200
@@ -45,7 +45,8 @@ def test_revoked_key_stops_working(client):
 
 
 def test_keys_are_stored_only_as_hashes(client):
-    from chalicelib import apikeys, aws
+    from chalicelib.auth import apikeys
+    from chalicelib.store import aws
 
     tenant = make_tenant(client)
     dump = json.dumps(aws.dynamodb().scan(TableName=os.environ["TABLE_NAME"])["Items"])
@@ -54,7 +55,7 @@ def test_keys_are_stored_only_as_hashes(client):
 
 
 def test_key_rules(client):
-    from chalicelib import apikeys
+    from chalicelib.auth import apikeys
 
     table = os.environ["TABLE_NAME"]
     with pytest.raises(apikeys.InvalidKeyRequest):
@@ -68,7 +69,7 @@ def test_key_rules(client):
 
 def formatted_lines(caplog) -> list[dict]:
     """The JSON lines the service's log handler writes for the captured records."""
-    from chalicelib import observability
+    from chalicelib.util import observability
 
     formatter = observability.logger().registered_formatter
     return [json.loads(formatter.format(record)) for record in caplog.records if record.name == "items-service"]
@@ -92,7 +93,7 @@ def test_request_log_line_has_the_fields_and_no_secrets(tenant, caplog):
 
 
 def test_unexpected_exception_is_a_problem_with_request_id_and_logged_traceback(tenant, monkeypatch, caplog):
-    from chalicelib import items
+    from chalicelib.items import service as items
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("boom")
@@ -113,7 +114,7 @@ def test_unexpected_exception_is_a_problem_with_request_id_and_logged_traceback(
     ReadTimeoutError(endpoint_url="http://dynamodb"),
 ])
 def test_throttling_and_timeouts_are_503_with_retry_after(tenant, monkeypatch, error):
-    from chalicelib import item_repository
+    from chalicelib.items import repository as item_repository
 
     def throttled(*_args, **_kwargs):
         raise error
@@ -125,7 +126,7 @@ def test_throttling_and_timeouts_are_503_with_retry_after(tenant, monkeypatch, e
 
 
 def test_other_aws_errors_are_500_not_leaked(tenant, monkeypatch):
-    from chalicelib import item_repository
+    from chalicelib.items import repository as item_repository
 
     def broken(*_args, **_kwargs):
         raise ClientError({"Error": {"Code": "ValidationException", "Message": "internal detail"}}, "GetItem")

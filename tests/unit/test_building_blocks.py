@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib import cursor, jsonutil, ulid
-from chalicelib.items import merge_patch
+from chalicelib.items.service import merge_patch
+from chalicelib.store import cursor
+from chalicelib.util import jsonutil, ulid
 
 
 @pytest.mark.parametrize(("text", "expected"), [

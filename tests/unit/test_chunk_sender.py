@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from chalicelib import aws, import_pipeline
-from chalicelib.import_pipeline import ChunkSender, IdRegistry, QueueRefusedError
+from chalicelib.imports import pipeline as import_pipeline
+from chalicelib.imports.pipeline import ChunkSender, IdRegistry, QueueRefusedError
+from chalicelib.store import aws
 
 
 class FakeQueue:

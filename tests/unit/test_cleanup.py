@@ -10,9 +10,11 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from chalicelib import aws, clock, settings
-from chalicelib.cleanup import CleanupJob, deadline_for
-from chalicelib.settings import get_settings
+from chalicelib.cleanup.job import CleanupJob, deadline_for
+from chalicelib.config import settings
+from chalicelib.config.settings import get_settings
+from chalicelib.store import aws
+from chalicelib.util import clock
 from tests.unit.eventkit import s3_event
 from tests.unit.helpers import RowClock
 
@@ -277,7 +279,7 @@ def test_budget_and_rate_settings(monkeypatch):
 
 
 def test_pages_of_the_index_are_followed_and_a_budget_can_end_mid_page(tenant, later, monkeypatch):
-    from chalicelib import cleanup
+    from chalicelib.cleanup import job as cleanup
 
     items = [body_of(tenant.request("POST", "/items", {"name": f"p{n}", "expires_at": soon()})) for n in range(3)]
     later(5)
@@ -457,7 +459,8 @@ def test_an_import_stopped_between_invocations_fails_at_its_deadline_and_leaves_
 ):
     """A continuation that never came (its event lost): the deadline ends the import, and the
     cleanup removes the ids registry that waited for it along with the source file."""
-    from chalicelib import import_pipeline, uploads
+    from chalicelib.files import uploads
+    from chalicelib.imports import pipeline as import_pipeline
 
     fake = RowClock()
     monkeypatch.setattr(import_pipeline, "time", fake)

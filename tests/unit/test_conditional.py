@@ -1,11 +1,11 @@
-"""Entity-tag lists as RFC 9110 defines them (``chalicelib/conditional.py``), without the API around."""
+"""Entity-tag lists as RFC 9110 defines them (``chalicelib/web/conditional.py``), without the API around."""
 
 from __future__ import annotations
 
 import pytest
 
-from chalicelib.conditional import MAX_ENTITY_TAGS, EntityTag, if_none_match_hits, parse_entity_tags, parse_if_match
 from chalicelib.problems import Problem
+from chalicelib.web.conditional import MAX_ENTITY_TAGS, EntityTag, if_none_match_hits, parse_entity_tags, parse_if_match
 
 
 @pytest.mark.parametrize(("value", "tags"), [

@@ -9,7 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from chalicelib import aws, dynamo_batch
+from chalicelib.store import aws
+from chalicelib.store import transactions as dynamo_batch
 
 T = os.environ["TABLE_NAME"]  # the stage table: the IAM audit checks every call against its policy
 

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 
 from openapi_spec_validator import validate
 
-from chalicelib import aws, openapi
+from chalicelib.store import aws
+from chalicelib.web import openapi
 
 
 def _shape(path: str) -> str:

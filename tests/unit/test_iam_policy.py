@@ -176,7 +176,8 @@ def as_application():
 
 
 def test_application_calls_are_recorded_and_test_calls_are_not(as_application, outputs):
-    from chalicelib import apikeys, aws
+    from chalicelib.auth import apikeys
+    from chalicelib.store import aws
 
     key = {"pk": {"S": "T#nobody"}, "sk": {"S": "ITEM#none"}}
     recorded = as_application(
@@ -200,7 +201,7 @@ def test_application_calls_are_recorded_and_test_calls_are_not(as_application, o
 
 
 def test_calls_are_recorded_with_the_function_that_made_them(as_application, outputs):
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     key = {"pk": {"S": "KEY#abc"}, "sk": {"S": "KEY"}}
     source = "def bearer_authorizer():\n    client.get_item(TableName=table, Key=key)\nbearer_authorizer()\n"
@@ -209,7 +210,7 @@ def test_calls_are_recorded_with_the_function_that_made_them(as_application, out
 
 
 def test_operations_map_to_the_actions_iam_checks(as_application, outputs):
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     table, bucket, queue = outputs["TableName"], outputs["BucketName"], outputs["WorkQueueUrl"]
     aws.s3().put_object(Bucket=bucket, Key="imports/x.csv", Body=b"name\n")

@@ -30,7 +30,7 @@ def test_same_key_other_body_is_422(tenant):
 
 def test_key_in_flight_is_409(tenant, app_module, monkeypatch):
     """While the first request runs, a second one with the same key is refused."""
-    from chalicelib import items
+    from chalicelib.items import service as items
 
     headers = {"Idempotency-Key": "slow"}
     seen: list[int] = []
@@ -79,7 +79,7 @@ def test_replay_is_remembered_for_24_hours_then_forgotten(tenant):
     import os
     import time
 
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     headers = {"Idempotency-Key": "day-old"}
     first = body(tenant.request("POST", "/items", {"name": "n"}, headers=headers))

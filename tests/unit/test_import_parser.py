@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib import import_parser
-from chalicelib.import_parser import ImportFileError, decoded_lines
+from chalicelib.imports import parser as import_parser
+from chalicelib.imports.parser import ImportFileError, decoded_lines
 
 
 def ids(line: int) -> str:

@@ -10,7 +10,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, dynamo_batch, imports
+from chalicelib.imports import service as imports
+from chalicelib.store import aws
+from chalicelib.store import transactions as dynamo_batch
 from tests.unit.eventkit import dlq_url, drain, purge, queue_depth, s3_event, sqs_event, work_queue_poller
 from tests.unit.helpers import RowClock
 
@@ -313,7 +315,7 @@ def test_duplicate_storage_events_and_redelivered_batches_create_nothing_twice(c
 
 def test_parser_rerun_while_processing_queues_the_same_chunks_again(client, app_module, s3, tenant, monkeypatch):
     """A crash after queueing but before rows_total was written: the retry re-queues, nothing doubles."""
-    from chalicelib import import_pipeline
+    from chalicelib.imports import pipeline as import_pipeline
 
     data = "".join(f'{{"name": "n{n}"}}\n' for n in range(60)).encode()
     created = new_import(tenant, "jsonl", data)
@@ -523,7 +525,7 @@ def test_an_id_used_twice_in_a_file_fails_on_the_later_line_whatever_the_deliver
 
 def test_storage_keys_must_match_in_full():
     """``$`` accepts a trailing newline; a key is ours only when the whole of it matches."""
-    from chalicelib import uploads
+    from chalicelib.files import uploads
 
     assert uploads.parse_import_key("imports/t1/i1") == uploads.ImportKey("t1", "i1")
     assert uploads.parse_import_key("imports/t1/i1\n") is None
@@ -565,7 +567,7 @@ def assert_accounted(result: dict) -> None:
 def test_an_unexpected_exception_in_the_parser_is_a_row_error_at_its_line(
     client, app_module, s3, tenant, monkeypatch, file_format
 ):
-    from chalicelib import import_parser
+    from chalicelib.imports import parser as import_parser
 
     real = import_parser.ItemCreate
 
@@ -600,7 +602,7 @@ def test_an_unexpected_exception_in_the_parser_is_a_row_error_at_its_line(
 def test_an_unexpected_exception_in_the_consumer_is_a_row_error_and_spares_its_neighbours(
     client, app_module, s3, tenant, monkeypatch
 ):
-    from chalicelib.item_repository import ItemRepository
+    from chalicelib.items.repository import ItemRepository
 
     real = ItemRepository.create_action
 
@@ -732,7 +734,7 @@ def test_the_consumer_knows_the_queues_max_receive_count():
 
     import yaml
 
-    from chalicelib import import_consumer
+    from chalicelib.imports import consumer as import_consumer
 
     template = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 
@@ -750,7 +752,7 @@ def test_the_consumer_knows_the_queues_max_receive_count():
 def run_in_invocations(client, app_module, s3, tenant, monkeypatch, file_format, data, rows_per_invocation):
     """The storage handler with a budget of about ``rows_per_invocation`` rows; each continuation
     event (S3's ``ObjectCreated:Copy`` of the object onto itself) is delivered like the first."""
-    from chalicelib import import_pipeline
+    from chalicelib.imports import pipeline as import_pipeline
 
     fake = RowClock()
     monkeypatch.setattr(import_pipeline, "time", fake)
@@ -815,7 +817,7 @@ def test_an_import_continued_across_invocations_ends_as_if_read_in_one(
 
 
 def test_a_file_replaced_between_invocations_fails_the_import(client, app_module, s3, tenant, monkeypatch):
-    from chalicelib import import_pipeline
+    from chalicelib.imports import pipeline as import_pipeline
 
     fake = RowClock()
     monkeypatch.setattr(import_pipeline, "time", fake)
@@ -835,8 +837,8 @@ def test_a_file_replaced_between_invocations_fails_the_import(client, app_module
 def test_of_two_runs_from_one_checkpoint_only_one_goes_on(client, app_module, s3, tenant, monkeypatch):
     """A duplicate event starts a second run from the same checkpoint: its checkpoint is refused,
     so it starts no continuation of its own (the chunks both sent are the same chunks)."""
-    from chalicelib import import_pipeline
-    from chalicelib.settings import get_settings
+    from chalicelib.config.settings import get_settings
+    from chalicelib.imports import pipeline as import_pipeline
 
     fake = RowClock()
     monkeypatch.setattr(import_pipeline, "time", fake)

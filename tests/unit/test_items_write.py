@@ -217,7 +217,7 @@ def test_delete_then_gone(tenant, item):
 
 def test_expired_item_is_gone_everywhere(tenant, monkeypatch):
     created = body(tenant.request("POST", "/items", {"id": "short-lived", "name": "n", "expires_at": future(60)}))
-    from chalicelib import clock
+    from chalicelib.util import clock
 
     real_now = clock.now
     monkeypatch.setattr(clock, "now", lambda: real_now() + timedelta(seconds=120))

@@ -104,7 +104,7 @@ def test_expired_items_are_omitted_at_once(tenant, monkeypatch):
     tenant.request("POST", "/items", {"id": "b", "name": "n", "expires_at": soon})
     tenant.request("POST", "/items", {"id": "c", "name": "n"})
     assert [i["id"] for i in body(tenant.request("GET", "/items"))["items"]] == ["a", "b", "c"]
-    from chalicelib import clock
+    from chalicelib.util import clock
 
     real_now = clock.now
     monkeypatch.setattr(clock, "now", lambda: real_now() + timedelta(seconds=60))

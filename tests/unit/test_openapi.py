@@ -33,7 +33,7 @@ def test_every_registered_route_is_documented(client, app_module):
 
 
 def test_schemas_come_from_the_validating_models(client):
-    from chalicelib.models import ItemCreate
+    from chalicelib.items.models import ItemCreate
 
     document = json.loads(client.http.get("/openapi.json").body)
     schema = document["components"]["schemas"]["ItemCreate"]
@@ -94,7 +94,7 @@ FILENAME_SAMPLES = [chr(c) for c in range(0x3000)] + ["\u2028", "\ufeff", "\U000
 def test_filename_pattern_is_the_validators_rule():
     from pydantic import ValidationError
 
-    from chalicelib.upload_models import FILENAME_PATTERN, AttachmentCreate
+    from chalicelib.attachments.models import FILENAME_PATTERN, AttachmentCreate
 
     pattern = ecma(FILENAME_PATTERN)
     disagreements = []
@@ -112,8 +112,8 @@ def test_filename_pattern_is_the_validators_rule():
 
 
 def test_idempotency_key_pattern_is_the_validators_rule(client):
-    from chalicelib import http
     from chalicelib.problems import Problem
+    from chalicelib.web import http
 
     parameter = next(p for p in served(client)["paths"]["/items"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
     pattern = ecma(parameter["schema"]["pattern"])
@@ -133,8 +133,8 @@ ENTITY_TAG_SAMPLES = ['*', '"3"', 'W/"3"', '"3", "4"', '"a,b"', '"1",', ', "1"',
 
 
 def test_entity_tag_pattern_is_the_parsers_rule(client):
-    from chalicelib import conditional
     from chalicelib.problems import Problem
+    from chalicelib.web import conditional
 
     document = served(client)
     for header in (document["paths"]["/items/{id}"]["put"]["parameters"][0],
@@ -150,7 +150,7 @@ def test_entity_tag_pattern_is_the_parsers_rule(client):
 
 
 def test_size_maxima_are_the_stages_settings(client):
-    from chalicelib.settings import get_settings
+    from chalicelib.config.settings import get_settings
 
     schemas = served(client)["components"]["schemas"]
     assert schemas["AttachmentCreate"]["properties"]["size"]["maximum"] == get_settings().max_attachment_bytes

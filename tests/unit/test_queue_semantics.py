@@ -14,7 +14,7 @@ import os
 import boto3
 import pytest
 
-from chalicelib import queue_batch
+from chalicelib.queues import batch as queue_batch
 from local.dispatcher import Function, QueuePoller
 from tests.unit.eventkit import dlq_url, drain, purge, queue_depth, s3_event, work_queue_poller
 

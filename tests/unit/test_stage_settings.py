@@ -1,6 +1,6 @@
 """Every tunable stage setting the application reads can be set for a deployed stage and for the local stack.
 
-A setting read by ``chalicelib.settings`` but missing from a pass-through list silently keeps its
+A setting read by ``chalicelib.config.settings`` but missing from a pass-through list silently keeps its
 default wherever that list applies, which no behaviour test notices.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from infra.deploy import PASSTHROUGH_SETTINGS
 from local.stack import LOCAL_SETTINGS
 
-SETTINGS_SOURCE = Path(__file__).resolve().parents[2] / "chalicelib" / "settings.py"
+SETTINGS_SOURCE = Path(__file__).resolve().parents[2] / "chalicelib" / "config" / "settings.py"
 # Read by get_settings() as numbers: the operator's knobs (names, URLs and secrets come from the stack).
 TUNABLE = re.compile(r'_(?:int|float)\("([A-Z_]+)"')
 # The schedule's rate is wired at deploy time from the stage configuration, not passed through.

@@ -21,7 +21,7 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def faults(aws_mock: None, no_backoff: None) -> Iterator[Injector]:
     """An injector on fresh DynamoDB and S3 clients (fresh retry quota), removed afterwards."""
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     aws.reset()
     with injected(aws.dynamodb(), aws.s3()) as injector:
@@ -32,7 +32,7 @@ def faults(aws_mock: None, no_backoff: None) -> Iterator[Injector]:
 @pytest.fixture
 def rate_limited(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Enable the rate limiter for one test: ``rate_limited(rps, burst)``."""
-    from chalicelib import ratelimit
+    from chalicelib.web import ratelimit
 
     def enable(rps: float, burst: int) -> None:
         monkeypatch.setenv("RATE_LIMIT_RPS", str(rps))
@@ -46,7 +46,7 @@ def rate_limited(monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.fixture
 def fake_clock() -> Iterator[Any]:
     """The service reads time from a clock the test moves: timing rules without waiting."""
-    from chalicelib import clock
+    from chalicelib.util import clock
     from tests.fake_clock import FakeClock
 
     fake = FakeClock()

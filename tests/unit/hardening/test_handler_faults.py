@@ -16,9 +16,9 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from chalicelib import clock
-from chalicelib.cleanup import CleanupJob
-from chalicelib.settings import get_settings
+from chalicelib.cleanup.job import CleanupJob
+from chalicelib.config.settings import get_settings
+from chalicelib.util import clock
 from tests.unit.conftest import make_tenant
 from tests.unit.eventkit import drain, purge, queue_depth, s3_event, work_queue_poller
 from tests.unit.hardening.test_faults import records

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import item_repository, jsonutil
+from chalicelib.items import repository as item_repository
+from chalicelib.util import jsonutil
 from tests.unit.conftest import Tenant
 from tests.unit.hardening.test_faults import items_of, records
 from tests.unit.helpers import assert_problem, body

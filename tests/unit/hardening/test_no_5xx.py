@@ -15,7 +15,7 @@ from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 
-from chalicelib.dynamo import from_item, tenant_pk
+from chalicelib.store.dynamo import from_item, tenant_pk
 from tests import hostile
 from tests.unit.hardening.test_faults import TABLE
 

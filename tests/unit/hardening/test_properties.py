@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import jsonutil
+from chalicelib.util import jsonutil
 from tests.unit.hardening.test_faults import records
 from tests.unit.helpers import body
 
@@ -69,7 +69,7 @@ def _same(sent: Any, got: Any, path: str = "") -> None:
 def _accepted(payload: Any, model: str = "ItemCreate") -> bool:
     from pydantic import ValidationError
 
-    from chalicelib import models
+    from chalicelib.items import models
 
     try:
         getattr(models, model).model_validate(jsonutil.loads(jsonutil.dumps(payload)))
@@ -105,7 +105,7 @@ def test_accepted_data_round_trips_exactly(tenant, data):
 @given(data=data_objects)
 def test_accepted_data_patches_round_trip_exactly(tenant, data):
     """A merge patch's data (``null`` removes a key) lands exactly as RFC 7396 merges it."""
-    from chalicelib.items import merge_patch
+    from chalicelib.items.service import merge_patch
 
     start = {"keep": 1, "nested": {"a": Decimal("0.1")}}
     if not _accepted({"data": data}, "ItemPatch"):

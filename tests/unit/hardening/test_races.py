@@ -13,7 +13,7 @@ import time
 import boto3
 import pytest
 
-from chalicelib.dynamo import tenant_pk
+from chalicelib.store.dynamo import tenant_pk
 from tests.unit.conftest import make_tenant
 from tests.unit.hardening.test_faults import TABLE, _matcher, items_of, records
 from tests.unit.helpers import assert_problem, body
@@ -222,9 +222,8 @@ def _assert_claim_lasts(tenant_name: str, budget_ms: int, before_ms: int, after_
 def test_claim_that_cannot_be_released_expires_and_the_retry_then_succeeds(client, faults, monkeypatch):
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
-    from chalicelib import idempotency
+    from chalicelib.web import idempotency  # Claims last as long as the invocation may run; here 10 minutes, far longer than any machine
 
-    # Claims last as long as the invocation may run; here 10 minutes, far longer than any machine
     # takes for the steps below, and the test then ends the invocation's time itself.
     budget_ms = 600_000
     monkeypatch.setattr(IdempotencyConfig, "register_lambda_context",
@@ -251,7 +250,7 @@ def test_claim_that_cannot_be_released_expires_and_the_retry_then_succeeds(clien
 
 
 def test_claim_without_a_lambda_context_still_expires(aws_mock, faults, monkeypatch):
-    from chalicelib import idempotency
+    from chalicelib.web import idempotency
 
     monkeypatch.setattr(idempotency, "IN_PROGRESS_BUDGET_MS", 600_000)  # outlasts any slow step below
     faults.add("DeleteItem", "throttle", when=_matcher("IDEMPOTENCY#"))
@@ -275,7 +274,7 @@ def test_claim_without_a_lambda_context_still_expires(aws_mock, faults, monkeypa
 
 
 def test_the_stand_in_budget_counts_down_on_the_service_clock(fake_clock):
-    from chalicelib import idempotency
+    from chalicelib.web import idempotency
 
     budget = idempotency._Budget(1500)
     assert budget.get_remaining_time_in_millis() == 1500
@@ -288,7 +287,7 @@ def test_the_stand_in_budget_counts_down_on_the_service_clock(fake_clock):
 def test_remembering_the_response_fails_after_the_operation_ran(aws_mock, faults):
     """Without a transaction (an operation that does not use completion_record): the client still
     gets the operation's answer, not a 503 that would invite a duplicate."""
-    from chalicelib import idempotency
+    from chalicelib.web import idempotency
 
     ran = []
 
@@ -331,9 +330,8 @@ def test_retries_stop_before_the_invocation_would_time_out(client, faults, monke
     came) instead of sleeping, so the count of attempts does not depend on the machine's speed."""
     from chalice.local import LambdaContext
 
-    from chalicelib import aws
+    from chalicelib.store import aws  # 0.3 s of budget after keeping one attempt's worth (and the margin) in reserve.
 
-    # 0.3 s of budget after keeping one attempt's worth (and the margin) in reserve.
     remaining_ms = int((aws.ATTEMPT_SECONDS + 0.5 + 0.3) * 1000)
     monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: remaining_ms)
     tenant = make_tenant(client)
@@ -348,7 +346,7 @@ def test_retries_stop_before_the_invocation_would_time_out(client, faults, monke
 
 def test_no_deadline_outside_a_request(aws_mock):
     """Event handlers and tools: no request deadline applies, the client's own limits do."""
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     with aws.deadline(object()):
         aws._enforce_deadline()

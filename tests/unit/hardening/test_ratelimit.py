@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib import ratelimit
-from chalicelib.settings import get_settings
+from chalicelib.config.settings import get_settings
+from chalicelib.web import ratelimit
 from tests.faults import on_pk_prefix
 from tests.unit.conftest import make_tenant
 
@@ -35,7 +35,7 @@ def limiter_table(aws_mock):
 
 
 def _key_id(tenant) -> str:
-    from chalicelib import apikeys
+    from chalicelib.auth import apikeys
 
     return apikeys.authenticate(tenant.key, get_settings().table_name).key_id
 
@@ -126,7 +126,7 @@ def test_endless_contention_is_refused_not_looped(limiter_table, faults):
 
 
 def test_settings_validation():
-    from chalicelib.settings import ConfigurationError, Settings
+    from chalicelib.config.settings import ConfigurationError, Settings
 
     base = get_settings()
     with pytest.raises(ConfigurationError):

@@ -19,7 +19,8 @@ import re
 
 import pytest
 
-from chalicelib import conditional, cursor
+from chalicelib.store import cursor
+from chalicelib.web import conditional
 from tests.unit.hardening.test_faults import records
 from tests.unit.helpers import assert_problem, body
 

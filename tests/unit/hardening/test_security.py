@@ -12,7 +12,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from chalicelib import apikeys, cursor, secret_store
+from chalicelib.auth import apikeys
+from chalicelib.config import secret_store
+from chalicelib.store import cursor
 from tests.faults import injected
 from tests.unit.conftest import make_tenant
 from tests.unit.hardening.test_faults import TABLE, _matcher
@@ -86,7 +88,7 @@ def test_keys_never_reach_the_logs(client, faults, capsys, caplog, rate_limited)
     rate_limited(0.01, 1)
     tenant.request("GET", "/items")
     assert tenant.request("GET", "/items").status_code == 429
-    from chalicelib import observability
+    from chalicelib.util import observability
 
     captured = capsys.readouterr()
     formatter = observability.logger().registered_formatter
@@ -102,7 +104,7 @@ def test_keys_never_reach_the_logs(client, faults, capsys, caplog, rate_limited)
 @pytest.fixture
 def ssm_secrets(aws_mock, monkeypatch):
     """Cursor secrets from an SSM SecureString; returns a setter for the parameter's value."""
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     name = "/items/test/cursor-secrets"
     ssm = boto3.client("ssm")
@@ -125,7 +127,7 @@ def _two_items(tenant) -> None:
 
 
 def test_cursor_secrets_come_from_ssm_lazily_and_are_cached(client, ssm_secrets, monkeypatch):
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     ssm_secrets("first-secret")
     tenant = make_tenant(client)
@@ -164,7 +166,7 @@ def test_rotation_keeps_outstanding_cursors(client, ssm_secrets):
 
 
 def test_ssm_outage_keeps_the_cached_secrets(client, ssm_secrets, monkeypatch, no_backoff):
-    from chalicelib import aws
+    from chalicelib.store import aws
 
     ssm_secrets("cached-secret")
     tenant = make_tenant(client)
@@ -179,7 +181,7 @@ def test_ssm_outage_keeps_the_cached_secrets(client, ssm_secrets, monkeypatch, n
 
 
 def test_prod_refuses_inline_cursor_secrets():
-    from chalicelib.settings import ConfigurationError, get_settings
+    from chalicelib.config.settings import ConfigurationError, get_settings
 
     inline = get_settings()
     with pytest.raises(ConfigurationError, match="CURSOR_SECRETS_PARAMETER"):
@@ -247,8 +249,8 @@ def test_public_responses_are_not_sniffed(client):
     ("dev", "javascript:alert(1)", None),
 ])
 def test_cors_origin_per_stage(stage, origin, allowed):
-    from chalicelib import cors
-    from chalicelib.settings import ConfigurationError
+    from chalicelib.config.settings import ConfigurationError
+    from chalicelib.web import cors
 
     environ = {"STAGE": stage, "CORS_ALLOW_ORIGIN": origin}
     if allowed is None:

@@ -17,7 +17,7 @@ import boto3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import uploads
+from chalicelib.files import uploads
 from tests.unit.conftest import make_tenant
 from tests.unit.eventkit import s3_event
 from tests.unit.hardening.test_faults import records

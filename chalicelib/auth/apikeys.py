@@ -20,8 +20,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock
-from chalicelib.dynamo import from_item, tenant_pk, to_item
+from chalicelib.store import aws
+from chalicelib.store.dynamo import from_item, tenant_pk, to_item
+from chalicelib.util import clock
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{16,128}$")

@@ -26,13 +26,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock, imports, uploads
-from chalicelib.attachments import PREFIX as ATTACHMENT_PREFIX
-from chalicelib.attachments import TOMBSTONE_PREFIX, AttachmentService
-from chalicelib.dynamo import DUE_INDEX, Expression, all_due_pks, from_item, is_condition_failure, old_item_of, to_attr
-from chalicelib.item_repository import ITEM_PREFIX, ItemRepository
-from chalicelib.observability import logger
-from chalicelib.settings import Settings, require
+from chalicelib.attachments.service import PREFIX as ATTACHMENT_PREFIX
+from chalicelib.attachments.service import TOMBSTONE_PREFIX, AttachmentService
+from chalicelib.config.settings import Settings, require
+from chalicelib.files import uploads
+from chalicelib.imports import service as imports
+from chalicelib.items.repository import ITEM_PREFIX, ItemRepository
+from chalicelib.store import aws
+from chalicelib.store.dynamo import DUE_INDEX, Expression, all_due_pks, from_item, is_condition_failure, old_item_of, to_attr
+from chalicelib.util import clock
+from chalicelib.util.observability import logger
 
 PAGE_SIZE = 100
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws
-from chalicelib.dynamo import cancellation_reasons
+from chalicelib.store import aws
+from chalicelib.store.dynamo import cancellation_reasons
 
 # Reasons a transaction is cancelled that a later attempt may not meet again.
 _TRANSIENT_REASONS = frozenset(

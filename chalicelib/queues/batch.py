@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import aws
-from chalicelib.observability import logger
+from chalicelib.store import aws
+from chalicelib.util.observability import logger
 
 
 class BatchFailedError(RuntimeError):

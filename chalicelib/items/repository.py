@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock, jsonutil
-from chalicelib.dynamo import (
+from chalicelib.store import aws
+from chalicelib.store.dynamo import (
     CompanionRefused,
     Expression,
     cancellation_reasons,
@@ -35,6 +35,7 @@ from chalicelib.dynamo import (
     tenant_pk,
     to_item,
 )
+from chalicelib.util import clock, jsonutil
 
 ITEM_PREFIX = "ITEM#"
 # DynamoDB's TTL is only a safety net behind the cleanup job, which also removes attached files;
@@ -221,7 +222,7 @@ class ItemRepository:
         replaced = self._put_new(record, now) if also is None else self._create_in_transaction(record, also, now)
         if replaced:
             # An expired item held this id; its attachments are not the new item's.
-            from chalicelib import attachments
+            from chalicelib.attachments import service as attachments
 
             attachments.bury_if_any(self.table, tenant, replaced)
         return record
@@ -453,8 +454,9 @@ class ItemRepository:
         the tombstone is due at once in ``due-index``, so the next cleanup run removes their
         records and stored files.
         """
-        from chalicelib import attachments, dynamo_batch
-        from chalicelib.dynamo import cancellation_reasons
+        from chalicelib.attachments import service as attachments
+        from chalicelib.store import transactions as dynamo_batch
+        from chalicelib.store.dynamo import cancellation_reasons
 
         now = clock.now_text()
         expr = Expression()

@@ -26,9 +26,18 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from chalicelib import aws, clock, dynamo_batch, ulid, uploads
-from chalicelib import cursor as cursors
-from chalicelib.dynamo import (
+from chalicelib.attachments.models import IMPORT_CONTENT_TYPES, MAX_LISTED_ROW_ERRORS, ImportCreate
+from chalicelib.config.settings import Settings, require
+from chalicelib.files import uploads
+from chalicelib.items.models import to_field_errors
+from chalicelib.items.repository import Completion
+from chalicelib.items.service import _limit as page_limit
+from chalicelib.limits import ID_PATTERN
+from chalicelib.problems import Problem, field_errors, query_error
+from chalicelib.store import aws
+from chalicelib.store import cursor as cursors
+from chalicelib.store import transactions as dynamo_batch
+from chalicelib.store.dynamo import (
     CompanionRefused,
     Expression,
     cancellation_reasons,
@@ -39,13 +48,7 @@ from chalicelib.dynamo import (
     to_attr,
     to_item,
 )
-from chalicelib.item_repository import Completion
-from chalicelib.items import _limit as page_limit
-from chalicelib.limits import ID_PATTERN
-from chalicelib.models import to_field_errors
-from chalicelib.problems import Problem, field_errors, query_error
-from chalicelib.settings import Settings, require
-from chalicelib.upload_models import IMPORT_CONTENT_TYPES, MAX_LISTED_ROW_ERRORS, ImportCreate
+from chalicelib.util import clock, ulid
 
 PREFIX = "IMPORT#"
 ERROR_PREFIX = "IMPERR#"

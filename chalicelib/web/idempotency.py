@@ -36,9 +36,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock, jsonutil
-from chalicelib.dynamo import CompanionRefused, is_condition_failure, tenant_pk
 from chalicelib.problems import Problem, from_aws_error, unavailable
+from chalicelib.store import aws
+from chalicelib.store.dynamo import CompanionRefused, is_condition_failure, tenant_pk
+from chalicelib.util import clock, jsonutil
 
 EXPIRES_AFTER_SECONDS = 24 * 60 * 60
 # How long a claim lasts where no Lambda context says how long the invocation may run (the local

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from chalice import Response  # type: ignore[attr-defined]
 
-from chalicelib import jsonutil
 from chalicelib.limits import MAX_BODY_BYTES
-from chalicelib.observability import logger
 from chalicelib.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, SLUG_BY_STATUS, Problem, from_aws_error
+from chalicelib.util import jsonutil
+from chalicelib.util.observability import logger
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib import __version__
-from chalicelib.models import Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument
+from chalicelib.attachments.models import Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage
+from chalicelib.config.settings import get_settings
+from chalicelib.items.models import Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument
 from chalicelib.problems import PROBLEM_TYPES
-from chalicelib.settings import get_settings
-from chalicelib.upload_models import Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage
 
 _MODELS: list[type[BaseModel]] = [Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument]
 _MODELS += [Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage]
@@ -28,7 +28,7 @@ MERGE_PATCH = "application/merge-patch+json"
 # http.idempotency_key's rule: 1-255 printable ASCII characters.
 IDEMPOTENCY_KEY_PATTERN = "^[ -~]{1,255}$"
 # RFC 9110: "*" or a comma-separated list of at least one entity tag ([W/]"<etagc>*"), empty
-# elements allowed; chalicelib/conditional.py parses exactly this (at most 50 tags).
+# elements allowed; chalicelib/web/conditional.py parses exactly this (at most 50 tags).
 _ENTITY_TAG = r'(W/)?"[\u0021\u0023-\u007e\u0080-\uffff]*"'
 ENTITY_TAG_LIST_PATTERN = rf"^[ \t]*(\*|(,[ \t]*)*{_ENTITY_TAG}([ \t]*,([ \t]*{_ENTITY_TAG})?)*)[ \t]*$"
 

@@ -21,8 +21,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from chalicelib import aws, clock, dynamo_batch, ulid, uploads
-from chalicelib.dynamo import (
+from chalicelib.attachments.models import MAX_ATTACHMENTS_PER_ITEM, AttachmentCreate
+from chalicelib.config.settings import Settings, require
+from chalicelib.files import uploads
+from chalicelib.items.models import to_field_errors
+from chalicelib.items.repository import Completion, ItemRepository, is_live
+from chalicelib.limits import ID_PATTERN
+from chalicelib.problems import Problem, field_errors, not_found
+from chalicelib.store import aws
+from chalicelib.store import transactions as dynamo_batch
+from chalicelib.store.dynamo import (
     CompanionRefused,
     Expression,
     cancellation_reasons,
@@ -32,12 +40,7 @@ from chalicelib.dynamo import (
     to_attr,
     to_item,
 )
-from chalicelib.item_repository import Completion, ItemRepository, is_live
-from chalicelib.limits import ID_PATTERN
-from chalicelib.models import to_field_errors
-from chalicelib.problems import Problem, field_errors, not_found
-from chalicelib.settings import Settings, require
-from chalicelib.upload_models import MAX_ATTACHMENTS_PER_ITEM, AttachmentCreate
+from chalicelib.util import clock, ulid
 
 PREFIX = "ATT#"
 TOMBSTONE_PREFIX = "ATTGONE#"

@@ -9,9 +9,8 @@ import re
 import time
 from typing import Any
 
-from chalicelib import cursor as cursors
-from chalicelib import jsonutil, ulid
-from chalicelib.item_repository import (
+from chalicelib.config.settings import Settings, require
+from chalicelib.items.repository import (
     Completion,
     ConditionFailed,
     ExpressionTooLarge,
@@ -23,7 +22,8 @@ from chalicelib.item_repository import (
 )
 from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH
 from chalicelib.problems import Problem, field_errors, not_found, query_error
-from chalicelib.settings import Settings, require
+from chalicelib.store import cursor as cursors
+from chalicelib.util import jsonutil, ulid
 
 _ID = re.compile(ID_PATTERN)
 DEFAULT_LIMIT = 20
@@ -38,7 +38,7 @@ def _validate(model_name: str, body: Any) -> Any:
     # pydantic is imported by the requests that validate a body, not by reads (cold start).
     from pydantic import ValidationError
 
-    from chalicelib import models
+    from chalicelib.items import models
 
     try:
         return getattr(models, model_name).model_validate(body)
@@ -136,7 +136,7 @@ class ItemService:
     def _patch_in_place(
         self, tenant: str, item_id: str, body: dict[str, Any], patch: Any, precondition: Precondition
     ) -> dict[str, Any]:
-        from chalicelib.models import check_json_value
+        from chalicelib.items.models import check_json_value
 
         top_level: dict[str, Any] = {}
         for field in ("name", "description", "tags", "expires_at"):

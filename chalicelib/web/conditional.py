@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Literal, NamedTuple
 
-from chalicelib.item_repository import Precondition
+from chalicelib.items.repository import Precondition
 from chalicelib.problems import Problem
 
 

@@ -44,10 +44,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock, dynamo_batch, import_parser, imports, jsonutil, uploads
-from chalicelib.dynamo import Expression, is_condition_failure
-from chalicelib.settings import Settings, require
-from chalicelib.upload_models import IMPORT_CONTENT_TYPES
+from chalicelib.attachments.models import IMPORT_CONTENT_TYPES
+from chalicelib.config.settings import Settings, require
+from chalicelib.files import uploads
+from chalicelib.imports import parser as import_parser
+from chalicelib.imports import service as imports
+from chalicelib.store import aws
+from chalicelib.store import transactions as dynamo_batch
+from chalicelib.store.dynamo import Expression, is_condition_failure
+from chalicelib.util import clock, jsonutil
 
 READ_CHUNK_BYTES = 256 * 1024
 # Stop reading rows this long before the invocation's time runs out: enough to send what is sealed,

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import clock
+from chalicelib.util import clock
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

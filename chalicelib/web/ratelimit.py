@@ -47,9 +47,9 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from chalicelib import clock
+from chalicelib.config.settings import ConfigurationError, Settings, require
 from chalicelib.problems import Problem
-from chalicelib.settings import ConfigurationError, Settings, require
+from chalicelib.util import clock
 
 MAX_ATTEMPTS = 4
 MAX_REMEMBERED_KEYS = 10_000
@@ -120,8 +120,8 @@ class RateLimiter:
     def decide(self, key_id: str) -> Decision:
         from botocore.exceptions import ClientError
 
-        from chalicelib import aws
-        from chalicelib.dynamo import is_condition_failure
+        from chalicelib.store import aws
+        from chalicelib.store.dynamo import is_condition_failure
 
         now = Decimal(repr(self.clock())).quantize(_MICROSECOND)
         with _remembered_lock:
@@ -176,8 +176,8 @@ def refusal(context: dict[str, Any] | None, settings: Settings) -> Problem | Non
     key_id = ((context or {}).get("authorizer") or {}).get("key_id")
     if not key_id:
         return None
-    from chalicelib.observability import logger
     from chalicelib.problems import from_aws_error
+    from chalicelib.util.observability import logger
 
     try:
         limiter = RateLimiter(require(settings.table_name, "TABLE_NAME"), limit_of(settings))

@@ -27,9 +27,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib import clock, jsonutil
-from chalicelib.models import ItemCreate, to_field_errors
-from chalicelib.observability import logger
+from chalicelib.items.models import ItemCreate, to_field_errors
+from chalicelib.util import clock, jsonutil
+from chalicelib.util.observability import logger
 
 MAX_LINE_CHARS = 1024 * 1024
 # One CSV record (a quoted field may span lines) holds at most this many characters; a longer one

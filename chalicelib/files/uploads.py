@@ -21,7 +21,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock
+from chalicelib.store import aws
+from chalicelib.util import clock
 
 ATTACHMENTS_PREFIX = "attachments/"
 IMPORTS_PREFIX = "imports/"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 
-from chalicelib.settings import ConfigurationError, split_secrets
+from chalicelib.config.settings import ConfigurationError, split_secrets
 
 CACHE_SECONDS = 300.0
 
@@ -36,14 +36,14 @@ def parameter_secrets(name: str) -> tuple[bytes, ...]:
         cached = _cache.get(name)
     if cached is not None and now - cached[0] < CACHE_SECONDS:
         return cached[1]
-    from chalicelib import aws
     from chalicelib.problems import from_aws_error
+    from chalicelib.store import aws
 
     try:
         value = aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     except Exception as exc:
         if cached is not None and from_aws_error(exc) is not None:
-            from chalicelib.observability import logger
+            from chalicelib.util.observability import logger
 
             logger().warning("cursor secrets not refreshed; using the cached ones", error=str(exc))
             return cached[1]

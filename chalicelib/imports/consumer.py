@@ -36,13 +36,16 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chalicelib import attachments, clock, dynamo_batch, imports, jsonutil
-from chalicelib.dynamo import Expression, cancellation_reasons, from_item, to_item
-from chalicelib.import_parser import describe, unexpected
-from chalicelib.item_repository import ItemFields, ItemRepository, is_live
+from chalicelib.attachments import service as attachments
+from chalicelib.config.settings import Settings, require
+from chalicelib.imports import service as imports
+from chalicelib.imports.parser import describe, unexpected
+from chalicelib.items.models import ItemCreate, to_field_errors
+from chalicelib.items.repository import ItemFields, ItemRepository, is_live
 from chalicelib.limits import ID_PATTERN
-from chalicelib.models import ItemCreate, to_field_errors
-from chalicelib.settings import Settings, require
+from chalicelib.store import transactions as dynamo_batch
+from chalicelib.store.dynamo import Expression, cancellation_reasons, from_item, to_item
+from chalicelib.util import clock, jsonutil
 
 # A transaction holds at most 100 actions: the rows (or their error records), the marker, the counters.
 MAX_ROWS = 98

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from chalicelib import __version__
 
 # Stages held to production rules (CORS origin named, secrets from SSM).
+
 PRODUCTION_STAGES = frozenset({"prod"})
 
 
@@ -46,7 +47,7 @@ class Settings:
         variable is readable by anyone who may read the function's configuration.
         """
         if self.cursor_secrets_parameter:
-            from chalicelib import secret_store
+            from chalicelib.config import secret_store
 
             return secret_store.parameter_secrets(self.cursor_secrets_parameter)
         if self.cursor_secrets_inline and self.stage in PRODUCTION_STAGES:

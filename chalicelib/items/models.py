@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from chalicelib import clock, jsonutil
 from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_TAGS
+from chalicelib.util import clock, jsonutil
 
 READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from chalicelib.settings import PRODUCTION_STAGES, ConfigurationError
+from chalicelib.config.settings import PRODUCTION_STAGES, ConfigurationError
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 
