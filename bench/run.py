@@ -102,7 +102,8 @@ class Environment:
     def put_items(self, tenant: str, count: int, extra: Callable[[int], dict[str, Any]] | None = None) -> None:
         """Bulk-load items straight into the table (the setup, not the thing measured)."""
         from chalicelib.store import aws
-        from chalicelib.store.dynamo import tenant_pk, to_item
+        from chalicelib.store.codec import to_item
+        from chalicelib.store.layout import tenant_pk
         from chalicelib.util import clock
 
         now = clock.now_text()
@@ -274,7 +275,7 @@ def counting_items_read() -> Iterator[Counter[str]]:
 def cleanup(env: Environment, sizes: Sizes) -> dict[str, Any]:
     """One cleanup run over a large live tenant and a few expired items: what it reads."""
     import app
-    from chalicelib.store.dynamo import due_pk, tenant_pk
+    from chalicelib.store.layout import due_pk, tenant_pk
     from chalicelib.util import clock
     from local.dispatcher import LambdaContext, scheduled_event
 

@@ -740,6 +740,15 @@ def run(command: str, stage: str, purge: bool, out: Path, environ: MutableMappin
         package(options, clients, ChaliceProject(), out)
 
 
+def print_policies(stage: str) -> None:
+    """The IAM policy of each function of a deployed stage, as JSON (from the stack's outputs)."""
+    import boto3
+
+    outputs = stack.outputs(boto3.client("cloudformation"), stage)
+    app = ChaliceProject().config(stage).chalice_app
+    print(json.dumps(policy.documents(outputs, app, stage), indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Each failure ends with one line saying what to do (exit 2: refused before any change)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -747,13 +756,16 @@ def main(argv: list[str] | None = None) -> int:
     from chalicelib.config.settings import ConfigurationError
 
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("deploy", "destroy", "package"))
+    parser.add_argument("command", choices=("deploy", "destroy", "package", "policies"))
     parser.add_argument("--stage", default="", help="stage name, e.g. dev or prod")
     parser.add_argument("--purge", action="store_true", help="destroy: delete the data too")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "terraform", help="package: output directory")
     args = parser.parse_args(argv)
     try:
-        run(args.command, args.stage, args.purge, args.out, os.environ)
+        if args.command == "policies":
+            print_policies(args.stage)
+        else:
+            run(args.command, args.stage, args.purge, args.out, os.environ)
     except Refused as exc:
         print(f"[deploy] error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -20,7 +20,7 @@ How API operations map to IAM actions matters for reading it:
   the cursor secrets' SecureString uses the AWS managed key ``aws/ssm``, whose key policy lets
   the account's principals decrypt through SSM, so ``ssm:GetParameter`` on it is enough.
 
-Run ``python -m infra.policy --stage dev`` to print the policies of a deployed stage.
+Run ``python -m infra.deploy policies --stage dev`` to print the policies of a deployed stage.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.files.uploads import IMPORT_WORK_PREFIX, IMPORTS_PREFIX
-from chalicelib.store.dynamo import DUE_INDEX
+from chalicelib.store.layout import DUE_INDEX
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,23 +164,3 @@ def write(path: Path, policy: Mapping[str, Any]) -> bool:
 
 def _allow(sid: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    import boto3
-
-    from infra import deploy, stack
-
-    parser = argparse.ArgumentParser(description="Print the IAM policy of each function of a deployed stage.")
-    parser.add_argument("--stage", required=True)
-    args = parser.parse_args(argv)
-    outputs = stack.outputs(boto3.client("cloudformation"), args.stage)
-    app = deploy.ChaliceProject().config(args.stage).chalice_app
-    print(json.dumps(documents(outputs, app, args.stage), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -30,16 +30,9 @@ from chalicelib.limits import ID_PATTERN
 from chalicelib.problems import Problem, field_errors, not_found
 from chalicelib.store import aws
 from chalicelib.store import transactions as dynamo_batch
-from chalicelib.store.dynamo import (
-    CompanionRefused,
-    Expression,
-    cancellation_reasons,
-    due_pk,
-    from_item,
-    tenant_pk,
-    to_attr,
-    to_item,
-)
+from chalicelib.store.codec import Expression, from_item, to_attr, to_item
+from chalicelib.store.layout import due_pk, tenant_pk
+from chalicelib.store.writes import CompanionRefused, cancellation_reasons
 from chalicelib.util import clock, ulid
 
 PREFIX = "ATT#"

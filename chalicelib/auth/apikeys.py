@@ -20,8 +20,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.store import aws
-from chalicelib.store.dynamo import from_item, tenant_pk, to_item
+from chalicelib.store import aws, layout
+from chalicelib.store.codec import from_item, to_item
+from chalicelib.store.layout import tenant_pk
 from chalicelib.util import clock
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -44,7 +45,7 @@ def hash_key(key: str) -> str:
 
 
 def _lookup_key(key_hash: str) -> dict[str, Any]:
-    return {"pk": {"S": f"KEY#{key_hash}"}, "sk": {"S": "KEY"}}
+    return layout.api_key_lookup_key(key_hash)
 
 
 def parse_bearer(header_value: str | None) -> str | None:
@@ -90,7 +91,7 @@ def create(table: str, tenant: str, key: str | None = None, label: str = "") -> 
     lookup = {"tenant": tenant, "key_id": key_id, "key_hash": key_hash, "created_at": created_at}
     listing = {
         "pk": tenant_pk(tenant),
-        "sk": f"APIKEY#{key_id}",
+        "sk": layout.api_key_sk(key_id),
         "key_id": key_id,
         "key_hash": key_hash,
         "label": label,
@@ -122,7 +123,7 @@ def list_keys(table: str, tenant: str) -> list[dict[str, Any]]:
     for page in paginator.paginate(
         TableName=table,
         KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-        ExpressionAttributeValues={":pk": {"S": tenant_pk(tenant)}, ":prefix": {"S": "APIKEY#"}},
+        ExpressionAttributeValues={":pk": {"S": tenant_pk(tenant)}, ":prefix": {"S": layout.API_KEY_PREFIX}},
     ):
         for item in page.get("Items", []):
             record = from_item(item)
@@ -133,7 +134,7 @@ def list_keys(table: str, tenant: str) -> list[dict[str, Any]]:
 
 def revoke(table: str, tenant: str, key_id: str) -> bool:
     """Delete both records of a key; False if the tenant has no such key."""
-    listing_key = {"pk": {"S": tenant_pk(tenant)}, "sk": {"S": f"APIKEY#{key_id}"}}
+    listing_key = layout.key(tenant_pk(tenant), layout.api_key_sk(key_id))
     item = aws.dynamodb().get_item(TableName=table, Key=listing_key, ConsistentRead=True).get("Item")
     if not item:
         return False

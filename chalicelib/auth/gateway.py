@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chalicelib.problems import from_aws_error
+from chalicelib.store.failures import from_aws_error
 
 DETAIL = "the key store is busy; retry shortly"
 

@@ -33,7 +33,9 @@ from chalicelib.files import uploads
 from chalicelib.imports import service as imports
 from chalicelib.items.repository import ITEM_PREFIX, ItemRepository
 from chalicelib.store import aws
-from chalicelib.store.dynamo import DUE_INDEX, Expression, all_due_pks, from_item, is_condition_failure, old_item_of, to_attr
+from chalicelib.store.codec import Expression, from_item, to_attr
+from chalicelib.store.layout import DUE_INDEX, all_due_pks
+from chalicelib.store.writes import is_condition_failure, old_item_of
 from chalicelib.util import clock
 from chalicelib.util.observability import logger
 

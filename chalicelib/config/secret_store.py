@@ -36,8 +36,8 @@ def parameter_secrets(name: str) -> tuple[bytes, ...]:
         cached = _cache.get(name)
     if cached is not None and now - cached[0] < CACHE_SECONDS:
         return cached[1]
-    from chalicelib.problems import from_aws_error
     from chalicelib.store import aws
+    from chalicelib.store.failures import from_aws_error
 
     try:
         value = aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]

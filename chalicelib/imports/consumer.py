@@ -44,7 +44,8 @@ from chalicelib.items.models import ItemCreate, to_field_errors
 from chalicelib.items.repository import ItemFields, ItemRepository, is_live
 from chalicelib.limits import ID_PATTERN
 from chalicelib.store import transactions as dynamo_batch
-from chalicelib.store.dynamo import Expression, cancellation_reasons, from_item, to_item
+from chalicelib.store.codec import Expression, from_item, to_item
+from chalicelib.store.writes import cancellation_reasons
 from chalicelib.util import clock, jsonutil
 
 # A transaction holds at most 100 actions: the rows (or their error records), the marker, the counters.

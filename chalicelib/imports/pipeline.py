@@ -51,7 +51,8 @@ from chalicelib.imports import parser as import_parser
 from chalicelib.imports import service as imports
 from chalicelib.store import aws
 from chalicelib.store import transactions as dynamo_batch
-from chalicelib.store.dynamo import Expression, is_condition_failure
+from chalicelib.store.codec import Expression
+from chalicelib.store.writes import is_condition_failure
 from chalicelib.util import clock, jsonutil
 
 READ_CHUNK_BYTES = 256 * 1024

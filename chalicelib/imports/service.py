@@ -37,17 +37,9 @@ from chalicelib.problems import Problem, field_errors, query_error
 from chalicelib.store import aws
 from chalicelib.store import cursor as cursors
 from chalicelib.store import transactions as dynamo_batch
-from chalicelib.store.dynamo import (
-    CompanionRefused,
-    Expression,
-    cancellation_reasons,
-    due_pk,
-    from_item,
-    is_condition_failure,
-    tenant_pk,
-    to_attr,
-    to_item,
-)
+from chalicelib.store.codec import Expression, from_item, to_attr, to_item
+from chalicelib.store.layout import due_pk, tenant_pk
+from chalicelib.store.writes import CompanionRefused, cancellation_reasons, is_condition_failure
 from chalicelib.util import clock, ulid
 
 PREFIX = "IMPORT#"

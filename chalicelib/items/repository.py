@@ -23,18 +23,9 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from chalicelib.store import aws
-from chalicelib.store.dynamo import (
-    CompanionRefused,
-    Expression,
-    cancellation_reasons,
-    due_pk,
-    from_item,
-    is_condition_failure,
-    map_key,
-    old_item_of,
-    tenant_pk,
-    to_item,
-)
+from chalicelib.store.codec import Expression, from_item, map_key, to_item
+from chalicelib.store.layout import due_pk, tenant_pk
+from chalicelib.store.writes import CompanionRefused, cancellation_reasons, is_condition_failure, old_item_of
 from chalicelib.util import clock, jsonutil
 
 ITEM_PREFIX = "ITEM#"
@@ -456,7 +447,7 @@ class ItemRepository:
         """
         from chalicelib.attachments import service as attachments
         from chalicelib.store import transactions as dynamo_batch
-        from chalicelib.store.dynamo import cancellation_reasons
+        from chalicelib.store.writes import cancellation_reasons
 
         now = clock.now_text()
         expr = Expression()

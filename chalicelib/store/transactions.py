@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.store import aws
-from chalicelib.store.dynamo import cancellation_reasons
+from chalicelib.store.writes import cancellation_reasons
 
 # Reasons a transaction is cancelled that a later attempt may not meet again.
 _TRANSIENT_REASONS = frozenset(

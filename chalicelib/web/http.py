@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from chalice import Response  # type: ignore[attr-defined]
 
 from chalicelib.limits import MAX_BODY_BYTES
-from chalicelib.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, SLUG_BY_STATUS, Problem, from_aws_error
+from chalicelib.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, SLUG_BY_STATUS, Problem
+from chalicelib.store.failures import from_aws_error
 from chalicelib.util import jsonutil
 from chalicelib.util.observability import logger
 

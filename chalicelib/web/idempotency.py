@@ -36,9 +36,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.problems import Problem, from_aws_error, unavailable
+from chalicelib.problems import Problem, unavailable
 from chalicelib.store import aws
-from chalicelib.store.dynamo import CompanionRefused, is_condition_failure, tenant_pk
+from chalicelib.store.failures import from_aws_error
+from chalicelib.store.layout import IDEMPOTENCY_PREFIX, tenant_pk
+from chalicelib.store.writes import CompanionRefused, is_condition_failure
 from chalicelib.util import clock, jsonutil
 
 EXPIRES_AFTER_SECONDS = 24 * 60 * 60
@@ -220,7 +222,7 @@ def run(
         data_keyword_argument="request",
         persistence_store=persistence,
         config=config,
-        key_prefix="IDEMPOTENCY",
+        key_prefix=IDEMPOTENCY_PREFIX,
     )(execute)
     request = {"route": route, "key": key, "body": jsonutil.dumps(_canonical(body))}
     state = _Run(persistence, claims, request)

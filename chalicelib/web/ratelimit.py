@@ -49,7 +49,11 @@ from typing import Any
 
 from chalicelib.config.settings import ConfigurationError, Settings, require
 from chalicelib.problems import Problem
+from chalicelib.store import aws, layout
+from chalicelib.store.failures import from_aws_error
+from chalicelib.store.writes import ConditionNotMet, conditional
 from chalicelib.util import clock
+from chalicelib.util.observability import logger
 
 MAX_ATTEMPTS = 4
 MAX_REMEMBERED_KEYS = 10_000
@@ -118,11 +122,6 @@ class RateLimiter:
         self.clock = clock
 
     def decide(self, key_id: str) -> Decision:
-        from botocore.exceptions import ClientError
-
-        from chalicelib.store import aws
-        from chalicelib.store.dynamo import is_condition_failure
-
         now = Decimal(repr(self.clock())).quantize(_MICROSECOND)
         with _remembered_lock:
             known = _remembered.get(key_id)
@@ -136,9 +135,10 @@ class RateLimiter:
                 new_tat = now + self.limit.period
                 condition, values = "attribute_not_exists(tat) OR tat <= :now", {":now": {"N": str(now)}}
             try:
-                aws.dynamodb().update_item(
+                conditional(
+                    aws.dynamodb().update_item,
                     TableName=self.table,
-                    Key={"pk": {"S": f"RATE#{key_id}"}, "sk": {"S": "RATE"}},
+                    Key=layout.rate_key(key_id),
                     UpdateExpression="SET tat = :tat, #ttl = :ttl",
                     ConditionExpression=condition,
                     ExpressionAttributeNames={"#ttl": "ttl"},
@@ -149,10 +149,8 @@ class RateLimiter:
                     },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-            except ClientError as exc:
-                if not is_condition_failure(exc):
-                    raise
-                stored: Any = exc.response.get("Item", {}).get("tat", {}).get("N")  # type: ignore[attr-defined]
+            except ConditionNotMet as failed:
+                stored = (failed.old or {}).get("tat")
                 known = Decimal(stored) if stored is not None else None
                 if known is not None:
                     _remember(key_id, known)
@@ -176,9 +174,6 @@ def refusal(context: dict[str, Any] | None, settings: Settings) -> Problem | Non
     key_id = ((context or {}).get("authorizer") or {}).get("key_id")
     if not key_id:
         return None
-    from chalicelib.problems import from_aws_error
-    from chalicelib.util.observability import logger
-
     try:
         limiter = RateLimiter(require(settings.table_name, "TABLE_NAME"), limit_of(settings))
         decision = limiter.decide(str(key_id))

@@ -439,7 +439,7 @@ def test_known_failures_end_the_command_with_their_reason(moto, monkeypatch, cap
 def test_the_policy_of_a_deployed_stage_can_be_printed(clients, isolated_process, monkeypatch, capsys):
     monkeypatch.setattr(sys, "path", list(sys.path))
     outputs = deploy.resources(clients.cloudformation, "ci", None)
-    assert policy.main(["--stage", "ci"]) == 0
+    assert deploy.main(["policies", "--stage", "ci"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == policy.documents(outputs, sys.modules["app"].app, "ci")
     logs = printed["bearer_authorizer"]["Statement"][-1]["Resource"]

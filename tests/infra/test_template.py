@@ -78,10 +78,10 @@ def test_table_is_on_demand_indexed_recoverable_encrypted_and_retained(template)
 
 
 def test_the_code_uses_the_keys_and_index_the_template_declares(template):
-    from chalicelib.store import dynamo
+    from chalicelib.store import layout
 
     props = template["Resources"]["Table"]["Properties"]
-    assert props["GlobalSecondaryIndexes"][0]["IndexName"] == dynamo.DUE_INDEX
+    assert props["GlobalSecondaryIndexes"][0]["IndexName"] == layout.DUE_INDEX
     assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
     assert {a["AttributeName"] for a in props["AttributeDefinitions"]} == {"pk", "sk", "due_pk", "due_at"}
 

@@ -22,7 +22,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.store.dynamo import from_item, tenant_pk
+from chalicelib.store.codec import from_item
+from chalicelib.store.layout import tenant_pk
 from tests.faults import Injector, key_of
 from tests.unit.conftest import Tenant, make_tenant
 from tests.unit.helpers import assert_problem

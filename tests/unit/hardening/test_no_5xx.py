@@ -15,7 +15,8 @@ from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 
-from chalicelib.store.dynamo import from_item, tenant_pk
+from chalicelib.store.codec import from_item
+from chalicelib.store.layout import tenant_pk
 from tests import hostile
 from tests.unit.hardening.test_faults import TABLE
 

@@ -13,7 +13,7 @@ import time
 import boto3
 import pytest
 
-from chalicelib.store.dynamo import tenant_pk
+from chalicelib.store.layout import tenant_pk
 from tests.unit.conftest import make_tenant
 from tests.unit.hardening.test_faults import TABLE, _matcher, items_of, records
 from tests.unit.helpers import assert_problem, body

@@ -1,48 +1,9 @@
-"""Single-table layout and DynamoDB value conversion.
-
-One table holds everything, partitioned by tenant so isolation is structural, not a filter:
-
-| record            | pk               | sk                          |
-| ----------------- | ---------------- | --------------------------- |
-| item              | ``T#<tenant>``   | ``ITEM#<item id>``          |
-| attachment        | ``T#<tenant>``   | ``ATT#<item id>#<att id>``  |
-| attachments of a deleted item (tombstone) | ``T#<tenant>`` | ``ATTGONE#<item id>#<item created_at>`` |
-| import            | ``T#<tenant>``   | ``IMPORT#<import id>``      |
-| import row error  | ``T#<tenant>``   | ``IMPERR#<import id>#<line, 10 digits>`` |
-| import chunk done | ``T#<tenant>``   | ``IMPCHUNK#<import id>#<chunk, 8 digits>`` |
-| idempotency entry | ``T#<tenant>``   | ``IDEMPOTENCY#<hash>``      |
-| API key (lookup)  | ``KEY#<sha256>`` | ``KEY``                     |
-| API key (listing) | ``T#<tenant>``   | ``APIKEY#<key id>``         |
-
-Work for the cleanup job is found through the sparse ``due-index`` GSI: a record that will need
-cleaning carries ``due_pk`` (one of a few shards, so no single index partition gets hot) and
-``due_at`` (when). Records without them are not in the index, so a cleanup run reads only what
-is due: O(expired), never a ``Scan``.
-"""
+"""DynamoDB attribute values <-> Python values, and expressions with generated placeholders."""
 
 from __future__ import annotations
 
-import zlib
 from decimal import Decimal
 from typing import Any
-
-from botocore.exceptions import ClientError
-
-DUE_INDEX = "due-index"
-DUE_SHARDS = 8
-
-
-def tenant_pk(tenant: str) -> str:
-    return f"T#{tenant}"
-
-
-def due_pk(pk: str, sk: str) -> str:
-    return f"DUE#{zlib.crc32(f'{pk}|{sk}'.encode()) % DUE_SHARDS}"
-
-
-def all_due_pks() -> list[str]:
-    return [f"DUE#{shard}" for shard in range(DUE_SHARDS)]
-
 
 # Keys of stored maps are escaped so that none is empty: an empty map key is a valid JSON key but
 # not a safe DynamoDB one (the local emulator drops it and then answers with a malformed item). A
@@ -113,31 +74,6 @@ def to_item(record: dict[str, Any]) -> dict[str, Any]:
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {key: from_attr(value) for key, value in item.items()}
-
-
-def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]] | None:
-    """Per-action reasons of a cancelled transaction (``Item`` holds the old item when asked for)."""
-    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return None
-    return [dict(reason) for reason in exc.response.get("CancellationReasons") or []]
-
-
-def is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-class CompanionRefused(Exception):
-    """A companion entry of a transaction (not the record being written) failed its condition.
-
-    The transaction wrote nothing. Raised for, e.g., an idempotency record that is no longer the
-    running request's claim.
-    """
-
-
-def old_item_of(exc: ClientError) -> dict[str, Any] | None:
-    """The item as it was when a condition failed (``ReturnValuesOnConditionCheckFailure``)."""
-    item: Any = exc.response.get("Item")
-    return from_item(item) if item else None
 
 
 class Expression:
