@@ -4,7 +4,9 @@
     python -m bench.run --smoke    # tiny sizes, run inside `make test` so the benchmark cannot rot
 
 Ratios compare the service with a floor measured in the same run on the same machine, so a noisy
-or slow machine moves both sides. Prints a table and writes ``bench/results.json``.
+or slow machine moves both sides. Prints a table and writes ``bench/results.json``. The ``peers``
+measure (bench/compare.py) puts the apps a user would copy instead (bench/peers/) next to the
+service and the floor, interleaved; docs/PERFORMANCE.md explains its figures.
 """
 
 from __future__ import annotations
