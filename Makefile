@@ -19,6 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# The benchmark's peer apps (bench/peers/): their packages join the project's virtualenv, never the
+# Lambda package. `make test` needs them too: its smoke run of the benchmark serves every peer.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
 # Only the tests need checkov: `make run` does not wait for it.
 $(CHECKOV_STAMP): $(STAMP) requirements-checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
@@ -50,7 +57,7 @@ run: $(STAMP) $(if $(NPM),docs-ui)
 	$(if $(NPM),,@echo "npm not found: the front end's /docs/ page needs Node.js (then make docs-ui)")
 	$(PY) -m local.stack
 
-test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) docs-ui lint typecheck openapi-lint chromium
+test: $(STAMP) $(BENCH_STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) docs-ui lint typecheck openapi-lint chromium
 	$(PY) -m pytest
 
 unit: $(STAMP) $(NODE_STAMP)
@@ -89,7 +96,7 @@ openapi-lint: $(STAMP) $(NODE_STAMP)
 client: $(STAMP)
 	$(PY) -m tools.client
 
-bench: $(STAMP)
+bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m bench.run
 
 # Mutants of the cursor, conditional-request parsing and API-key modules (pyproject [tool.mutmut]);

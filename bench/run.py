@@ -4,7 +4,9 @@
     python -m bench.run --smoke    # tiny sizes, run inside `make test` so the benchmark cannot rot
 
 Ratios compare the service with a floor measured in the same run on the same machine, so a noisy
-or slow machine moves both sides. Prints a table and writes ``bench/results.json``.
+or slow machine moves both sides. Prints a table and writes ``bench/results.json``. The ``peers``
+measure (bench/compare.py) puts the apps a user would copy instead (bench/peers/) next to the
+service and the floor, interleaved; docs/PERFORMANCE.md explains its figures.
 """
 
 from __future__ import annotations
@@ -54,12 +56,15 @@ class Sizes:
     cleanup_expired: int
     import_rows: int
     limit_rows: int = 100_000
+    peer_rounds: int = 15
+    peer_warm_requests: int = 100
 
 
 FULL = Sizes(cold_runs=15, warm_iterations=400, list_small=1_000, list_large=50_000, list_runs=30,
              cleanup_live=50_000, cleanup_expired=200, import_rows=100_000)
 SMOKE = Sizes(cold_runs=3, warm_iterations=30, list_small=30, list_large=300, list_runs=5,
-              cleanup_live=300, cleanup_expired=20, import_rows=300, limit_rows=3_000)
+              cleanup_live=300, cleanup_expired=20, import_rows=300, limit_rows=3_000,
+              peer_rounds=1, peer_warm_requests=5)
 
 
 def median(values: list[float]) -> float:
@@ -160,6 +165,7 @@ def cold_start(env: Environment, sizes: Sizes) -> dict[str, Any]:
 
     item = ItemService(get_settings()).create("bench-cold", {"name": "cold"})
     child_env = {**os.environ, "BENCH_TENANT": "bench-cold", "BENCH_ITEM": item["id"]}
+    child_env.pop("PYTHONDONTWRITEBYTECODE", None)  # the unmeasured runs below write the bytecode caches
     samples: dict[str, list[float]] = {"app": [], "floor": []}
     for mode in ("app", "floor"):  # one unmeasured run each: bytecode caches written, files in page cache
         subprocess.run([sys.executable, "bench/cold_child.py", mode], cwd=ROOT, env=child_env, check=True,
@@ -495,6 +501,21 @@ def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
         return {"zip_bytes": zip_path.stat().st_size}
 
 
+def peers(env: Environment, sizes: Sizes) -> dict[str, Any]:
+    """This service against the apps a user would copy instead (bench/compare.py, bench/peers/)."""
+    from bench import compare
+    from chalicelib import apikeys
+    from chalicelib.items import ItemService
+    from chalicelib.settings import get_settings
+
+    item = ItemService(get_settings()).create(compare.TENANT, {"name": "peer", "tags": ["bench"],
+                                                               "data": {"n": 1, "price": "12.50"}})
+    _key_id, key = apikeys.create(env.table, compare.TENANT)
+    result = compare.measure(sizes.peer_rounds, sizes.peer_warm_requests, item["id"], key)
+    print(compare.table(result), flush=True)
+    return result
+
+
 def mutation(_env: Environment, sizes: Sizes) -> dict[str, Any]:
     """Kill ratio of ``make mutation`` (bench/mutation.py): run here unless a record is already there."""
     from bench import mutation as mutation_run
@@ -508,6 +529,7 @@ def mutation(_env: Environment, sizes: Sizes) -> dict[str, Any]:
 
 MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
     ("cold_start", cold_start),
+    ("peers", peers),
     ("warm_request", warm_request),
     ("list_scaling", list_scaling),
     ("calls_per_request", calls_per_request),
@@ -528,6 +550,10 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
             rows.append((f"{section}.{key}", value, f"{op} {bound}", ok))
     for name, value in results.get("calls_per_request", {}).items():
         rows.append((f"calls_per_request.{name}", value, "== 1", value == 1))
+    if results.get("peers"):
+        from bench import compare
+
+        rows.extend(compare.verdicts(results["peers"]))
     return rows
 
 

@@ -19,6 +19,13 @@ KEYS = {
     "import_limits": {"seconds_per_1m_rows", "invocation_peak_rss_mb", "projected_lambda_seconds",
                       "invocations_needed", "tmp_mb_per_1m_ids"},
     "calls_per_request": {"get", "create", "put", "patch", "delete", "list_page"},
+    "peers": {"rounds", "machine", "floor", "ours", "seed", "powertools", "fastapi"},
+}
+PEER_KEYS = {
+    "ours": {"cold_get_vs_floor", "cold_post_vs_floor", "cold_auth_vs_floor", "first_request_vs_floor", "warm_get_vs_raw"},
+    "seed": {"cold_get_vs_floor", "cold_get_vs_ours", "first_request_vs_ours", "warm_get_vs_raw", "warm_get_vs_ours"},
+    "powertools": {"cold_get_vs_ours", "cold_post_vs_ours", "warm_get_vs_ours"},
+    "fastapi": {"cold_get_vs_ours", "cold_post_vs_ours", "warm_get_vs_ours"},
 }
 
 
@@ -31,6 +38,9 @@ def test_smoke_benchmark_reports_every_measure(tmp_path):
     results = json.loads(output.read_text())
     for section, keys in KEYS.items():
         assert keys <= set(results[section]), section
+    for subject, keys in PEER_KEYS.items():
+        assert keys <= set(results["peers"][subject]), subject
+        assert all(value > 0 for key, value in results["peers"][subject].items() if key.endswith(("_vs_floor", "_vs_ours")))
     # Counts do not depend on the machine's speed: these hold at any size.
     assert results["calls_per_request"] == dict.fromkeys(KEYS["calls_per_request"], 1)
     assert results["cleanup"]["items_read"] <= 2 * results["cleanup"]["expired"]
