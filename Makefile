@@ -82,8 +82,10 @@ chromium:
 	  fi; \
 	fi
 
+# ruff, and the import contracts of pyproject.toml ([tool.importlinter]): imports run one way.
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

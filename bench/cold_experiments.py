@@ -100,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
     env = Environment()
     try:
+        from chalicelib.settings import get_settings
+
         from chalicelib import apikeys
         from chalicelib.items import ItemService
-        from chalicelib.settings import get_settings
 
         item = ItemService(get_settings()).create("bench-experiments", {"name": "x", "data": {"n": 1}})
         _key_id, key = apikeys.create(env.table, "bench-experiments")

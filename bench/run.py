@@ -503,10 +503,11 @@ def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
 
 def peers(env: Environment, sizes: Sizes) -> dict[str, Any]:
     """This service against the apps a user would copy instead (bench/compare.py, bench/peers/)."""
+    from chalicelib.settings import get_settings
+
     from bench import compare
     from chalicelib import apikeys
     from chalicelib.items import ItemService
-    from chalicelib.settings import get_settings
 
     item = ItemService(get_settings()).create(compare.TENANT, {"name": "peer", "tags": ["bench"],
                                                                "data": {"n": 1, "price": "12.50"}})

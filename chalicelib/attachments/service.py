@@ -28,49 +28,14 @@ from chalicelib.items.models import to_field_errors
 from chalicelib.items.repository import Completion, ItemRepository, is_live
 from chalicelib.limits import ID_PATTERN
 from chalicelib.problems import Problem, field_errors, not_found
-from chalicelib.store import aws
+from chalicelib.store import aws, layout
 from chalicelib.store import transactions as dynamo_batch
 from chalicelib.store.codec import Expression, from_item, to_attr, to_item
-from chalicelib.store.layout import due_pk, tenant_pk
+from chalicelib.store.layout import attachment_key, attachment_sk, due_pk, tenant_pk
 from chalicelib.store.writes import CompanionRefused, cancellation_reasons
 from chalicelib.util import clock, ulid
 
-PREFIX = "ATT#"
-TOMBSTONE_PREFIX = "ATTGONE#"
-# Tombstones are due at once; DynamoDB's TTL is only the safety net behind the cleanup job.
-TOMBSTONE_TTL = timedelta(days=30)
-
 _ID = re.compile(ID_PATTERN)
-
-
-def sort_key(item_id: str, attachment_id: str) -> str:
-    return f"{PREFIX}{item_id}#{attachment_id}"
-
-
-def record_key(tenant: str, item_id: str, attachment_id: str) -> dict[str, Any]:
-    return {"pk": {"S": tenant_pk(tenant)}, "sk": {"S": sort_key(item_id, attachment_id)}}
-
-
-def tombstone(tenant: str, item_id: str, item_created_at: str) -> dict[str, Any]:
-    """The record that sends the cleanup job after the attachments of a gone item incarnation."""
-    pk, sk = tenant_pk(tenant), f"{TOMBSTONE_PREFIX}{item_id}#{item_created_at}"
-    now = clock.now()
-    return {
-        "pk": pk,
-        "sk": sk,
-        "item_id": item_id,
-        "item_created_at": item_created_at,
-        "due_pk": due_pk(pk, sk),
-        "due_at": clock.format_timestamp(now),
-        "ttl": clock.epoch_seconds(now + TOMBSTONE_TTL),
-    }
-
-
-def bury_if_any(table: str, tenant: str, old_item: dict[str, Any]) -> None:
-    """After an expired item was replaced: leave a tombstone if it had attachments."""
-    if int(old_item.get("attachment_count", 0)) > 0:
-        record = tombstone(tenant, str(old_item["id"]), str(old_item["created_at"]))
-        aws.dynamodb().put_item(TableName=table, Item=to_item(record))
 
 
 def belongs_to(record: dict[str, Any], item: dict[str, Any]) -> bool:
@@ -106,7 +71,7 @@ class AttachmentService:
             raise not_found()
         now = clock.now()
         attachment_id = ulid.new()
-        pk, sk = tenant_pk(tenant), sort_key(item_id, attachment_id)
+        pk, sk = tenant_pk(tenant), attachment_sk(item_id, attachment_id)
         record: dict[str, Any] = {
             "pk": pk,
             "sk": sk,
@@ -196,10 +161,10 @@ class AttachmentService:
         if not _ID.match(attachment_id):
             raise not_found("attachment")
         item_key = self.items.key(tenant, item_id)
-        keys = [item_key, record_key(tenant, item_id, attachment_id)]
+        keys = [item_key, attachment_key(tenant, item_id, attachment_id)]
         found = [from_item(i) for i in dynamo_batch.get(self.table, keys)]
-        item = next((r for r in found if str(r["sk"]).startswith("ITEM#")), None)
-        record = next((r for r in found if str(r["sk"]).startswith(PREFIX)), None)
+        item = next((r for r in found if str(r["sk"]).startswith(layout.ITEM_PREFIX)), None)
+        record = next((r for r in found if str(r["sk"]).startswith(layout.ATTACHMENT_PREFIX)), None)
         if item is None or not is_live(item, clock.now_text()):
             raise not_found()
         if record is None or not belongs_to(record, item):
@@ -215,7 +180,7 @@ class AttachmentService:
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
                     ":pk": to_attr(tenant_pk(tenant)),
-                    ":prefix": to_attr(f"{PREFIX}{item_id}#"),
+                    ":prefix": to_attr(layout.attachments_of(item_id)),
                 },
                 ConsistentRead=True,
                 **kwargs,
@@ -239,7 +204,7 @@ class AttachmentService:
             condition += f" AND {expr.name('status')} = {expr.value('pending')}"
         delete = {
             "TableName": self.table,
-            "Key": record_key(tenant, record["item_id"], record["id"]),
+            "Key": attachment_key(tenant, record["item_id"], record["id"]),
             "ConditionExpression": condition,
             **expr.kwargs(),
         }
@@ -308,7 +273,7 @@ class AttachmentService:
             return "ignored: not an attachment key of this stage"
         response = aws.dynamodb().get_item(
             TableName=self.table,
-            Key=record_key(parsed.tenant, parsed.item_id, parsed.attachment_id),
+            Key=attachment_key(parsed.tenant, parsed.item_id, parsed.attachment_id),
             ConsistentRead=True,
         )
         record = from_item(response["Item"]) if response.get("Item") else None
@@ -342,7 +307,7 @@ class AttachmentService:
         try:
             aws.dynamodb().update_item(
                 TableName=self.table,
-                Key=record_key(tenant, record["item_id"], record["id"]),
+                Key=attachment_key(tenant, record["item_id"], record["id"]),
                 UpdateExpression="SET " + ", ".join(sets) + f" REMOVE {expr.name('due_pk')}, {expr.name('due_at')}",
                 ConditionExpression=condition,
                 **expr.kwargs(),
@@ -357,7 +322,7 @@ class AttachmentService:
     def expire_pending(self, tenant: str, sort_key_: str) -> str:
         """A pending attachment whose upload window has closed: check once more, else remove it."""
         response = aws.dynamodb().get_item(
-            TableName=self.table, Key={"pk": to_attr(tenant_pk(tenant)), "sk": to_attr(sort_key_)}, ConsistentRead=True
+            TableName=self.table, Key=layout.key(tenant_pk(tenant), sort_key_), ConsistentRead=True
         )
         if not response.get("Item"):
             return "gone"
@@ -377,7 +342,7 @@ class AttachmentService:
         if not records:
             return 0
         uploads.delete(self.bucket, [uploads.attachment_key(tenant, item_id, r["id"]) for r in records])
-        dynamo_batch.write(self.table, [dynamo_batch.delete(record_key(tenant, item_id, r["id"])) for r in records])
+        dynamo_batch.write(self.table, [dynamo_batch.delete(attachment_key(tenant, item_id, r["id"])) for r in records])
         return len(records)
 
 

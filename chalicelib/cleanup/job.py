@@ -24,22 +24,14 @@ import time
 from collections import Counter
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib.attachments.service import PREFIX as ATTACHMENT_PREFIX
-from chalicelib.attachments.service import TOMBSTONE_PREFIX, AttachmentService
+from chalicelib.attachments.service import AttachmentService
 from chalicelib.config.settings import Settings, require
 from chalicelib.files import uploads
 from chalicelib.imports import service as imports
-from chalicelib.items.repository import ITEM_PREFIX, ItemRepository
-from chalicelib.store import aws
-from chalicelib.store.codec import Expression, from_item, to_attr
-from chalicelib.store.layout import DUE_INDEX, all_due_pks
-from chalicelib.store.writes import is_condition_failure, old_item_of
+from chalicelib.items.repository import ItemRepository
+from chalicelib.store import due, layout
 from chalicelib.util import clock
 from chalicelib.util.observability import logger
-
-PAGE_SIZE = 100
 
 
 class CleanupJob:
@@ -56,7 +48,7 @@ class CleanupJob:
     def run(self) -> dict[str, Any]:
         """One run; returns what it did, and whether it got through everything due."""
         now = clock.now_text()
-        shards = all_due_pks()
+        shards = due.shards()
         start = random.randrange(len(shards))  # an interrupted run does not always favour shard 0
         complete = True
         for shard in shards[start:] + shards[:start]:
@@ -71,42 +63,28 @@ class CleanupJob:
         return time.monotonic() < self.deadline
 
     def _shard(self, shard: str, now: str) -> bool:
-        kwargs: dict[str, Any] = {}
-        while True:
+        for pk, sk in due.due_keys(self.table, shard, now):
             if not self._time_left():
                 return False
-            response = aws.dynamodb().query(
-                TableName=self.table,
-                IndexName=DUE_INDEX,
-                KeyConditionExpression="due_pk = :shard AND due_at <= :now",
-                ExpressionAttributeValues={":shard": to_attr(shard), ":now": to_attr(now)},
-                Limit=PAGE_SIZE,
-                **kwargs,
-            )
-            for key in response.get("Items", []):
-                if not self._time_left():
-                    return False
-                self._visit(str(key["pk"]["S"]), str(key["sk"]["S"]))
-            if "LastEvaluatedKey" not in response:
-                return True
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            self._visit(pk, sk)
+        return self._time_left()
 
     def _visit(self, pk: str, sk: str) -> None:
-        if not pk.startswith("T#"):
+        tenant = layout.tenant_of(pk)
+        found = layout.kind_of(sk)
+        if tenant is None or found is None:
             self.report["unknown"] += 1
             return
-        tenant = pk[2:]
+        kind, rest = found
         try:
-            if sk.startswith(ITEM_PREFIX):
-                outcome = self._expired_item(tenant, sk[len(ITEM_PREFIX) :])
-            elif sk.startswith(TOMBSTONE_PREFIX):
+            if kind is layout.Kind.ITEM:
+                outcome = self._expired_item(tenant, rest)
+            elif kind is layout.Kind.TOMBSTONE:
                 outcome = self._tombstone(tenant, sk)
-            elif sk.startswith(ATTACHMENT_PREFIX):
+            elif kind is layout.Kind.ATTACHMENT:
                 outcome = "attachment " + self.attachments.expire_pending(tenant, sk).split(":")[0]
-            elif sk.startswith(imports.PREFIX):
-                outcome = self._import(tenant, sk[len(imports.PREFIX) :])
             else:
-                outcome = "unknown"
+                outcome = self._import(tenant, rest)
         except Exception as exc:  # one bad record must not stop the run
             logger().exception("cleanup step failed; the next run retries it", sk=sk, error=str(exc))
             outcome = "failed"
@@ -114,26 +92,9 @@ class CleanupJob:
 
     def _expired_item(self, tenant: str, item_id: str) -> str:
         now = clock.now_text()
-        expr = Expression()
-        count = expr.name("attachment_count")
-        condition = (
-            f"{expr.name('expires_at')} <= {expr.value(now)}"
-            f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
-        )
-        key = self.items.key(tenant, item_id)
-        try:
-            aws.dynamodb().delete_item(
-                TableName=self.table,
-                Key=key,
-                ConditionExpression=condition,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **expr.kwargs(),
-            )
+        deleted, old = self.items.delete_if_expired(tenant, item_id, now)
+        if deleted:
             return "expired item deleted"
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-            old = old_item_of(exc)
         if old is None:
             return "expired item gone"
         if old.get("expires_at") is None or str(old["expires_at"]) > now:
@@ -141,34 +102,18 @@ class CleanupJob:
         # Expired with attachments: their files and records first, then the item, so a run
         # interrupted in between leaves the item in the index for the next one.
         self.report["attachment files deleted"] += self.attachments.purge(tenant, item_id, str(old["created_at"]))
-        expr = Expression()
-        try:
-            aws.dynamodb().delete_item(
-                TableName=self.table,
-                Key=key,
-                ConditionExpression=(
-                    f"{expr.name('expires_at')} <= {expr.value(now)}"
-                    f" AND {expr.name('created_at')} = {expr.value(old['created_at'])}"
-                ),
-                **expr.kwargs(),
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        if not self.items.delete_expired_incarnation(tenant, item_id, str(old["created_at"]), now):
             return "expired item gone"
         return "expired item deleted"
 
     def _tombstone(self, tenant: str, sk: str) -> str:
-        response = aws.dynamodb().get_item(
-            TableName=self.table, Key={"pk": to_attr(f"T#{tenant}"), "sk": to_attr(sk)}, ConsistentRead=True
-        )
-        if not response.get("Item"):
+        record = self.items.tombstone_at(tenant, sk)
+        if record is None:
             return "tombstone gone"
-        record = from_item(response["Item"])
         self.report["attachment files deleted"] += self.attachments.purge(
             tenant, str(record["item_id"]), str(record["item_created_at"])
         )
-        aws.dynamodb().delete_item(TableName=self.table, Key={"pk": to_attr(f"T#{tenant}"), "sk": to_attr(sk)})
+        self.items.clear_tombstone(tenant, sk)
         return "tombstone cleared"
 
     def _import(self, tenant: str, import_id: str) -> str:
@@ -201,18 +146,7 @@ class CleanupJob:
         uploads.delete(
             self.bucket, [uploads.import_key(tenant, import_id), uploads.import_work_key(tenant, import_id)]
         )
-        expr = Expression()
-        try:
-            aws.dynamodb().update_item(
-                TableName=self.table,
-                Key=imports.record_key(tenant, import_id),
-                UpdateExpression=f"REMOVE {expr.name('due_pk')}, {expr.name('due_at')}",
-                ConditionExpression=f"{expr.name('status')} = {expr.value(status)}",
-                **expr.kwargs(),
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        imports.settle(self.table, tenant, import_id, status)
         return "import source removed" if record["status"] != "pending_upload" else "import upload window closed"
 
 

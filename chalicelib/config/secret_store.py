@@ -21,39 +21,33 @@ from __future__ import annotations
 import threading
 import time
 
-from chalicelib.config.settings import ConfigurationError, split_secrets
+from chalicelib.store import aws
+from chalicelib.store.failures import from_aws_error
+from chalicelib.util.observability import logger
 
 CACHE_SECONDS = 300.0
 
-_cache: dict[str, tuple[float, tuple[bytes, ...]]] = {}
+_cache: dict[str, tuple[float, str]] = {}
 _lock = threading.Lock()
 
 
-def parameter_secrets(name: str) -> tuple[bytes, ...]:
-    """The comma-separated secrets of the SecureString parameter ``name``."""
+def parameter_value(name: str) -> str:
+    """The value of the SecureString parameter ``name``."""
     now = time.monotonic()
     with _lock:
         cached = _cache.get(name)
     if cached is not None and now - cached[0] < CACHE_SECONDS:
         return cached[1]
-    from chalicelib.store import aws
-    from chalicelib.store.failures import from_aws_error
-
     try:
         value = aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     except Exception as exc:
         if cached is not None and from_aws_error(exc) is not None:
-            from chalicelib.util.observability import logger
-
             logger().warning("cursor secrets not refreshed; using the cached ones", error=str(exc))
             return cached[1]
         raise
-    secrets = split_secrets(str(value))
-    if not secrets:
-        raise ConfigurationError(f"the parameter {name} holds no secret")
     with _lock:
-        _cache[name] = (now, secrets)
-    return secrets
+        _cache[name] = (now, str(value))
+    return str(value)
 
 
 def forget() -> None:

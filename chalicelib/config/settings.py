@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from chalicelib import __version__
+from chalicelib.config import secret_store
 
 # Stages held to production rules (CORS origin named, secrets from SSM).
 
@@ -47,9 +48,10 @@ class Settings:
         variable is readable by anyone who may read the function's configuration.
         """
         if self.cursor_secrets_parameter:
-            from chalicelib.config import secret_store
-
-            return secret_store.parameter_secrets(self.cursor_secrets_parameter)
+            secrets = split_secrets(secret_store.parameter_value(self.cursor_secrets_parameter))
+            if not secrets:
+                raise ConfigurationError(f"the parameter {self.cursor_secrets_parameter} holds no secret")
+            return secrets
         if self.cursor_secrets_inline and self.stage in PRODUCTION_STAGES:
             raise ConfigurationError("prod reads its cursor secrets from CURSOR_SECRETS_PARAMETER (SSM), not inline")
         return self.cursor_secrets_inline

@@ -36,7 +36,6 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chalicelib.attachments import service as attachments
 from chalicelib.config.settings import Settings, require
 from chalicelib.imports import service as imports
 from chalicelib.imports.parser import describe, unexpected
@@ -201,7 +200,7 @@ class ImportConsumer:
         if outcome is not None:
             return outcome
         for old in replaced:
-            attachments.bury_if_any(self.table, tenant, old)
+            self.items.bury_attachments_of(tenant, old)
         imports.try_complete(self.table, tenant, import_id)
         imported = len(rows) + earlier
         return f"chunk {message.chunk}: {imported} imported, {len(errors)} failed"

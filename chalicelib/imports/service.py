@@ -39,7 +39,7 @@ from chalicelib.store import cursor as cursors
 from chalicelib.store import transactions as dynamo_batch
 from chalicelib.store.codec import Expression, from_item, to_attr, to_item
 from chalicelib.store.layout import due_pk, tenant_pk
-from chalicelib.store.writes import CompanionRefused, cancellation_reasons, is_condition_failure
+from chalicelib.store.writes import CompanionRefused, applied, cancellation_reasons, is_condition_failure
 from chalicelib.util import clock, ulid
 
 PREFIX = "IMPORT#"
@@ -196,6 +196,19 @@ def try_complete(table: str, tenant: str, import_id: str) -> bool:
             return False
         raise
     return True
+
+
+def settle(table: str, tenant: str, import_id: str, status: str) -> bool:
+    """Take a finished import out of the cleanup job's index; False if its status moved on."""
+    expr = Expression()
+    return applied(
+        aws.dynamodb().update_item,
+        TableName=table,
+        Key=record_key(tenant, import_id),
+        UpdateExpression=f"REMOVE {expr.name('due_pk')}, {expr.name('due_at')}",
+        ConditionExpression=f"{expr.name('status')} = {expr.value(status)}",
+        **expr.kwargs(),
+    )
 
 
 class ImportService:

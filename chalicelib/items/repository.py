@@ -18,23 +18,30 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.store import aws
+from chalicelib.store import aws, layout
+from chalicelib.store import transactions as dynamo_batch
 from chalicelib.store.codec import Expression, from_item, map_key, to_item
-from chalicelib.store.layout import due_pk, tenant_pk
-from chalicelib.store.writes import CompanionRefused, cancellation_reasons, is_condition_failure, old_item_of
+from chalicelib.store.layout import ITEM_PREFIX, due_pk, item_sk, tenant_pk
+from chalicelib.store.writes import (
+    CompanionRefused,
+    ConditionNotMet,
+    Precondition,
+    applied,
+    cancellation_reasons,
+    conditional,
+)
 from chalicelib.util import clock, jsonutil
 
-ITEM_PREFIX = "ITEM#"
 # DynamoDB's TTL is only a safety net behind the cleanup job, which also removes attached files;
 # give the job a week to get there first.
 TTL_GRACE = timedelta(days=7)
+# Tombstones are due at once; DynamoDB's TTL is only the safety net behind the cleanup job.
+TOMBSTONE_TTL = timedelta(days=30)
 
-# ``None``: no If-Match; ``"*"``: any existing version; a set: one of these versions.
-Precondition = None | Literal["*"] | frozenset[int]
 
 _LIVE = "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > {now})"
 
@@ -155,7 +162,7 @@ class ItemRepository:
 
     @staticmethod
     def key(tenant: str, item_id: str) -> dict[str, Any]:
-        return {"pk": {"S": tenant_pk(tenant)}, "sk": {"S": ITEM_PREFIX + item_id}}
+        return layout.item_key(tenant, item_id)
 
     def get(self, tenant: str, item_id: str) -> dict[str, Any] | None:
         response = aws.dynamodb().get_item(TableName=self.table, Key=self.key(tenant, item_id))
@@ -168,7 +175,7 @@ class ItemRepository:
     @staticmethod
     def new_record(tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str | None = None) -> dict[str, Any]:
         """The stored form of a new item (version 1); ``import_ref`` marks a row written by an import."""
-        pk, sk = tenant_pk(tenant), ITEM_PREFIX + item_id
+        pk, sk = tenant_pk(tenant), item_sk(item_id)
         record: dict[str, Any] = {
             "pk": pk,
             "sk": sk,
@@ -213,17 +220,37 @@ class ItemRepository:
         replaced = self._put_new(record, now) if also is None else self._create_in_transaction(record, also, now)
         if replaced:
             # An expired item held this id; its attachments are not the new item's.
-            from chalicelib.attachments import service as attachments
-
-            attachments.bury_if_any(self.table, tenant, replaced)
+            self.bury_attachments_of(tenant, replaced)
         return record
+
+    @staticmethod
+    def tombstone(tenant: str, item_id: str, item_created_at: str) -> dict[str, Any]:
+        """The record that sends the cleanup job after the attachments of a gone item incarnation."""
+        pk, sk = tenant_pk(tenant), layout.tombstone_sk(item_id, item_created_at)
+        now = clock.now()
+        return {
+            "pk": pk,
+            "sk": sk,
+            "item_id": item_id,
+            "item_created_at": item_created_at,
+            "due_pk": due_pk(pk, sk),
+            "due_at": clock.format_timestamp(now),
+            "ttl": clock.epoch_seconds(now + TOMBSTONE_TTL),
+        }
+
+    def bury_attachments_of(self, tenant: str, old_item: dict[str, Any]) -> None:
+        """After an expired item was replaced: leave a tombstone if it had attachments."""
+        if int(old_item.get("attachment_count", 0)) > 0:
+            record = self.tombstone(tenant, str(old_item["id"]), str(old_item["created_at"]))
+            aws.dynamodb().put_item(TableName=self.table, Item=to_item(record))
 
     def _put_new(self, record: dict[str, Any], now: str) -> dict[str, Any] | None:
         """One conditional ``PutItem``; returns the expired item it replaced, if any."""
         expr = Expression()
         condition = self.free_id_condition(expr, now)
         try:
-            response = aws.dynamodb().put_item(
+            response = conditional(
+                aws.dynamodb().put_item,
                 TableName=self.table,
                 Item=to_item(record),
                 ConditionExpression=condition,
@@ -231,13 +258,10 @@ class ItemRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **expr.kwargs(),
             )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                old = old_item_of(exc)
-                if _written_by(old, record[WRITE_TOKEN]):
-                    return None  # an earlier attempt of this call wrote it; its response was lost
-                raise ItemExists(record["id"], old) from exc
-            raise
+        except ConditionNotMet as failed:
+            if _written_by(failed.old, record[WRITE_TOKEN]):
+                return None  # an earlier attempt of this call wrote it; its response was lost
+            raise ItemExists(record["id"], failed.old) from failed
         replaced = response.get("Attributes")
         return from_item(replaced) if replaced else None
 
@@ -319,7 +343,8 @@ class ItemRepository:
         if len(sets) + len(removes) > MAX_UPDATE_ACTIONS or not within_expression_limits(update, condition):
             raise ExpressionTooLarge()
         try:
-            response = aws.dynamodb().update_item(
+            response = conditional(
+                aws.dynamodb().update_item,
                 TableName=self.table,
                 Key=self.key(tenant, item_id),
                 UpdateExpression=update,
@@ -328,13 +353,11 @@ class ItemRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **expr.kwargs(),
             )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                old = old_item_of(exc)
-                if old is not None and old.get(WRITE_TOKEN) == token:
-                    return old  # an earlier attempt of this call applied it; its response was lost
-                raise ConditionFailed(old if old and is_live(old, now) else None) from exc
-            raise
+        except ConditionNotMet as failed:
+            old = failed.old
+            if old is not None and old.get(WRITE_TOKEN) == token:
+                return old  # an earlier attempt of this call applied it; its response was lost
+            raise ConditionFailed(old if old and is_live(old, now) else None) from failed
         return from_item(response["Attributes"])
 
     def _field_updates(
@@ -348,7 +371,7 @@ class ItemRepository:
                 if value is None:
                     removes += [expr.name(a) for a in ("expires_at", "ttl", "due_pk", "due_at")]
                 else:
-                    pk, sk = tenant_pk(tenant), ITEM_PREFIX + item_id
+                    pk, sk = tenant_pk(tenant), item_sk(item_id)
                     for attr, attr_value in _expiry_attributes(pk, sk, value).items():
                         sets.append(f"{expr.name(attr)} = {expr.value(attr_value)}")
             elif field == "description" and value is None:
@@ -418,7 +441,8 @@ class ItemRepository:
             + f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
         )
         try:
-            response = aws.dynamodb().delete_item(
+            response = conditional(
+                aws.dynamodb().delete_item,
                 TableName=self.table,
                 Key=self.key(tenant, item_id),
                 ConditionExpression=condition,
@@ -426,14 +450,11 @@ class ItemRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **expr.kwargs(),
             )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                old = old_item_of(exc)
-                current = old if old and is_live(old, now) else None
-                if current is not None and int(current.get("attachment_count", 0)) > 0:
-                    return self._delete_with_attachments(tenant, current, precondition)
-                raise ConditionFailed(current) from exc
-            raise
+        except ConditionNotMet as failed:
+            current = failed.old if failed.old and is_live(failed.old, now) else None
+            if current is not None and int(current.get("attachment_count", 0)) > 0:
+                return self._delete_with_attachments(tenant, current, precondition)
+            raise ConditionFailed(current) from failed
         return from_item(response["Attributes"])
 
     def _delete_with_attachments(
@@ -445,10 +466,6 @@ class ItemRepository:
         the tombstone is due at once in ``due-index``, so the next cleanup run removes their
         records and stored files.
         """
-        from chalicelib.attachments import service as attachments
-        from chalicelib.store import transactions as dynamo_batch
-        from chalicelib.store.writes import cancellation_reasons
-
         now = clock.now_text()
         expr = Expression()
         condition = (
@@ -456,7 +473,7 @@ class ItemRepository:
             + _version_condition(expr, precondition)
             + f" AND {expr.name('created_at')} = {expr.value(current['created_at'])}"
         )
-        tombstone = attachments.tombstone(tenant, str(current["id"]), str(current["created_at"]))
+        tombstone = self.tombstone(tenant, str(current["id"]), str(current["created_at"]))
         try:
             dynamo_batch.transact(
                 [
@@ -480,6 +497,53 @@ class ItemRepository:
                 raise ConditionFailed(record if record and is_live(record, now) else None) from exc
             raise
         return current
+
+    def delete_if_expired(self, tenant: str, item_id: str, now: str) -> tuple[bool, dict[str, Any] | None]:
+        """Delete an item expired at ``now`` that has no attachments (the cleanup job).
+
+        Returns whether it was deleted and, if not, the record as it was (None when gone).
+        """
+        expr = Expression()
+        count = expr.name("attachment_count")
+        condition = (
+            f"{expr.name('expires_at')} <= {expr.value(now)}"
+            f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
+        )
+        try:
+            conditional(
+                aws.dynamodb().delete_item,
+                TableName=self.table,
+                Key=self.key(tenant, item_id),
+                ConditionExpression=condition,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **expr.kwargs(),
+            )
+        except ConditionNotMet as failed:
+            return False, failed.old
+        return True, None
+
+    def delete_expired_incarnation(self, tenant: str, item_id: str, created_at: str, now: str) -> bool:
+        """Delete the expired item created at ``created_at``, attachments or not; False if it is not there."""
+        expr = Expression()
+        return applied(
+            aws.dynamodb().delete_item,
+            TableName=self.table,
+            Key=self.key(tenant, item_id),
+            ConditionExpression=(
+                f"{expr.name('expires_at')} <= {expr.value(now)} AND {expr.name('created_at')} = {expr.value(created_at)}"
+            ),
+            **expr.kwargs(),
+        )
+
+    def tombstone_at(self, tenant: str, sort_key: str) -> dict[str, Any] | None:
+        response = aws.dynamodb().get_item(
+            TableName=self.table, Key=layout.key(tenant_pk(tenant), sort_key), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+    def clear_tombstone(self, tenant: str, sort_key: str) -> None:
+        aws.dynamodb().delete_item(TableName=self.table, Key=layout.key(tenant_pk(tenant), sort_key))
 
     def list_page(
         self, tenant: str, limit: int, after_id: str | None, descending: bool

@@ -17,12 +17,12 @@ from chalicelib.items.repository import (
     ItemExists,
     ItemFields,
     ItemRepository,
-    Precondition,
     to_api,
 )
 from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH
 from chalicelib.problems import Problem, field_errors, not_found, query_error
 from chalicelib.store import cursor as cursors
+from chalicelib.store.writes import Precondition
 from chalicelib.util import jsonutil, ulid
 
 _ID = re.compile(ID_PATTERN)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Literal, NamedTuple
 
-from chalicelib.items.repository import Precondition
 from chalicelib.problems import Problem
+from chalicelib.store.writes import Precondition
 
 
 class EntityTag(NamedTuple):

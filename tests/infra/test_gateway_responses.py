@@ -63,19 +63,6 @@ def test_a_type_not_listed_answers_as_the_5xx_default():
     assert gateway_responses.render("SOMETHING_NEW", "r", ORIGIN)[0] == 503
 
 
-def test_the_local_authorizer_failure_is_the_same_answer(monkeypatch):
-    from chalicelib.auth import gateway
-
-    monkeypatch.setenv("CORS_ALLOW_ORIGIN", ORIGIN)
-    error = gateway._local_error()
-    assert error is not None
-    status, headers, body = gateway_responses.render("AUTHORIZER_FAILURE", "x", ORIGIN)
-    assert status == error.CODE  # type: ignore[attr-defined]
-    assert {k: v for k, v in error.headers.items() if k != "x-amzn-ErrorType"} == headers  # type: ignore[attr-defined]
-    local = json.loads(error.body)  # type: ignore[attr-defined]
-    assert {**local, "request_id": "x"} == json.loads(body)
-
-
 # -- the API definition Chalice generates from app.py -------------------------------------------------
 
 @pytest.fixture

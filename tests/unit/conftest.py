@@ -75,12 +75,60 @@ def app_module(aws_mock: None) -> Any:
     return app
 
 
+class _GatewayAnswers:
+    """Chalice's test HTTP client, answering a failed authorizer as API Gateway does.
+
+    API Gateway answers a Lambda authorizer that fails (raises) with its ``AUTHORIZER_FAILURE``
+    gateway response ("Supported gateway response types", API Gateway Developer Guide:
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html);
+    the deploy step sets that response from infra/gateway_responses.py. Chalice's test client lets
+    the authorizer's exception through instead, so this harness renders the same definition.
+    """
+
+    def __init__(self, http: Any) -> None:
+        self._http = http
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | str = b"") -> Any:
+        from chalice.test import HTTPResponse
+
+        from chalicelib.auth.gateway import AuthorizerUnavailable
+        from infra import gateway_responses
+
+        try:
+            return self._http.request(method, path, headers=headers, body=body)
+        except AuthorizerUnavailable:
+            origin = os.environ.get("CORS_ALLOW_ORIGIN", "").strip() or "*"
+            status, answer, text = gateway_responses.render("AUTHORIZER_FAILURE", secrets.token_hex(8), origin)
+            answer["x-amzn-ErrorType"] = "AuthorizerFailureException"
+            return HTTPResponse(body=text if isinstance(text, bytes) else text.encode(), headers=answer, status_code=status)
+
+    def __getattr__(self, method: str) -> Any:
+        if method not in {"get", "post", "put", "patch", "options", "delete", "head"}:
+            raise AttributeError(method)
+
+        def call(path: str, headers: dict[str, str] | None = None, body: bytes | str = b"") -> Any:
+            return self.request(method.upper(), path, headers=headers, body=body if body is not None else b"")
+
+        return call
+
+
+class _HarnessClient:
+    """Chalice's test client (``lambda_``, ``events``) with ``http`` as ``_GatewayAnswers``."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.http = _GatewayAnswers(client.http)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 @pytest.fixture
 def client(app_module: Any) -> Iterator[Any]:
     from chalice.test import Client
 
     with Client(app_module.app, stage_name="local") as test_client:
-        yield test_client
+        yield _HarnessClient(test_client)
 
 
 class Tenant:

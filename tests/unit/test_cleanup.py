@@ -279,11 +279,11 @@ def test_budget_and_rate_settings(monkeypatch):
 
 
 def test_pages_of_the_index_are_followed_and_a_budget_can_end_mid_page(tenant, later, monkeypatch):
-    from chalicelib.cleanup import job as cleanup
+    from chalicelib.store import due
 
     items = [body_of(tenant.request("POST", "/items", {"name": f"p{n}", "expires_at": soon()})) for n in range(3)]
     later(5)
-    monkeypatch.setattr(cleanup, "PAGE_SIZE", 1)
+    monkeypatch.setattr(due, "PAGE_SIZE", 1)
     job = CleanupJob(get_settings(), time.monotonic() + 60)
     visits = {"left": 2}
     real_time_left = job._time_left

@@ -298,3 +298,17 @@ def test_a_parameter_without_secrets_is_a_configuration_error(client, ssm_secret
     ssm_secrets(" , ")
     tenant = make_tenant(client)
     assert_problem(tenant.request("GET", "/items"), 500, "internal-error")
+
+
+def test_a_throttled_key_store_answers_the_authorizer_failure_response(client, faults):
+    """503 with Retry-After and a problem document, as API Gateway's AUTHORIZER_FAILURE (never a 500)."""
+    from infra import gateway_responses
+
+    tenant = make_tenant(client)
+    faults.add("GetItem", "throttle", times=10, when=_matcher("KEY#"))
+    response = tenant.request("GET", "/items")
+    status, headers, body = gateway_responses.render("AUTHORIZER_FAILURE", "x", "*")
+    assert response.status_code == status == 503
+    assert response.headers["Retry-After"]
+    assert {k: v for k, v in response.headers.items() if k != "x-amzn-ErrorType"} == headers
+    assert {**response.json_body, "request_id": "x"} == json.loads(body)
