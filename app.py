@@ -16,6 +16,7 @@ from chalicelib.util import jsonutil, observability
 from chalicelib.web import conditional, ratelimit
 from chalicelib.web import cors as cors_policy
 from chalicelib.web import http as web
+from chalicelib.web.routes import routes
 
 app = Chalice(app_name="items", configure_logs=False)
 app.debug = False
@@ -42,6 +43,9 @@ def bearer_authorizer(auth_request: Any) -> AuthResponse:
     return AuthResponse(
         routes=["*"], principal_id=principal.tenant, context={"tenant": principal.tenant, "key_id": principal.key_id}
     )
+
+
+route = routes(app, bearer_authorizer, cors)
 
 
 @app.middleware("http")
@@ -109,22 +113,19 @@ def limit_rate(request: Any, get_response: Any) -> Response:
     return response
 
 
-@app.route("/health", methods=["GET"], cors=cors)
-@web.problem_boundary
+@route("/health", "GET", public=True)
 def health() -> Response:
     return web.json_response(200, {"status": "ok", "version": get_settings().app_version})
 
 
-@app.route("/openapi.json", methods=["GET"], cors=cors)
-@web.problem_boundary
+@route("/openapi.json", "GET", public=True)
 def openapi() -> Response:
     from chalicelib.web import openapi as openapi_doc  # pydantic schemas: only this route needs them
 
     return web.json_response(200, openapi_doc.document())
 
 
-@app.route("/items", methods=["POST"], authorizer=bearer_authorizer, cors=cors, content_types=JSON_BODY)
-@web.problem_boundary
+@route("/items", "POST", body=JSON_BODY)
 def create_item() -> Response:
     body = web.read_json_body(_request())
     return _idempotent_created(
@@ -135,14 +136,12 @@ def create_item() -> Response:
     )
 
 
-@app.route("/items", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
-@web.problem_boundary
+@route("/items", "GET")
 def list_items() -> Response:
     return web.json_response(200, _items().list(_tenant(), web.query_params(_request())))
 
 
-@app.route("/items/{item_id}", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
-@web.problem_boundary
+@route("/items/{item_id}", "GET")
 def get_item(item_id: str) -> Response:
     item = _items().get(_tenant(), item_id)
     if conditional.if_none_match_hits(_request().headers.get("if-none-match"), item["version"]):
@@ -150,8 +149,7 @@ def get_item(item_id: str) -> Response:
     return _item_response(200, item)
 
 
-@app.route("/items/{item_id}", methods=["PUT"], authorizer=bearer_authorizer, cors=cors, content_types=JSON_BODY)
-@web.problem_boundary
+@route("/items/{item_id}", "PUT", body=JSON_BODY)
 def replace_item(item_id: str) -> Response:
     request = _request()
     body = web.read_json_body(request)
@@ -159,8 +157,7 @@ def replace_item(item_id: str) -> Response:
     return _item_response(200, _items().replace(_tenant(), item_id, body, precondition))
 
 
-@app.route("/items/{item_id}", methods=["PATCH"], authorizer=bearer_authorizer, cors=cors, content_types=PATCH_BODY)
-@web.problem_boundary
+@route("/items/{item_id}", "PATCH", body=PATCH_BODY)
 def patch_item(item_id: str) -> Response:
     request = _request()
     body = web.read_json_body(request, accepted=(web.JSON, web.MERGE_PATCH))
@@ -168,8 +165,7 @@ def patch_item(item_id: str) -> Response:
     return _item_response(200, _items().patch(_tenant(), item_id, body, precondition))
 
 
-@app.route("/items/{item_id}", methods=["DELETE"], authorizer=bearer_authorizer, cors=cors)
-@web.problem_boundary
+@route("/items/{item_id}", "DELETE")
 def delete_item(item_id: str) -> Response:
     precondition = conditional.parse_if_match(_request().headers.get("if-match"))
     _items().delete(_tenant(), item_id, precondition)
@@ -226,8 +222,7 @@ def _imports() -> Any:
     return ImportService(get_settings())
 
 
-@app.route("/items/{item_id}/attachments", methods=["POST"], authorizer=bearer_authorizer, cors=cors, content_types=JSON_BODY)
-@web.problem_boundary
+@route("/items/{item_id}/attachments", "POST", body=JSON_BODY)
 def create_attachment(item_id: str) -> Response:
     body = web.read_json_body(app.current_request)
 
@@ -239,27 +234,23 @@ def create_attachment(item_id: str) -> Response:
     )
 
 
-@app.route("/items/{item_id}/attachments", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
-@web.problem_boundary
+@route("/items/{item_id}/attachments", "GET")
 def list_attachments(item_id: str) -> Response:
     return web.json_response(200, _attachments().list_for_item(_tenant(), item_id))
 
 
-@app.route("/items/{item_id}/attachments/{attachment_id}", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
-@web.problem_boundary
+@route("/items/{item_id}/attachments/{attachment_id}", "GET")
 def get_attachment(item_id: str, attachment_id: str) -> Response:
     return web.json_response(200, _attachments().get(_tenant(), item_id, attachment_id))
 
 
-@app.route("/items/{item_id}/attachments/{attachment_id}", methods=["DELETE"], authorizer=bearer_authorizer, cors=cors)
-@web.problem_boundary
+@route("/items/{item_id}/attachments/{attachment_id}", "DELETE")
 def delete_attachment(item_id: str, attachment_id: str) -> Response:
     _attachments().delete(_tenant(), item_id, attachment_id)
     return Response(body="", status_code=204)
 
 
-@app.route("/imports", methods=["POST"], authorizer=bearer_authorizer, cors=cors, content_types=JSON_BODY)
-@web.problem_boundary
+@route("/imports", "POST", body=JSON_BODY)
 def create_import() -> Response:
     body = web.read_json_body(app.current_request)
 
@@ -271,14 +262,12 @@ def create_import() -> Response:
     )
 
 
-@app.route("/imports", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
-@web.problem_boundary
+@route("/imports", "GET")
 def list_imports() -> Response:
     return web.json_response(200, _imports().list_page(_tenant(), web.query_params(app.current_request)))
 
 
-@app.route("/imports/{import_id}", methods=["GET"], authorizer=bearer_authorizer, cors=cors)
-@web.problem_boundary
+@route("/imports/{import_id}", "GET")
 def get_import(import_id: str) -> Response:
     return web.json_response(200, _imports().get(_tenant(), import_id))
 

@@ -61,20 +61,20 @@ class Settings:
         return self.cursor_secrets[0]
 
 
-def _int(name: str, default: int) -> int:
+def _number(name: str, default: float, kind: type[float], what: str) -> float:
     raw = os.environ.get(name, "")
     try:
-        return int(raw) if raw else default
+        return kind(raw) if raw else default
     except ValueError as exc:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+        raise ConfigurationError(f"{name} must be {what}, got {raw!r}") from exc
+
+
+def _int(name: str, default: int) -> int:
+    return int(_number(name, default, int, "an integer"))
 
 
 def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        return float(raw) if raw else default
-    except ValueError as exc:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+    return _number(name, default, float, "a number")
 
 
 def split_secrets(raw: str) -> tuple[bytes, ...]:

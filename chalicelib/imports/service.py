@@ -31,11 +31,9 @@ from chalicelib.config.settings import Settings, require
 from chalicelib.files import uploads
 from chalicelib.items.models import to_field_errors
 from chalicelib.items.repository import Completion
-from chalicelib.items.service import _limit as page_limit
 from chalicelib.limits import ID_PATTERN
-from chalicelib.problems import Problem, field_errors, query_error
-from chalicelib.store import aws
-from chalicelib.store import cursor as cursors
+from chalicelib.problems import Problem, field_errors
+from chalicelib.store import aws, paging
 from chalicelib.store import transactions as dynamo_batch
 from chalicelib.store.codec import Expression, from_item, to_attr, to_item
 from chalicelib.store.layout import due_pk, tenant_pk
@@ -274,26 +272,17 @@ class ImportService:
         return self.to_api(tenant, record)
 
     def list_page(self, tenant: str, params: dict[str, str]) -> dict[str, Any]:
-        limit = page_limit(params.get("limit"))
-        order = params.get("order", "asc")
-        if order not in ("asc", "desc"):
-            raise query_error("order", "must be 'asc' or 'desc'")
-        secrets = self.settings.cursor_secrets
-        if not secrets:
-            raise RuntimeError("CURSOR_SECRETS is not set for this stage")
+        page = paging.page_request(params, tenant=tenant, listing=LISTING, secrets=self.settings.cursor_secrets)
         kwargs: dict[str, Any] = {}
-        if params.get("cursor"):
-            try:
-                after = cursors.decode(params["cursor"], tenant=tenant, listing=LISTING, order=order, secrets=secrets)
-            except cursors.InvalidCursor as exc:
-                raise query_error("cursor", str(exc)) from exc
-            kwargs["ExclusiveStartKey"] = record_key(tenant, after)
+        if page.after is not None:
+            kwargs["ExclusiveStartKey"] = record_key(tenant, page.after)
+        limit = page.limit
         response = aws.dynamodb().query(
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={":pk": to_attr(tenant_pk(tenant)), ":prefix": to_attr(PREFIX)},
             Limit=limit + 1,
-            ScanIndexForward=order == "asc",
+            ScanIndexForward=not page.descending,
             **kwargs,
         )
         records = [from_item(i) for i in response.get("Items", [])]
@@ -303,11 +292,7 @@ class ImportService:
             last_id = str(records[-1]["id"])
         elif response.get("LastEvaluatedKey"):
             last_id = str(response["LastEvaluatedKey"]["sk"]["S"])[len(PREFIX) :]
-        next_cursor = None
-        if last_id is not None:
-            next_cursor = cursors.encode(
-                last_id, tenant=tenant, listing=LISTING, order=order, secret=self.settings.cursor_signing_secret
-            )
+        next_cursor = paging.next_cursor(page, last_id, self.settings.cursor_signing_secret)
         return {"imports": [self.to_api(tenant, r) for r in records], "next_cursor": next_cursor}
 
     def to_api(self, tenant: str, record: dict[str, Any]) -> dict[str, Any]:

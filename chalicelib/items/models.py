@@ -70,7 +70,7 @@ def _in_future(value: datetime | None) -> datetime | None:
 
 
 def _pointer(path: tuple[str | int, ...]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+    return jsonutil.pointer(*path)
 
 
 def _check_number(value: Decimal | int, path: tuple[str | int, ...]) -> Decimal | int:

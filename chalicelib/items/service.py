@@ -20,14 +20,12 @@ from chalicelib.items.repository import (
     to_api,
 )
 from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH
-from chalicelib.problems import Problem, field_errors, not_found, query_error
-from chalicelib.store import cursor as cursors
+from chalicelib.problems import Problem, field_errors, not_found
+from chalicelib.store import paging
 from chalicelib.store.writes import Precondition
 from chalicelib.util import jsonutil, ulid
 
 _ID = re.compile(ID_PATTERN)
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
 LISTING = "items"
 # Without If-Match a merged PATCH retries on a concurrent version change; each retry re-reads,
 # so a handful is plenty even under heavy contention on one item.
@@ -159,7 +157,10 @@ class ItemService:
                 if check_json_value(value) + 1 > MAX_DATA_DEPTH:
                     raise field_errors(
                         "validation-error",
-                        [{"pointer": f"/data/{_escape(key)}", "detail": f"must not be nested more than {MAX_DATA_DEPTH} levels deep"}],
+                        [{
+                            "pointer": jsonutil.pointer("data", key),
+                            "detail": f"must not be nested more than {MAX_DATA_DEPTH} levels deep",
+                        }],
                     )
                 data_sets[key] = value
                 # Upper bound of what this member adds to the compact text: key, colon, value, comma.
@@ -201,27 +202,9 @@ class ItemService:
         raise Problem("conflict", "the item is being changed by other requests; retry", headers={"Retry-After": "1"})
 
     def list(self, tenant: str, params: dict[str, str]) -> dict[str, Any]:
-        limit = _limit(params.get("limit"))
-        order = params.get("order", "asc")
-        if order not in ("asc", "desc"):
-            raise query_error("order", "must be 'asc' or 'desc'")
-        after_id = None
-        secrets = self.settings.cursor_secrets
-        if not secrets:
-            raise RuntimeError("CURSOR_SECRETS is not set for this stage")
-        if params.get("cursor"):
-            try:
-                after_id = cursors.decode(
-                    params["cursor"], tenant=tenant, listing=LISTING, order=order, secrets=secrets
-                )
-            except cursors.InvalidCursor as exc:
-                raise query_error("cursor", str(exc)) from exc
-        records, last_id = self.repository.list_page(tenant, limit, after_id, order == "desc")
-        next_cursor = None
-        if last_id is not None:
-            next_cursor = cursors.encode(
-                last_id, tenant=tenant, listing=LISTING, order=order, secret=self.settings.cursor_signing_secret
-            )
+        page = paging.page_request(params, tenant=tenant, listing=LISTING, secrets=self.settings.cursor_secrets)
+        records, last_id = self.repository.list_page(tenant, page.limit, page.after, page.descending)
+        next_cursor = paging.next_cursor(page, last_id, self.settings.cursor_signing_secret)
         return {"items": [to_api(r) for r in records], "next_cursor": next_cursor}
 
 
@@ -229,23 +212,6 @@ def _check_id(item_id: str) -> None:
     """An id that cannot exist is simply not found (and never reaches DynamoDB's key limits)."""
     if not _ID.match(item_id):
         raise not_found()
-
-
-# ASCII digits only, and few of them: ``str.isdigit`` also accepts "²" and "١٢", which int()
-# refuses or reads as another number, and int() refuses literals over 4,300 digits.
-_LIMIT = re.compile(r"[0-9]{1,6}")
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_LIMIT
-    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise query_error("limit", f"must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
-
-
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _version_matches(current: dict[str, Any], precondition: Precondition) -> bool:

@@ -90,9 +90,13 @@ def _session() -> Any:
     return botocore.session.get_session()
 
 
+def _client(service: str, config: Any = None) -> Any:
+    return _bounded(_session().create_client(service, config=config or _config()))
+
+
 @functools.cache
 def dynamodb() -> DynamoDBClient:
-    client: DynamoDBClient = _bounded(_session().create_client("dynamodb", config=_config()))
+    client: DynamoDBClient = _client("dynamodb")
     return client
 
 
@@ -101,21 +105,20 @@ def s3() -> S3Client:
     from botocore.config import Config
 
     # SigV4 and virtual-host-free URLs work against both AWS and the local emulator.
-    config = _config().merge(Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-    client: S3Client = _bounded(_session().create_client("s3", config=config))
+    client: S3Client = _client("s3", _config().merge(Config(signature_version="s3v4", s3={"addressing_style": "path"})))
     return client
 
 
 @functools.cache
 def sqs() -> SQSClient:
-    client: SQSClient = _bounded(_session().create_client("sqs", config=_config()))
+    client: SQSClient = _client("sqs")
     return client
 
 
 @functools.cache
 def ssm() -> Any:
     """Parameter Store, for the stage's secrets (read rarely: ``secret_store`` caches)."""
-    return _bounded(_session().create_client("ssm", config=_config()))
+    return _client("ssm")
 
 
 def reset() -> None:

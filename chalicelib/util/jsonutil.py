@@ -189,3 +189,8 @@ def dumps(value: Any) -> str:
     out: list[str] = []
     _write(value, out)
     return "".join(out)
+
+
+def pointer(*path: str | int) -> str:
+    """A JSON Pointer (RFC 6901) to ``path``: ``~`` and ``/`` in a key escaped as ``~0`` and ``~1``."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)

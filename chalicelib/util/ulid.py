@@ -9,17 +9,12 @@ from __future__ import annotations
 import os
 import time
 
-ALPHABET = _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def new(timestamp_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return from_parts(ms, os.urandom(10))
 
 
 def from_parts(timestamp_ms: int, tail: bytes) -> str:
@@ -29,6 +24,6 @@ def from_parts(timestamp_ms: int, tail: bytes) -> str:
     value = (timestamp_ms << 80) | int.from_bytes(tail, "big")
     chars = []
     for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
+        chars.append(ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(chars))
