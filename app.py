@@ -190,7 +190,7 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
     if key is None:
         outcome, replayed = outcome_of(create(tenant, None)), False
     else:
-        from chalicelib.web import idempotency
+        from chalicelib.web import idempotency  # cold start: only requests with the header load it
 
         def operation() -> dict[str, Any]:
             return outcome_of(create(tenant, lambda created: idempotency.completion_record(outcome_of(created))))
@@ -211,13 +211,13 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
 
 
 def _attachments() -> Any:
-    from chalicelib.attachments.service import AttachmentService
+    from chalicelib.attachments.service import AttachmentService  # cold start: only these routes load it
 
     return AttachmentService(get_settings())
 
 
 def _imports() -> Any:
-    from chalicelib.imports.service import ImportService
+    from chalicelib.imports.service import ImportService  # cold start: only these routes load it
 
     return ImportService(get_settings())
 
@@ -281,27 +281,27 @@ _QUEUE = (os.environ.get("QUEUE_URL") or "").rstrip("/").rsplit("/", 1)[-1] or "
 
 @app.on_s3_event(bucket=_BUCKET, events=["s3:ObjectCreated:*"], prefix="attachments/")
 def on_attachment_uploaded(event: Any) -> None:
-    from chalicelib import events
+    from chalicelib import events  # cold start: the API functions never load the event handlers
 
     events.attachment_uploaded(event.to_dict())
 
 
 @app.on_s3_event(bucket=_BUCKET, events=["s3:ObjectCreated:*"], prefix="imports/")
 def on_import_uploaded(event: Any) -> None:
-    from chalicelib import events
+    from chalicelib import events  # cold start: the API functions never load the event handlers
 
     events.import_uploaded(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=_QUEUE, batch_size=10)
 def on_work_message(event: Any) -> dict[str, Any]:
-    from chalicelib import events
+    from chalicelib import events  # cold start: the API functions never load the event handlers
 
     return events.work_messages(event.to_dict())
 
 
 @app.schedule(Rate(cleanup_rate_minutes(), unit=Rate.MINUTES), description="Removes expired and abandoned data")
 def run_cleanup(event: Any) -> dict[str, Any]:
-    from chalicelib import events
+    from chalicelib import events  # cold start: the API functions never load the event handlers
 
     return events.cleanup(event.context)

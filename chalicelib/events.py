@@ -1,5 +1,8 @@
 """Bodies of the event handlers (storage events, work queue, schedule), kept out of ``app.py``.
 
+Each handler imports only what it runs (a function's cold start is its imports), so the
+imports below are local on purpose.
+
 A storage event is processed record by record: a record that is malformed or not ours is logged
 and skipped; a record that fails does not stop the others, and the invocation raises at the end so
 Lambda delivers the event again (each step is idempotent, so records already done are harmless).

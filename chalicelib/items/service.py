@@ -134,7 +134,7 @@ class ItemService:
     def _patch_in_place(
         self, tenant: str, item_id: str, body: dict[str, Any], patch: Any, precondition: Precondition
     ) -> dict[str, Any]:
-        from chalicelib.items.models import check_json_value
+        from chalicelib.items.models import check_json_value  # pydantic: writes only (cold start)
 
         top_level: dict[str, Any] = {}
         for field in ("name", "description", "tags", "expires_at"):

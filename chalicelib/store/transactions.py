@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.problems import unavailable
 from chalicelib.store import aws
 from chalicelib.store.writes import cancellation_reasons
 
@@ -92,8 +93,6 @@ def transact(actions: list[dict[str, Any]]) -> None:
     A cancellation with a failed condition is raised at once (callers read its reasons); a
     transient cancellation that outlasts the retries ends as 503 on the API, a retry for events.
     """
-    from chalicelib.problems import unavailable
-
     client: Any = aws.dynamodb()
     for attempt in range(TRANSACT_ATTEMPTS):
         try:
