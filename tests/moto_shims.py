@@ -12,6 +12,12 @@ answer as DynamoDB does. Each shim cites the AWS documentation it follows.
   parameters") says "The maximum length of any expression string is 4 KB". moto accepts any
   length (and its parser recurses until it fails on a few hundred clauses), so a write that AWS
   would refuse could pass here.
+
+One shim changes only how long moto takes, not what it answers:
+
+- ``Query`` on the table (not an index) reads the partition it names. moto sorts every item of
+  the table to pick that partition's, so with one table shared by a whole test session each query
+  costs more than the one before; the answer is the same items either way.
 """
 
 from __future__ import annotations
@@ -80,3 +86,26 @@ def expression_size_like_dynamodb() -> None:
     for operation in ("update_item", "put_item", "delete_item", "query"):
         setattr(DynamoHandler, operation, checked(getattr(DynamoHandler, operation)))
     _installed.add("expression-size")
+
+
+def query_reads_one_partition() -> None:
+    """Give moto's ``Table.query`` on the table itself only the queried partition (once per process)."""
+    if "query-partition" in _installed:
+        return
+    import copy
+
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+    index_position = 6  # index_name, after range_comparison ... projection_expressions
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[index_position] if len(args) > index_position else kwargs.get("index_name")
+        if index_name or hash_key is None or not self.range_key_attr:
+            return original(self, hash_key, *args, **kwargs)
+        view = copy.copy(self)  # the same table, but its items are the one partition (moto filters by hash key anyway)
+        view.items = {hash_key: self.items[hash_key]} if hash_key in self.items else {}
+        return original(view, hash_key, *args, **kwargs)
+
+    Table.query = query
+    _installed.add("query-partition")
