@@ -92,8 +92,6 @@ def query_reads_one_partition() -> None:
     """Give moto's ``Table.query`` on the table itself only the queried partition (once per process)."""
     if "query-partition" in _installed:
         return
-    import copy
-
     from moto.dynamodb.models.table import Table
 
     original = Table.query
@@ -101,11 +99,26 @@ def query_reads_one_partition() -> None:
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[index_position] if len(args) > index_position else kwargs.get("index_name")
-        if index_name or hash_key is None or not self.range_key_attr:
+        if index_name or hash_key is None or not self.range_key_attr or "all_items" in vars(self):
+            # an index, or items already chosen for this query (local/emulator.py): moto's own way
             return original(self, hash_key, *args, **kwargs)
-        view = copy.copy(self)  # the same table, but its items are the one partition (moto filters by hash key anyway)
-        view.items = {hash_key: self.items[hash_key]} if hash_key in self.items else {}
-        return original(view, hash_key, *args, **kwargs)
+        return original(_OnePartition(self, hash_key), hash_key, *args, **kwargs)
 
     Table.query = query
     _installed.add("query-partition")
+
+
+class _OnePartition:
+    """A table as moto's query code sees it, except that its items are one partition's (moto keeps
+    only the items of the queried hash key anyway). Nothing of the table is copied or changed, so
+    queries from several threads stay independent."""
+
+    def __init__(self, table: Any, hash_key: Any) -> None:
+        self._table = table
+        self._items = list(table.items[hash_key].values()) if hash_key in table.items else []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def all_items(self) -> list[Any]:
+        return list(self._items)
