@@ -436,15 +436,15 @@ def verdicts(payloads: list[Mapping[str, Any]], complete: bool) -> dict[str, tup
     recorded, policies, platform, selected = merge(payloads)
     found: dict[str, tuple[str, list[str]]] = {}
     if not recorded and selected and complete:
-        found["every recorded call is allowed"] = ("failed", ["the whole unit suite ran and no AWS call was recorded"])
+        found["test_every_recorded_call_is_allowed_to_its_function"] = ("failed", ["the whole unit suite ran and no AWS call was recorded"])
     else:
         denied = denied_calls(recorded, policies)
-        found["every recorded call is allowed"] = ("failed" if denied else "passed", denied)
+        found["test_every_recorded_call_is_allowed_to_its_function"] = ("failed" if denied else "passed", denied)
     if selected and complete:
         unused = unused_grant_problems(policies, set(recorded) | platform)
-        found["no grant goes unused"] = ("failed" if unused else "passed", unused)
+        found["test_no_grant_goes_unused"] = ("failed" if unused else "passed", unused)
     else:
-        found["no grant goes unused"] = ("skipped", ["a grant is unused only if the whole unit suite ran without it"])
+        found["test_no_grant_goes_unused"] = ("skipped", ["a grant is unused only if the whole unit suite ran without it"])
     return found
 
 
@@ -479,7 +479,7 @@ class ControllerAudit:
         results = verdicts(self.payloads, complete)
         path = f"{Path(__file__).parent.relative_to(session.config.rootpath).as_posix()}/{POLICY_TEST}"
         for name, (outcome, problems) in results.items():
-            nodeid = f"{path}::[all workers] {name}"
+            nodeid = f"{path}::{name}[all workers]"
             longrepr: Any = None
             if outcome == "failed":
                 longrepr = "\n".join(problems)

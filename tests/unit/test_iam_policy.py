@@ -8,7 +8,7 @@ called a service directly) must be allowed by some function's policy.
 
 Under pytest-xdist each worker runs part of the suite: the checks here see that worker's calls,
 and the controller checks all workers' calls together once they have all finished, reported as
-``test_iam_policy.py::[all workers] ...`` (``iam_audit.ControllerAudit``).
+``test_iam_policy.py::test_...[all workers]`` (``iam_audit.ControllerAudit``).
 """
 
 from __future__ import annotations
@@ -256,30 +256,30 @@ def test_the_controller_merges_the_workers_and_fails_an_unused_grant(policies):
     assert all(iam_audit.allowed_to(policies, req) for req in uses)
     halves = [worker_payload(policies, uses[0::2]), worker_payload(policies, uses[1::2])]
     assert iam_audit.verdicts(halves, complete=True) == {
-        "every recorded call is allowed": ("passed", []), "no grant goes unused": ("passed", []),
+        "test_every_recorded_call_is_allowed_to_its_function": ("passed", []), "test_no_grant_goes_unused": ("passed", []),
     }
     # A grant only the second worker used: without that worker's record it is unused.
     first_only = [worker_payload(policies, uses[0::2]), worker_payload(policies, uses[1::2][1:])]
-    outcome, problems = iam_audit.verdicts(first_only, complete=True)["no grant goes unused"]
+    outcome, problems = iam_audit.verdicts(first_only, complete=True)["test_no_grant_goes_unused"]
     lost = uses[1]
     assert outcome == "failed"
     assert any(lost.function in p and f"'{lost.action}'" in p for p in problems), problems
     # A run that stopped early, or a selection, proves nothing unused.
-    assert iam_audit.verdicts(first_only, complete=False)["no grant goes unused"][0] == "skipped"
+    assert iam_audit.verdicts(first_only, complete=False)["test_no_grant_goes_unused"][0] == "skipped"
     partial = [worker_payload(policies, uses[0::2]), worker_payload(policies, uses[1::2][1:], full_selection=False)]
-    assert iam_audit.verdicts(partial, complete=True)["no grant goes unused"][0] == "skipped"
+    assert iam_audit.verdicts(partial, complete=True)["test_no_grant_goes_unused"][0] == "skipped"
 
 
 def test_the_controller_fails_a_call_no_policy_allows(policies, outputs):
     uses = uses_of_every_grant(policies)
     refused = iam_audit.Requirement("dynamodb:DeleteTable", outputs["TableArn"], "dynamodb.DeleteTable", "api_handler", None)
     payloads = [worker_payload(policies, uses), worker_payload(policies, [refused])]
-    outcome, problems = iam_audit.verdicts(payloads, complete=True)["every recorded call is allowed"]
+    outcome, problems = iam_audit.verdicts(payloads, complete=True)["test_every_recorded_call_is_allowed_to_its_function"]
     assert outcome == "failed"
     assert problems == [f"api_handler: dynamodb:DeleteTable on {outputs['TableArn']} (dynamodb.DeleteTable, "
                         "first in tests/unit/test_x.py::test_y)"]
     nothing = [worker_payload(policies, [])]
-    assert iam_audit.verdicts(nothing, complete=True)["every recorded call is allowed"][0] == "failed"
+    assert iam_audit.verdicts(nothing, complete=True)["test_every_recorded_call_is_allowed_to_its_function"][0] == "failed"
 
 
 class FakeHook:
@@ -312,16 +312,17 @@ def test_the_controller_reports_its_checks_as_tests_and_fails_the_run(policies, 
     reports, status = run([uses[0::2], uses[1::2]])
     assert status == 0
     assert {name: r.outcome for name, r in reports.items()} == {
-        "[all workers] every recorded call is allowed": "passed", "[all workers] no grant goes unused": "passed",
+        "test_every_recorded_call_is_allowed_to_its_function[all workers]": "passed",
+        "test_no_grant_goes_unused[all workers]": "passed",
     }
     assert all(r.nodeid.startswith("tests/unit/test_iam_policy.py::") for r in reports.values())
 
     reports, status = run([uses[0::2], uses[1::2][1:]])
     assert status == 1
-    assert reports["[all workers] no grant goes unused"].outcome == "failed"
-    assert uses[1].action in str(reports["[all workers] no grant goes unused"].longrepr)
+    assert reports["test_no_grant_goes_unused[all workers]"].outcome == "failed"
+    assert uses[1].action in str(reports["test_no_grant_goes_unused[all workers]"].longrepr)
 
     for incomplete in ({"crashed": True}, {"finished": unit_ids[:1]}):
         reports, status = run([uses[0::2], uses[1::2][1:]], **incomplete)
         assert status == 0
-        assert reports["[all workers] no grant goes unused"].outcome == "skipped"
+        assert reports["test_no_grant_goes_unused[all workers]"].outcome == "skipped"
