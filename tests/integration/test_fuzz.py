@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-EXAMPLES_PER_OPERATION = 150
+EXAMPLES_PER_OPERATION = 2 * settings.default.max_examples  # the profile's (tests/conftest.py): 60, thorough 200
 SEED = 20261124
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from tests import hostile
 from tests.localstack import ROOT
 
-EXAMPLES = 200
+EXAMPLES = 2 * settings.default.max_examples  # the profile's (tests/conftest.py): 60, thorough 200
 RESULTS: Counter[str] = Counter()
 
 

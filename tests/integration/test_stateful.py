@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 import requests
+from hypothesis import settings
 
 SEED = 20261124
-EXAMPLES = 30
+EXAMPLES = settings.default.max_examples // 2  # per operation, from the profile (tests/conftest.py): 15, thorough 50
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 

@@ -13,10 +13,11 @@ inspecting the table and bucket — stand for the operator's or a browser's, not
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -62,7 +63,12 @@ API_HANDLER = "api_handler"
 
 # requirement -> the test during which it was first recorded
 RECORDED: dict[Requirement, str] = {}
-_state: dict[str, Any] = {"installed": False, "deselected": False, "collected": set()}
+_state: dict[str, Any] = {"installed": False, "deselected": False, "collected": set(), "outputs": None}
+
+# Grants for features that API.md specifies and whose code is not on this branch yet: each entry
+# (function, statement Sid, action) must be unused today, and fails the check the moment its
+# feature exercises it (then delete it).
+AWAITING_FEATURES: dict[tuple[str, str, str], str] = {}
 
 
 def install() -> None:
@@ -100,8 +106,6 @@ def _on_presigned_post(request: Any, **_: Any) -> None:
 
 
 def _record(requirement: Requirement) -> None:
-    import os
-
     RECORDED.setdefault(requirement, os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0])
 
 
@@ -318,7 +322,174 @@ def note_deselected(items: Iterable[Any]) -> None:
         _state["deselected"] = True
 
 
-def full_suite() -> bool:
+def full_selection() -> bool:
     """Every unit test module was collected and nothing in them was deselected (-k, -m, --lf)."""
     on_disk = set(Path(__file__).parent.rglob("test_*.py"))
     return on_disk <= _state["collected"] and not _state["deselected"]
+
+
+def full_suite() -> bool:
+    """This process runs the whole unit suite: all of it is selected, and no pytest-xdist worker
+    shares it out (a worker runs part of it; see "under pytest-xdist" below)."""
+    return full_selection() and not os.environ.get("PYTEST_XDIST_WORKER")
+
+
+# -- the checks, on a run's record --------------------------------------------------------------
+
+def allowed_to(policies: Mapping[str, Mapping[str, Any]], req: Requirement) -> bool:
+    """The call is allowed to the function that made it (to some function, when that is not known)."""
+    candidates = [policies[req.function]] if req.function else list(policies.values())
+    return any(allowed(policy, req.action, req.resource, req.leading_key) for policy in candidates)
+
+
+def denied_calls(recorded: Mapping[Requirement, str], policies: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Each recorded call its function's policy does not allow, as one line."""
+    return sorted(
+        f"{req.function or 'some function'}: {req.action} on {req.resource} ({req.operation}, first in {test})"
+        for req, test in recorded.items()
+        if req.function not in policies and req.function is not None or not allowed_to(policies, req)
+    )
+
+
+def unused_grants(policies: Mapping[str, Mapping[str, Any]], needed: Iterable[Requirement]) -> set[tuple[str, str, str]]:
+    """(function, statement Sid, action) of every grant no call of that function needed."""
+    needed = list(needed)
+    return {
+        (handler, statement["Sid"], action)
+        for handler, policy in policies.items()
+        for statement in policy["Statement"]
+        for action in statement["Action"]
+        if not any(
+            req.function == handler and req.action == action
+            and statement_allows(statement, req.action, req.resource, req.leading_key)
+            for req in needed
+        )
+    }
+
+
+def unused_grant_problems(policies: Mapping[str, Mapping[str, Any]], needed: Iterable[Requirement]) -> list[str]:
+    """A grant used by nothing, or an AWAITING_FEATURES entry that is used now: one line each."""
+    unused = unused_grants(policies, needed)
+    problems = [f"granted to a function that never uses it: {grant}" for grant in sorted(unused - set(AWAITING_FEATURES))]
+    problems += [f"now exercised by the tests; remove from AWAITING_FEATURES: {grant}"
+                 for grant in sorted(set(AWAITING_FEATURES) - unused)]
+    return problems
+
+
+# -- under pytest-xdist: each worker's record, checked as one by the controller -----------------
+#
+# Each worker runs part of the unit suite, so none of them can say that a grant is unused. Each
+# worker hands what it recorded (with the policies and the platform's calls, which it can compute
+# from its own mocked stack) to the controller with its results (xdist's ``workeroutput``); the
+# controller merges them and, once every worker has finished, checks both ways: every recorded
+# call is allowed to its function, and every grant is used when the whole unit suite ran.
+# tests/conftest.py registers ``ControllerAudit`` on the controller.
+
+WORKER_OUTPUT_KEY = "iam_audit"
+POLICY_TEST = "test_iam_policy.py"
+
+
+def note_stack(outputs: Mapping[str, str]) -> None:
+    """The unit stack's outputs (ARNs), kept for ``export`` after the mock is gone."""
+    _state["outputs"] = dict(outputs)
+
+
+def export() -> dict[str, Any] | None:
+    """What this worker recorded, as plain data (execnet carries only builtin types)."""
+    outputs = _state["outputs"]
+    if outputs is None:
+        return None  # this worker ran no unit test that used the mocked stack
+    import app
+    from infra import policy
+
+    handlers = policy.handlers(app.app, "test")
+    return {
+        "recorded": [[*astuple(req), test] for req, test in RECORDED.items()],
+        "policies": policy.documents(outputs, app.app, "test"),
+        "platform": [list(astuple(req)) for req in platform_requirements(app.app, handlers, outputs)],
+        "full_selection": full_selection(),
+    }
+
+
+def merge(payloads: Iterable[Mapping[str, Any]]) -> tuple[dict[Requirement, str], dict[str, Any], set[Requirement], bool]:
+    """The workers' records as one: (recorded, policies, platform requirements, whole suite selected)."""
+    recorded: dict[Requirement, str] = {}
+    policies: dict[str, Any] = {}
+    platform: set[Requirement] = set()
+    selected = True
+    for payload in payloads:
+        for *fields, test in payload["recorded"]:
+            recorded.setdefault(Requirement(*fields), test)
+        platform.update(Requirement(*fields) for fields in payload["platform"])
+        if policies and payload["policies"] != policies:
+            raise ValueError("the workers computed different policies for the same stage")
+        policies = payload["policies"]
+        selected = selected and payload["full_selection"]
+    return recorded, policies, platform, selected
+
+
+def verdicts(payloads: list[Mapping[str, Any]], complete: bool) -> dict[str, tuple[str, list[str]]]:
+    """Check name -> (outcome, problems) over all workers' records; ``complete``: every selected
+    unit test ran to its end on a worker that reported back (no -x stop, no crashed worker)."""
+    if not payloads:
+        return {}
+    recorded, policies, platform, selected = merge(payloads)
+    found: dict[str, tuple[str, list[str]]] = {}
+    if not recorded and selected and complete:
+        found["test_every_recorded_call_is_allowed_to_its_function"] = ("failed", ["the whole unit suite ran and no AWS call was recorded"])
+    else:
+        denied = denied_calls(recorded, policies)
+        found["test_every_recorded_call_is_allowed_to_its_function"] = ("failed" if denied else "passed", denied)
+    if selected and complete:
+        unused = unused_grant_problems(policies, set(recorded) | platform)
+        found["test_no_grant_goes_unused"] = ("failed" if unused else "passed", unused)
+    else:
+        found["test_no_grant_goes_unused"] = ("skipped", ["a grant is unused only if the whole unit suite ran without it"])
+    return found
+
+
+class ControllerAudit:
+    """The controller's side: collects each worker's record, checks them all at the session's end,
+    and reports each check as a test of tests/unit/test_iam_policy.py (a failure fails the run)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[Mapping[str, Any]] = []
+        self.unit_tests: set[str] = set()
+        self.finished: set[str] = set()
+        self.lost_worker = False
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.unit_tests.update(nodeid for nodeid in ids if _is_unit_test(nodeid))
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "teardown":
+            self.finished.add(report.nodeid)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        if error is not None:
+            self.lost_worker = True  # what it recorded is lost with it
+        payload = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
+        if payload is not None:
+            self.payloads.append(payload)
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        from _pytest.reports import TestReport
+
+        complete = not self.lost_worker and self.unit_tests <= self.finished
+        results = verdicts(self.payloads, complete)
+        path = f"{Path(__file__).parent.relative_to(session.config.rootpath).as_posix()}/{POLICY_TEST}"
+        for name, (outcome, problems) in results.items():
+            nodeid = f"{path}::{name}[all workers]"
+            longrepr: Any = None
+            if outcome == "failed":
+                longrepr = "\n".join(problems)
+            elif outcome == "skipped":
+                longrepr = (path, 0, f"Skipped: {problems[0]}")
+            report = TestReport(nodeid, (path, None, name), {}, outcome, longrepr, "call")
+            session.config.hook.pytest_runtest_logreport(report=report)
+            if outcome == "failed" and session.exitstatus == 0:
+                session.exitstatus = 1  # pytest.ExitCode.TESTS_FAILED
+
+
+def _is_unit_test(nodeid: str) -> bool:
+    return "tests/unit/" in f"/{nodeid}" and POLICY_TEST not in nodeid

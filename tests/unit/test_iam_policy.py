@@ -5,6 +5,10 @@ function whose code made it; this module runs last (tests/unit/conftest.py order
 its function's policy does not allow fails here, as does a grant that function never uses, so
 each policy follows its code in both directions. A call no function can be named for (a test
 called a service directly) must be allowed by some function's policy.
+
+Under pytest-xdist each worker runs part of the suite: the checks here see that worker's calls,
+and the controller checks all workers' calls together once they have all finished, reported as
+``test_iam_policy.py::test_...[all workers]`` (``iam_audit.ControllerAudit``).
 """
 
 from __future__ import annotations
@@ -15,10 +19,6 @@ import pytest
 
 from infra import policy as stage_policy
 from tests.unit import iam_audit
-
-# Grants for features that API.md specifies and whose code is not on this branch yet: each entry
-# must be unused today, and fails the test the moment its feature exercises it (then delete it).
-AWAITING_FEATURES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -50,48 +50,19 @@ def needed(app_module, handlers, outputs):
     return set(iam_audit.RECORDED) | iam_audit.platform_requirements(app_module.app, handlers, outputs)
 
 
-def allowed_to(policies, req) -> bool:
-    """The call is allowed to the function that made it (to some function, when that is not known)."""
-    candidates = [policies[req.function]] if req.function else list(policies.values())
-    return any(iam_audit.allowed(policy, req.action, req.resource, req.leading_key) for policy in candidates)
-
-
-def test_every_function_has_its_own_policy(policies, handlers):
-    assert set(policies) == set(handlers)
-    assert set(handlers) == {"api_handler", "bearer_authorizer", "on_attachment_uploaded", "on_import_uploaded",
-                             "on_work_message", "run_cleanup"}
-
-
 def test_every_recorded_call_is_allowed_to_its_function(policies):
     if not iam_audit.RECORDED and not iam_audit.full_suite():
         pytest.skip("no application call ran in this selection")
     assert iam_audit.RECORDED, "the whole unit suite ran and no AWS call was recorded: the recorder is not installed"
-    denied = sorted(
-        f"{req.function or 'some function'}: {req.action} on {req.resource} ({req.operation}, first in {test})"
-        for req, test in iam_audit.RECORDED.items()
-        if req.function not in policies and req.function is not None or not allowed_to(policies, req)
-    )
+    denied = iam_audit.denied_calls(iam_audit.RECORDED, policies)
     assert not denied, "the function's policy (infra/policy.py) does not allow:\n" + "\n".join(denied)
 
 
 def test_no_grant_goes_unused(policies, needed):
     if not iam_audit.full_suite():
-        pytest.skip("a grant is unused only if the whole unit suite ran without it")
-    unused = {
-        (handler, statement["Sid"], action)
-        for handler, policy in policies.items()
-        for statement in policy["Statement"]
-        for action in statement["Action"]
-        if not any(
-            req.function == handler and req.action == action
-            and iam_audit.statement_allows(statement, req.action, req.resource, req.leading_key)
-            for req in needed
-        )
-    }
-    granted_for_nothing = sorted(unused - set(AWAITING_FEATURES))
-    assert not granted_for_nothing, f"granted to a function that never uses it: {granted_for_nothing}"
-    arrived = sorted(set(AWAITING_FEATURES) - unused)
-    assert not arrived, f"now exercised by the tests; remove from AWAITING_FEATURES: {arrived}"
+        pytest.skip("a grant is unused only if the whole unit suite ran without it (under xdist: checked by the controller)")
+    problems = iam_audit.unused_grant_problems(policies, needed)
+    assert not problems, "\n".join(problems)
 
 
 def test_every_function_gets_its_own_logs_only(policies, needed, handlers):
@@ -259,3 +230,100 @@ def test_evaluator_matches_like_iam():
     with pytest.raises(ValueError, match="condition"):
         iam_audit.allowed({"Statement": [{**document["Statement"][0], "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]},
                           "s3:GetObject", "arn:aws:s3:::b/in/x")
+
+
+# -- under pytest-xdist: the controller's check of all workers' records ------------------------
+
+def uses_of_every_grant(policies):
+    """One call per grant (function, statement, action), made by the function it is granted to."""
+    uses = []
+    for handler, policy in policies.items():
+        for statement in policy["Statement"]:
+            resource = statement["Resource"][0].replace("*", "x")
+            condition = statement.get("Condition", {}).get("ForAllValues:StringLike", {})
+            leading = iam_audit._as_list(condition["dynamodb:LeadingKeys"])[0].split("*")[0] if condition else None
+            for action in statement["Action"]:
+                uses.append(iam_audit.Requirement(action, resource, "synthetic", handler, leading))
+    return uses
+
+
+def worker_payload(policies, recorded, full_selection=True):
+    return {"recorded": [[*iam_audit.astuple(req), "tests/unit/test_x.py::test_y"] for req in recorded],
+            "policies": policies, "platform": [], "full_selection": full_selection}
+
+
+def test_the_controller_merges_the_workers_and_fails_an_unused_grant(policies):
+    uses = uses_of_every_grant(policies)
+    assert all(iam_audit.allowed_to(policies, req) for req in uses)
+    halves = [worker_payload(policies, uses[0::2]), worker_payload(policies, uses[1::2])]
+    assert iam_audit.verdicts(halves, complete=True) == {
+        "test_every_recorded_call_is_allowed_to_its_function": ("passed", []), "test_no_grant_goes_unused": ("passed", []),
+    }
+    # A grant only the second worker used: without that worker's record it is unused.
+    first_only = [worker_payload(policies, uses[0::2]), worker_payload(policies, uses[1::2][1:])]
+    outcome, problems = iam_audit.verdicts(first_only, complete=True)["test_no_grant_goes_unused"]
+    lost = uses[1]
+    assert outcome == "failed"
+    assert any(lost.function in p and f"'{lost.action}'" in p for p in problems), problems
+    # A run that stopped early, or a selection, proves nothing unused.
+    assert iam_audit.verdicts(first_only, complete=False)["test_no_grant_goes_unused"][0] == "skipped"
+    partial = [worker_payload(policies, uses[0::2]), worker_payload(policies, uses[1::2][1:], full_selection=False)]
+    assert iam_audit.verdicts(partial, complete=True)["test_no_grant_goes_unused"][0] == "skipped"
+
+
+def test_the_controller_fails_a_call_no_policy_allows(policies, outputs):
+    uses = uses_of_every_grant(policies)
+    refused = iam_audit.Requirement("dynamodb:DeleteTable", outputs["TableArn"], "dynamodb.DeleteTable", "api_handler", None)
+    payloads = [worker_payload(policies, uses), worker_payload(policies, [refused])]
+    outcome, problems = iam_audit.verdicts(payloads, complete=True)["test_every_recorded_call_is_allowed_to_its_function"]
+    assert outcome == "failed"
+    assert problems == [f"api_handler: dynamodb:DeleteTable on {outputs['TableArn']} (dynamodb.DeleteTable, "
+                        "first in tests/unit/test_x.py::test_y)"]
+    nothing = [worker_payload(policies, [])]
+    assert iam_audit.verdicts(nothing, complete=True)["test_every_recorded_call_is_allowed_to_its_function"][0] == "failed"
+
+
+class FakeHook:
+    def __init__(self):
+        self.reports = []
+
+    def pytest_runtest_logreport(self, report):
+        self.reports.append(report)
+
+
+def test_the_controller_reports_its_checks_as_tests_and_fails_the_run(policies, tmp_path):
+    from types import SimpleNamespace
+
+    uses = uses_of_every_grant(policies)
+    unit_ids = ["tests/unit/test_a.py::test_1", "tests/unit/test_b.py::test_2"]
+
+    def run(recorded_by_worker, crashed=False, finished=unit_ids):
+        audit = iam_audit.ControllerAudit()
+        hook = FakeHook()
+        session = SimpleNamespace(config=SimpleNamespace(rootpath=iam_audit.ROOT, hook=hook), exitstatus=0)
+        for number, recorded in enumerate(recorded_by_worker):
+            node = SimpleNamespace(workeroutput={iam_audit.WORKER_OUTPUT_KEY: worker_payload(policies, recorded)})
+            audit.pytest_xdist_node_collection_finished(node, [*unit_ids, "tests/infra/test_t.py::test_3"])
+            audit.pytest_testnodedown(node, "crashed" if crashed and number == 0 else None)
+        for nodeid in finished:
+            audit.pytest_runtest_logreport(SimpleNamespace(nodeid=nodeid, when="teardown"))
+        audit.pytest_sessionfinish(session)
+        return {report.nodeid.rsplit("::", 1)[1]: report for report in hook.reports}, session.exitstatus
+
+    reports, status = run([uses[0::2], uses[1::2]])
+    assert status == 0
+    assert {name: r.outcome for name, r in reports.items()} == {
+        "test_every_recorded_call_is_allowed_to_its_function[all workers]": "passed",
+        "test_no_grant_goes_unused[all workers]": "passed",
+    }
+    assert all(r.nodeid.startswith("tests/unit/test_iam_policy.py::") for r in reports.values())
+
+    reports, status = run([uses[0::2], uses[1::2][1:]])
+    assert status == 1
+    assert reports["test_no_grant_goes_unused[all workers]"].outcome == "failed"
+    assert uses[1].action in str(reports["test_no_grant_goes_unused[all workers]"].longrepr)
+
+    for incomplete in ({"crashed": True}, {"finished": unit_ids[:1]}):
+        reports, status = run([uses[0::2], uses[1::2][1:]], **incomplete)
+        assert status == 0
+        assert reports["test_no_grant_goes_unused[all workers]"].outcome == "skipped"

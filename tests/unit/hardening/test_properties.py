@@ -1,4 +1,5 @@
-"""Properties over generated inputs (hypothesis, derandomized: the same examples every run; bounded).
+"""Properties over generated inputs (hypothesis, derandomized: the same examples every run; bounded:
+the profile's count of examples, tests/conftest.py: 30, or 100 with HYPOTHESIS_PROFILE=thorough).
 
 - Every ``data`` object the validator accepts round-trips through the API and DynamoDB exactly:
   same keys, same strings, integers as integers, every number with its exact value.
@@ -20,7 +21,7 @@ from chalicelib.util import jsonutil
 from tests.unit.hardening.test_faults import records
 from tests.unit.helpers import body
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
 
 # Keys: any text, including the empty string, dots, slashes, DynamoDB's type names, NUL, emoji.
