@@ -13,7 +13,7 @@ from chalicelib.config.settings import cleanup_rate_minutes, get_settings, requi
 from chalicelib.items.service import ItemService
 from chalicelib.store import aws
 from chalicelib.util import jsonutil, observability
-from chalicelib.web import conditional, ratelimit
+from chalicelib.web import conditional, idempotency, ratelimit
 from chalicelib.web import cors as cors_policy
 from chalicelib.web import http as web
 
@@ -188,15 +188,13 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
     tenant = _tenant()
     key = web.idempotency_key(request)
 
-    def outcome_of(created: dict[str, Any]) -> dict[str, Any]:
+    def outcome_of(created: dict[str, Any]) -> idempotency.Outcome:
         return {"status": 201, "body": jsonutil.dumps(created), "headers": headers_of(created)}
 
     if key is None:
         outcome, replayed = outcome_of(create(tenant, None)), False
     else:
-        from chalicelib.web import idempotency
-
-        def operation() -> dict[str, Any]:
+        def operation() -> idempotency.Outcome:
             return outcome_of(create(tenant, lambda created: idempotency.completion_record(outcome_of(created))))
 
         outcome, replayed = idempotency.run(
@@ -208,7 +206,7 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
             operation=operation,
             lambda_context=app.lambda_context,
         )
-    headers = {"Content-Type": web.JSON, **outcome["headers"]}
+    headers: dict[str, str | list[str]] = {"Content-Type": web.JSON, **outcome["headers"]}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(body=outcome["body"], status_code=outcome["status"], headers=headers)

@@ -104,6 +104,11 @@ def import_chunk_key(tenant: str, import_id: str, chunk: int) -> Key:
     return key(tenant_pk(tenant), f"{IMPORT_CHUNK_PREFIX}{import_id}#{chunk:08d}")
 
 
+def idempotency_key(tenant: str, key_hash: str) -> Key:
+    """An ``Idempotency-Key``'s record: ``IDEMPOTENCY#<hash>`` in the tenant's partition."""
+    return key(tenant_pk(tenant), f"{IDEMPOTENCY_PREFIX}#{key_hash}")
+
+
 def api_key_lookup_key(key_hash: str) -> Key:
     return key(f"KEY#{key_hash}", "KEY")
 
