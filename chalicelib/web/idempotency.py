@@ -217,19 +217,20 @@ class Claim:
         to replay, or "again" (it looked expired or absent). Raises for another body or a live claim."""
         if old is None:
             return "again"
-        if old.get(OWNER_ATTR) == self.token and old.get(STATUS_ATTR) == INPROGRESS:
+        status = old.get(STATUS_ATTR)
+        if old.get(OWNER_ATTR) == self.token and status == INPROGRESS:
             return "ours"  # an earlier attempt of this very call wrote the claim; its response was lost
+        now = clock.wall_seconds()
+        claim_expiry = old.get(CLAIM_EXPIRY_ATTR)
+        forgotten = int(old.get(EXPIRY_ATTR, 0)) < int(now)
+        abandoned = status == INPROGRESS and claim_expiry is not None and int(claim_expiry) < int(now * 1000)
+        if forgotten or abandoned:
+            return "again"  # it expired between DynamoDB's look and ours: it no longer counts
         if old.get(PAYLOAD_ATTR) != self.payload:
             raise _reused()
-        now = clock.wall_seconds()
-        if int(old.get(EXPIRY_ATTR, 0)) < int(now):
-            return "again"
-        if old.get(STATUS_ATTR) == COMPLETED:
+        if status == COMPLETED:
             outcome: Outcome = json.loads(str(old[RESPONSE_ATTR]))
             return outcome
-        claim_expiry = old.get(CLAIM_EXPIRY_ATTR)
-        if old.get(STATUS_ATTR) == INPROGRESS and claim_expiry is not None and int(claim_expiry) < int(now * 1000):
-            return "again"
         raise _in_progress()
 
     def _completed(self, outcome: Outcome) -> Record:

@@ -135,6 +135,25 @@ def test_an_expired_claim_is_taken_over_and_its_first_owner_can_no_longer_touch_
     assert _claim(tenant_name).take() == OUTCOME
 
 
+def test_a_claim_that_expires_while_refusing_is_asked_for_again(tenant_name):
+    """DynamoDB refused the claim while the other run's claim was live; by the time the refusal is
+    read, that claim has expired: the claim is tried once more, and taken over."""
+    from chalicelib.util import clock
+
+    start = time.time()
+    first, second = _claim(tenant_name, budget_ms=60_000), _claim(tenant_name)
+    with clock.sources(lambda: start, time.monotonic):
+        assert first.take() is None  # live until start + 60 s
+    readings = [start, start + 61]  # DynamoDB is asked at start; the refusal is read at start + 61 and later
+
+    def wall() -> float:
+        return readings.pop(0) if len(readings) > 1 else readings[0]
+
+    with clock.sources(wall, time.monotonic):
+        assert second.take() is None
+    assert _record(second)["owner"] == second.token  # type: ignore[index]
+
+
 def test_a_forgotten_record_is_claimed_afresh(tenant_name):
     first = _claim(tenant_name)
     assert first.take() is None
