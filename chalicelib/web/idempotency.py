@@ -42,7 +42,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from chalicelib.problems import Problem, unavailable
 from chalicelib.store import aws
@@ -66,8 +66,8 @@ OWNER_ATTR = "owner"
 INPROGRESS = "INPROGRESS"
 COMPLETED = "COMPLETED"
 
-# A claim refused by a record that looks expired by our clock (DynamoDB's clock saw it live) is
-# tried again once; after that the key is reported as in progress.
+# A claim refused by a record that has expired by the time the refusal is read (it was live at the
+# instant the claim was asked for) is asked for once more; after that the key is "in progress".
 _CLAIM_ATTEMPTS = 2
 
 
@@ -79,6 +79,7 @@ class Outcome(TypedDict):
     headers: dict[str, str]
 
 
+@runtime_checkable
 class RemainingTime(Protocol):
     """What a claim needs of a Lambda context."""
 
@@ -97,9 +98,8 @@ class _Budget:
 
 def _claim_budget(lambda_context: object) -> RemainingTime:
     """How long a claim may last: the invocation's remaining time, else ``IN_PROGRESS_BUDGET_MS``."""
-    if lambda_context is not None and callable(getattr(lambda_context, "get_remaining_time_in_millis", None)):
-        context: RemainingTime = lambda_context  # type: ignore[assignment]
-        return context
+    if isinstance(lambda_context, RemainingTime):
+        return lambda_context
     return _Budget(IN_PROGRESS_BUDGET_MS)
 
 
