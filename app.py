@@ -184,7 +184,7 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
     tenant = _tenant()
     key = web.idempotency_key(request)
 
-    def outcome_of(created: dict[str, Any]) -> dict[str, Any]:
+    def outcome_of(created: dict[str, Any]) -> idempotency.Outcome:
         return {"status": 201, "body": jsonutil.dumps(created), "headers": headers_of(created)}
 
     if key is None:
@@ -192,7 +192,7 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
     else:
         from chalicelib.web import idempotency  # cold start: only requests with the header load it
 
-        def operation() -> dict[str, Any]:
+        def operation() -> idempotency.Outcome:
             return outcome_of(create(tenant, lambda created: idempotency.completion_record(outcome_of(created))))
 
         outcome, replayed = idempotency.run(
@@ -204,7 +204,7 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
             operation=operation,
             lambda_context=app.lambda_context,
         )
-    headers = {"Content-Type": web.JSON, **outcome["headers"]}
+    headers: dict[str, str | list[str]] = {"Content-Type": web.JSON, **outcome["headers"]}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(body=outcome["body"], status_code=outcome["status"], headers=headers)

@@ -39,7 +39,7 @@ TOMBSTONE_PREFIX = "ATTGONE#"
 IMPORT_PREFIX = "IMPORT#"
 IMPORT_ERROR_PREFIX = "IMPERR#"
 IMPORT_CHUNK_PREFIX = "IMPCHUNK#"
-IDEMPOTENCY_PREFIX = "IDEMPOTENCY"  # Powertools adds the '#'
+IDEMPOTENCY_PREFIX = "IDEMPOTENCY"
 API_KEY_PREFIX = "APIKEY#"
 
 Key = dict[str, dict[str, str]]
@@ -102,6 +102,11 @@ def import_error_key(tenant: str, import_id: str, line: int) -> Key:
 
 def import_chunk_key(tenant: str, import_id: str, chunk: int) -> Key:
     return key(tenant_pk(tenant), f"{IMPORT_CHUNK_PREFIX}{import_id}#{chunk:08d}")
+
+
+def idempotency_key(tenant: str, key_hash: str) -> Key:
+    """An ``Idempotency-Key``'s record: ``IDEMPOTENCY#<hash>`` in the tenant's partition."""
+    return key(tenant_pk(tenant), f"{IDEMPOTENCY_PREFIX}#{key_hash}")
 
 
 def api_key_lookup_key(key_hash: str) -> Key:

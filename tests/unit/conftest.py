@@ -28,7 +28,7 @@ os.environ.update(
         "CURSOR_SECRETS": "unit-test-cursor-secret",
     }
 )
-for _name in ("AWS_ENDPOINT_URL", "POWERTOOLS_IDEMPOTENCY_DISABLED", "AWS_PROFILE"):
+for _name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 
 # Every AWS call the application makes from here on is recorded and checked against the stage's

@@ -156,8 +156,7 @@ def test_imports_list_pages_like_items(tenant, other_tenant):
     assert foreign.status_code == 400
 
 
-def test_idempotent_import_creation(tenant, monkeypatch):
-    monkeypatch.delenv("POWERTOOLS_IDEMPOTENCY_DISABLED", raising=False)
+def test_idempotent_import_creation(tenant):
     headers = {"Idempotency-Key": "import-1"}
     first = tenant.request("POST", "/imports", {"format": "csv", "size": 5}, headers=headers)
     second = tenant.request("POST", "/imports", {"format": "csv", "size": 5}, headers=headers)

@@ -220,14 +220,12 @@ def _assert_claim_lasts(tenant_name: str, budget_ms: int, before_ms: int, after_
 
 
 def test_claim_that_cannot_be_released_expires_and_the_retry_then_succeeds(client, faults, monkeypatch):
-    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+    from chalicelib.web import idempotency
 
-    from chalicelib.web import idempotency  # Claims last as long as the invocation may run; here 10 minutes, far longer than any machine
-
+    # Claims last as long as the invocation may run; here 10 minutes, far longer than any machine
     # takes for the steps below, and the test then ends the invocation's time itself.
     budget_ms = 600_000
-    monkeypatch.setattr(IdempotencyConfig, "register_lambda_context",
-                        lambda self, context: setattr(self, "lambda_context", idempotency._Budget(budget_ms)))
+    monkeypatch.setattr(idempotency, "_claim_budget", lambda context: idempotency._Budget(budget_ms))
     tenant = make_tenant(client)
     headers = {"Idempotency-Key": "stuck"}
     faults.add("TransactWriteItems", "throttle")
