@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
         item = ItemService(get_settings()).create("bench-experiments", {"name": "x", "data": {"n": 1}})
         _key_id, key = apikeys.create(env.table, "bench-experiments")
-        child_env = {**os.environ, "BENCH_TENANT": "bench-experiments", "BENCH_ITEM": item["id"], "BENCH_KEY": key,
+        child_env = {**os.environ, "BENCH_TENANT": "bench-experiments", "BENCH_ITEM": item.id, "BENCH_KEY": key,
                      "LOG_LEVEL": "INFO"}
         child_env.pop("PYTHONDONTWRITEBYTECODE", None)
         with tempfile.TemporaryDirectory() as work:
