@@ -67,7 +67,11 @@ def test_create_then_get(store: ItemStore, tenant: str) -> None:
 
 def test_create_hands_the_api_body_to_the_completion(store: ItemStore, tenant: str) -> None:
     seen: list[dict[str, Any]] = []
-    created = store.create(tenant, "a1", fields(), completion=lambda body: seen.append(body) or None)
+
+    def completion(body: dict[str, Any]) -> None:
+        seen.append(body)
+
+    created = store.create(tenant, "a1", fields(), completion=completion)
     assert seen == [to_api(created)]
 
 
