@@ -31,6 +31,20 @@ class ItemFields:
 
 
 @dataclass(frozen=True)
+class InPlacePatch:
+    """A merge patch one write can apply: top-level fields set (``None`` resets one), and keys of
+    ``data`` set or removed. ``data_growth`` bounds what the patch adds to the compact size of
+    ``data``; the write is refused (``ConditionFailed``) when that could take it past ``data_budget``.
+    """
+
+    top_level: Mapping[str, object]
+    data_sets: JsonObject
+    data_removes: tuple[str, ...]
+    data_growth: int
+    data_budget: int
+
+
+@dataclass(frozen=True)
 class ItemRecord:
     """A stored item: what the API shows, and what the store keeps about it besides."""
 
@@ -110,19 +124,8 @@ class ItemStore(Protocol):
     def replace(self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition) -> ItemRecord:
         """All writable fields replaced; the version goes up by one."""
 
-    def patch_in_place(
-        self,
-        tenant: str,
-        item_id: str,
-        top_level: Mapping[str, object],
-        data_sets: JsonObject,
-        data_removes: list[str],
-        data_growth: int,
-        data_budget: int,
-        precondition: Precondition,
-    ) -> ItemRecord:
-        """Top-level fields set (``None`` resets), ``data`` keys set or removed, in one write;
-        ``ConditionFailed`` also when ``data`` could outgrow ``data_budget``."""
+    def patch_in_place(self, tenant: str, item_id: str, patch: InPlacePatch, precondition: Precondition) -> ItemRecord:
+        """The patch applied in one write (see ``InPlacePatch``)."""
 
     def delete(self, tenant: str, item_id: str, precondition: Precondition) -> ItemRecord:
         """The item removed (its attachments left to the cleanup job); returns it as it was."""

@@ -26,6 +26,7 @@ from chalicelib.items.records import (
     Completion,
     ConditionFailed,
     ExpressionTooLarge,
+    InPlacePatch,
     ItemExists,
     ItemFields,
     ItemPage,
@@ -46,7 +47,6 @@ from chalicelib.store.writes import (
     conditional,
 )
 from chalicelib.util import clock, jsonutil
-from chalicelib.util.jsontypes import JsonObject
 
 # DynamoDB's TTL is only a safety net behind the cleanup job, which also removes attached files;
 # give the job a week to get there first.
@@ -409,17 +409,7 @@ class ItemRepository:
         sets, removes = self._field_updates(tenant, item_id, expr, values)
         return self._update(tenant, item_id, expr, sets, removes, precondition)
 
-    def patch_in_place(
-        self,
-        tenant: str,
-        item_id: str,
-        top_level: Mapping[str, object],
-        data_sets: JsonObject,
-        data_removes: list[str],
-        data_growth: int,
-        data_budget: int,
-        precondition: Precondition,
-    ) -> ItemRecord:
+    def patch_in_place(self, tenant: str, item_id: str, patch: InPlacePatch, precondition: Precondition) -> ItemRecord:
         """Apply a merge patch whose ``data`` part only sets or removes top-level keys.
 
         Such a patch can be expressed as one ``UpdateItem``, atomic against concurrent writers, as
@@ -431,16 +421,16 @@ class ItemRepository:
         (exact size) and writes with ``replace``.
         """
         expr = Expression()
-        sets, removes = self._field_updates(tenant, item_id, expr, top_level)
+        sets, removes = self._field_updates(tenant, item_id, expr, patch.top_level)
         extra = ""
-        for key, value in data_sets.items():
+        for key, value in patch.data_sets.items():
             sets.append(f"{expr.name('data', map_key(key))} = {expr.value(value)}")
-        for key in data_removes:
+        for key in patch.data_removes:
             removes.append(expr.name("data", map_key(key)))
-        if data_sets or data_removes:
+        if patch.data_sets or patch.data_removes:
             size = expr.name("data_size")
-            sets.append(f"{size} = {size} + {expr.value(data_growth)}")
-            extra = f" AND {size} <= {expr.value(data_budget - data_growth)}"
+            sets.append(f"{size} = {size} + {expr.value(patch.data_growth)}")
+            extra = f" AND {size} <= {expr.value(patch.data_budget - patch.data_growth)}"
         return self._update(tenant, item_id, expr, sets, removes, precondition, extra)
 
     def delete(self, tenant: str, item_id: str, precondition: Precondition) -> ItemRecord:

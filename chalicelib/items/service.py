@@ -16,6 +16,7 @@ from chalicelib.items.records import (
     Completion,
     ConditionFailed,
     ExpressionTooLarge,
+    InPlacePatch,
     ItemExists,
     ItemFields,
     ItemListing,
@@ -198,9 +199,8 @@ class ItemService:
                 data_sets[key] = value
                 # Upper bound of what this member adds to the compact text: key, colon, value, comma.
                 growth += len(jsonutil.dumps({key: value}).encode("utf-8")) - 1
-        return self.repository.patch_in_place(
-            tenant, item_id, top_level, data_sets, data_removes, growth, MAX_DATA_BYTES, precondition
-        )
+        in_place = InPlacePatch(top_level, data_sets, tuple(data_removes), growth, MAX_DATA_BYTES)
+        return self.repository.patch_in_place(tenant, item_id, in_place, precondition)
 
     def _patch_merged(
         self,

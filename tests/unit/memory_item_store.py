@@ -13,13 +13,13 @@ ItemService takes it as its store, so use-case tests need no emulator.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
 from chalicelib.items.records import (
     Completion,
     ConditionFailed,
+    InPlacePatch,
     ItemExists,
     ItemFields,
     ItemPage,
@@ -29,7 +29,6 @@ from chalicelib.items.records import (
 )
 from chalicelib.store.writes import Precondition
 from chalicelib.util import clock, jsonutil
-from chalicelib.util.jsontypes import JsonObject
 
 
 def _version_ok(record: ItemRecord, precondition: Precondition) -> bool:
@@ -107,20 +106,10 @@ class InMemoryItemStore:
             expires_at=_expiry(fields.expires_at),
         )
 
-    def patch_in_place(
-        self,
-        tenant: str,
-        item_id: str,
-        top_level: Mapping[str, object],
-        data_sets: JsonObject,
-        data_removes: list[str],
-        data_growth: int,
-        data_budget: int,
-        precondition: Precondition,
-    ) -> ItemRecord:
+    def patch_in_place(self, tenant: str, item_id: str, patch: InPlacePatch, precondition: Precondition) -> ItemRecord:
         current = self._writable(tenant, item_id, precondition)
         changes: dict[str, object] = {}
-        for field, value in top_level.items():
+        for field, value in patch.top_level.items():
             if field == "expires_at":
                 changes[field] = _expiry(value) if isinstance(value, datetime) or value is None else value
             elif field == "tags":
@@ -128,13 +117,13 @@ class InMemoryItemStore:
             else:
                 changes[field] = value
         data = dict(changes.get("data", current.data))  # type: ignore[call-overload]
-        if data_sets or data_removes:
+        if patch.data_sets or patch.data_removes:
             size = int(changes.get("data_size", current.data_size))  # type: ignore[call-overload]
-            if size > data_budget - data_growth:
+            if size > patch.data_budget - patch.data_growth:
                 raise ConditionFailed(current)
-            changes["data_size"] = size + data_growth
-            data.update(data_sets)
-            for key in data_removes:
+            changes["data_size"] = size + patch.data_growth
+            data.update(patch.data_sets)
+            for key in patch.data_removes:
                 data.pop(key, None)
         changes["data"] = data
         return self._write(tenant, current, **changes)

@@ -15,6 +15,7 @@ import pytest
 
 from chalicelib.items.records import (
     ConditionFailed,
+    InPlacePatch,
     ItemExists,
     ItemFields,
     ItemRecord,
@@ -91,7 +92,7 @@ def test_an_expired_item_is_gone(store: ItemStore, tenant: str, monkeypatch: pyt
     assert [r.id for r in store.list_page(tenant, 10, None, False).items] == ["a2"]
     for write in (
         lambda: store.replace(tenant, "a1", fields("x"), None),
-        lambda: store.patch_in_place(tenant, "a1", {"name": "x"}, {}, [], 0, 100, None),
+        lambda: store.patch_in_place(tenant, "a1", InPlacePatch({"name": "x"}, {}, (), 0, 100), None),
         lambda: store.delete(tenant, "a1", None),
     ):
         with pytest.raises(ConditionFailed) as failed:
@@ -127,23 +128,22 @@ def test_replace_sets_and_clears_expiry(store: ItemStore, tenant: str) -> None:
 
 def test_patch_in_place(store: ItemStore, tenant: str) -> None:
     store.create(tenant, "a1", fields("first", description="d", data={"keep": 1, "drop": 2}))
-    patched = store.patch_in_place(
-        tenant, "a1", {"name": "second", "description": None}, {"new": "v"}, ["drop"], 12, 1000, frozenset({1})
-    )
+    patch = InPlacePatch({"name": "second", "description": None}, {"new": "v"}, ("drop",), 12, 1000)
+    patched = store.patch_in_place(tenant, "a1", patch, frozenset({1}))
     assert (patched.version, patched.name, patched.description, patched.data) == (
         2, "second", None, {"keep": 1, "new": "v"}
     )
     got = store.get(tenant, "a1")
     assert got is not None and to_api(got) == to_api(patched)
     with pytest.raises(ConditionFailed) as stale:
-        store.patch_in_place(tenant, "a1", {"name": "x"}, {}, [], 0, 1000, frozenset({1}))
+        store.patch_in_place(tenant, "a1", InPlacePatch({"name": "x"}, {}, (), 0, 1000), frozenset({1}))
     assert stale.value.current is not None and stale.value.current.version == 2
 
 
 def test_patch_beyond_the_data_budget_is_refused(store: ItemStore, tenant: str) -> None:
     store.create(tenant, "a1", fields(data={"k": "v"}))  # compact size 9
     with pytest.raises(ConditionFailed) as failed:
-        store.patch_in_place(tenant, "a1", {}, {"big": "x" * 50}, [], 60, 20, None)
+        store.patch_in_place(tenant, "a1", InPlacePatch({}, {"big": "x" * 50}, (), 60, 20), None)
     assert failed.value.current is not None and failed.value.current.version == 1
     unchanged = store.get(tenant, "a1")
     assert unchanged is not None and unchanged.data == {"k": "v"}
