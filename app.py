@@ -10,6 +10,7 @@ from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response  # type: i
 
 from chalicelib.auth import apikeys, gateway
 from chalicelib.config.settings import cleanup_rate_minutes, get_settings, require
+from chalicelib.items.records import ItemRecord, listing_to_api, to_api
 from chalicelib.items.service import ItemService
 from chalicelib.store import aws
 from chalicelib.util import jsonutil, observability
@@ -86,8 +87,8 @@ def _items() -> ItemService:
     return ItemService(get_settings())
 
 
-def _item_response(status: int, item: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return web.json_response(status, item, {"ETag": web.etag(item["version"]), **(headers or {})})
+def _item_response(status: int, item: ItemRecord, headers: dict[str, str] | None = None) -> Response:
+    return web.json_response(status, to_api(item), {"ETag": web.etag(item.version), **(headers or {})})
 
 
 @app.middleware("http")
@@ -131,21 +132,21 @@ def create_item() -> Response:
     return _idempotent_created(
         "POST /items",
         body,
-        lambda tenant, completion: _items().create(tenant, body, completion),
+        lambda tenant, completion: to_api(_items().create(tenant, body, completion)),
         lambda item: {"ETag": web.etag(item["version"]), "Location": f"/items/{item['id']}"},
     )
 
 
 @route("/items", "GET")
 def list_items() -> Response:
-    return web.json_response(200, _items().list(_tenant(), web.query_params(_request())))
+    return web.json_response(200, listing_to_api(_items().list(_tenant(), web.query_params(_request()))))
 
 
 @route("/items/{item_id}", "GET")
 def get_item(item_id: str) -> Response:
     item = _items().get(_tenant(), item_id)
-    if conditional.if_none_match_hits(_request().headers.get("if-none-match"), item["version"]):
-        return Response(body="", status_code=304, headers={"ETag": web.etag(item["version"])})
+    if conditional.if_none_match_hits(_request().headers.get("if-none-match"), item.version):
+        return Response(body="", status_code=304, headers={"ETag": web.etag(item.version)})
     return _item_response(200, item)
 
 

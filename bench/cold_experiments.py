@@ -100,14 +100,13 @@ def main(argv: list[str] | None = None) -> int:
 
     env = Environment()
     try:
-        from chalicelib.settings import get_settings
-
-        from chalicelib import apikeys
-        from chalicelib.items import ItemService
+        from chalicelib.auth import apikeys
+        from chalicelib.config.settings import get_settings
+        from chalicelib.items.service import ItemService
 
         item = ItemService(get_settings()).create("bench-experiments", {"name": "x", "data": {"n": 1}})
         _key_id, key = apikeys.create(env.table, "bench-experiments")
-        child_env = {**os.environ, "BENCH_TENANT": "bench-experiments", "BENCH_ITEM": item["id"], "BENCH_KEY": key,
+        child_env = {**os.environ, "BENCH_TENANT": "bench-experiments", "BENCH_ITEM": item.id, "BENCH_KEY": key,
                      "LOG_LEVEL": "INFO"}
         child_env.pop("PYTHONDONTWRITEBYTECODE", None)
         with tempfile.TemporaryDirectory() as work:

@@ -64,10 +64,10 @@ def without_botocore_docs() -> None:
 def authorizer_only() -> Callable[..., Any]:
     """The service's authorizer in an app that imports only what the authorizer needs."""
     from chalice import AuthResponse, Chalice  # type: ignore[attr-defined]
-    from chalicelib.settings import get_settings, require
 
-    from chalicelib import apikeys, gateway
-    from chalicelib import cors as _cors  # noqa: F401  (app.py builds its CORS configuration at import)
+    from chalicelib.auth import apikeys, gateway
+    from chalicelib.config.settings import get_settings, require
+    from chalicelib.web import cors as _cors  # noqa: F401  (app.py builds its CORS configuration at import)
 
     app = Chalice(app_name="items", configure_logs=False)
 

@@ -164,7 +164,7 @@ def cold_start(env: Environment, sizes: Sizes) -> dict[str, Any]:
     from chalicelib.items.service import ItemService
 
     item = ItemService(get_settings()).create("bench-cold", {"name": "cold"})
-    child_env = {**os.environ, "BENCH_TENANT": "bench-cold", "BENCH_ITEM": item["id"]}
+    child_env = {**os.environ, "BENCH_TENANT": "bench-cold", "BENCH_ITEM": item.id}
     child_env.pop("PYTHONDONTWRITEBYTECODE", None)  # the unmeasured runs below write the bytecode caches
     samples: dict[str, list[float]] = {"app": [], "floor": []}
     for mode in ("app", "floor"):  # one unmeasured run each: bytecode caches written, files in page cache
@@ -185,15 +185,15 @@ def warm_request(env: Environment, sizes: Sizes) -> dict[str, Any]:
     from chalicelib.store import aws
 
     item = ItemService(get_settings()).create("bench-warm", {"name": "warm", "data": {"x": 1}})
-    key = {"pk": {"S": "T#bench-warm"}, "sk": {"S": f"ITEM#{item['id']}"}}
+    key = {"pk": {"S": "T#bench-warm"}, "sk": {"S": f"ITEM#{item.id}"}}
     client = aws.dynamodb()
     app_times, floor_times = [], []
     for _ in range(20):  # warm both paths
-        api("GET", "/items/{item_id}", f"/items/{item['id']}", "bench-warm", {"item_id": item["id"]})
+        api("GET", "/items/{item_id}", f"/items/{item.id}", "bench-warm", {"item_id": item.id})
         client.get_item(TableName=env.table, Key=key)
     for _ in range(sizes.warm_iterations):
         started = time.perf_counter()
-        response = api("GET", "/items/{item_id}", f"/items/{item['id']}", "bench-warm", {"item_id": item["id"]})
+        response = api("GET", "/items/{item_id}", f"/items/{item.id}", "bench-warm", {"item_id": item.id})
         app_times.append(time.perf_counter() - started)
         assert response["statusCode"] == 200
         started = time.perf_counter()
@@ -503,16 +503,15 @@ def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
 
 def peers(env: Environment, sizes: Sizes) -> dict[str, Any]:
     """This service against the apps a user would copy instead (bench/compare.py, bench/peers/)."""
-    from chalicelib.settings import get_settings
-
     from bench import compare
-    from chalicelib import apikeys
-    from chalicelib.items import ItemService
+    from chalicelib.auth import apikeys
+    from chalicelib.config.settings import get_settings
+    from chalicelib.items.service import ItemService
 
     item = ItemService(get_settings()).create(compare.TENANT, {"name": "peer", "tags": ["bench"],
                                                                "data": {"n": 1, "price": "12.50"}})
     _key_id, key = apikeys.create(env.table, compare.TENANT)
-    result = compare.measure(sizes.peer_rounds, sizes.peer_warm_requests, item["id"], key)
+    result = compare.measure(sizes.peer_rounds, sizes.peer_warm_requests, item.id, key)
     print(compare.table(result), flush=True)
     return result
 

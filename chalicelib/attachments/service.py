@@ -25,7 +25,8 @@ from chalicelib.attachments.models import MAX_ATTACHMENTS_PER_ITEM, AttachmentCr
 from chalicelib.config.settings import Settings, require
 from chalicelib.files import uploads
 from chalicelib.items.models import to_field_errors
-from chalicelib.items.repository import Completion, ItemRepository, is_live
+from chalicelib.items.records import Completion, ItemRecord
+from chalicelib.items.repository import ItemRepository, is_live
 from chalicelib.limits import ID_PATTERN
 from chalicelib.problems import Problem, field_errors, not_found
 from chalicelib.store import aws, layout
@@ -38,8 +39,9 @@ from chalicelib.util import clock, ulid
 _ID = re.compile(ID_PATTERN)
 
 
-def belongs_to(record: dict[str, Any], item: dict[str, Any]) -> bool:
-    return bool(record.get("item_created_at") == item.get("created_at"))
+def belongs_to(record: dict[str, Any], item: ItemRecord | dict[str, Any]) -> bool:
+    created_at = item.created_at if isinstance(item, ItemRecord) else item.get("created_at")
+    return bool(record.get("item_created_at") == created_at)
 
 
 class AttachmentService:
@@ -77,7 +79,7 @@ class AttachmentService:
             "sk": sk,
             "id": attachment_id,
             "item_id": item_id,
-            "item_created_at": item["created_at"],
+            "item_created_at": item.created_at,
             "filename": model.filename,
             "content_type": model.content_type,
             "size": model.size,
@@ -91,7 +93,7 @@ class AttachmentService:
         count = expr.name("attachment_count")
         expires = expr.name("expires_at")
         condition = (
-            f"{expr.name('created_at')} = {expr.value(item['created_at'])}"
+            f"{expr.name('created_at')} = {expr.value(item.created_at)}"
             f" AND (attribute_not_exists({expires}) OR {expires} > {expr.value(record['created_at'])})"
             f" AND (attribute_not_exists({count}) OR {count} < {expr.value(MAX_ATTACHMENTS_PER_ITEM)})"
         )
@@ -131,7 +133,7 @@ class AttachmentService:
             if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
                 raise
             old = from_item(reasons[0]["Item"]) if reasons[0].get("Item") else None
-            if old is None or not is_live(old, record["created_at"]) or old["created_at"] != item["created_at"]:
+            if old is None or not is_live(old, record["created_at"]) or old["created_at"] != item.created_at:
                 raise not_found() from exc
             raise Problem(
                 "conflict", f"an item has at most {MAX_ATTACHMENTS_PER_ITEM} attachments; delete one first"

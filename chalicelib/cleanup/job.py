@@ -97,12 +97,12 @@ class CleanupJob:
             return "expired item deleted"
         if old is None:
             return "expired item gone"
-        if old.get("expires_at") is None or str(old["expires_at"]) > now:
+        if old.expires_at is None or old.expires_at > now:
             return "expired item extended"
         # Expired with attachments: their files and records first, then the item, so a run
         # interrupted in between leaves the item in the index for the next one.
-        self.report["attachment files deleted"] += self.attachments.purge(tenant, item_id, str(old["created_at"]))
-        if not self.items.delete_expired_incarnation(tenant, item_id, str(old["created_at"]), now):
+        self.report["attachment files deleted"] += self.attachments.purge(tenant, item_id, old.created_at)
+        if not self.items.delete_expired_incarnation(tenant, item_id, old.created_at, now):
             return "expired item gone"
         return "expired item deleted"
 
@@ -111,7 +111,7 @@ class CleanupJob:
         if record is None:
             return "tombstone gone"
         self.report["attachment files deleted"] += self.attachments.purge(
-            tenant, str(record["item_id"]), str(record["item_created_at"])
+            tenant, record.item_id, record.item_created_at
         )
         self.items.clear_tombstone(tenant, sk)
         return "tombstone cleared"

@@ -40,7 +40,8 @@ from chalicelib.config.settings import Settings, require
 from chalicelib.imports import service as imports
 from chalicelib.imports.parser import describe, unexpected
 from chalicelib.items.models import ItemCreate, to_field_errors
-from chalicelib.items.repository import ItemFields, ItemRepository, is_live
+from chalicelib.items.records import ItemFields
+from chalicelib.items.repository import ItemRepository, is_live, record_of
 from chalicelib.limits import ID_PATTERN
 from chalicelib.store import transactions as dynamo_batch
 from chalicelib.store.codec import Expression, from_item, to_item
@@ -98,7 +99,7 @@ def _validate(row: MessageRow) -> tuple[str, ItemFields] | str:
     if model.id is None:
         return "/id is required"
     return model.id, ItemFields(
-        name=model.name, description=model.description, tags=model.tags, data=model.data, expires_at=model.expires_at
+        name=model.name, description=model.description, tags=tuple(model.tags), data=model.data, expires_at=model.expires_at
     )
 
 
@@ -200,7 +201,7 @@ class ImportConsumer:
         if outcome is not None:
             return outcome
         for old in replaced:
-            self.items.bury_attachments_of(tenant, old)
+            self.items.bury_attachments_of(tenant, record_of(old))
         imports.try_complete(self.table, tenant, import_id)
         imported = len(rows) + earlier
         return f"chunk {message.chunk}: {imported} imported, {len(errors)} failed"

@@ -30,7 +30,7 @@ from chalicelib.attachments.models import IMPORT_CONTENT_TYPES, MAX_LISTED_ROW_E
 from chalicelib.config.settings import Settings, require
 from chalicelib.files import uploads
 from chalicelib.items.models import to_field_errors
-from chalicelib.items.repository import Completion
+from chalicelib.items.records import Completion
 from chalicelib.limits import ID_PATTERN
 from chalicelib.problems import Problem, field_errors
 from chalicelib.store import aws, paging

@@ -15,17 +15,29 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.items.records import (
+    Completion,
+    ConditionFailed,
+    ExpressionTooLarge,
+    InPlacePatch,
+    ItemExists,
+    ItemFields,
+    ItemPage,
+    ItemRecord,
+    Tombstone,
+    to_api,
+)
 from chalicelib.store import aws, layout
 from chalicelib.store import transactions as dynamo_batch
 from chalicelib.store.codec import Expression, from_item, map_key, to_item
-from chalicelib.store.layout import ITEM_PREFIX, due_pk, item_sk, tenant_pk
+from chalicelib.store.layout import ITEM_PREFIX, Key, due_pk, item_sk, tenant_pk
 from chalicelib.store.writes import (
     CompanionRefused,
     ConditionNotMet,
@@ -47,21 +59,8 @@ _LIVE = "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_a
 
 
 WRITE_TOKEN = "write_token"  # noqa: S105 - an attribute name, not a secret
-
-# Given the item as the API shows it, a transaction entry to write together with it (or None).
-Completion = Callable[[dict[str, Any]], dict[str, Any] | None]
-
-
-class ItemExists(Exception):
-    """The id is taken by a live item; ``existing`` is that item when DynamoDB returned it."""
-
-    def __init__(self, item_id: str, existing: dict[str, Any] | None = None) -> None:
-        super().__init__(item_id)
-        self.existing = existing
-
-
-class ExpressionTooLarge(Exception):
-    """The write would need an expression over DynamoDB's limits; nothing was sent."""
+# A DynamoDB request or transaction entry, as botocore takes it.
+Request = dict[str, object]
 
 
 # DynamoDB's limits on one expression (Developer Guide, "Constraints in Amazon DynamoDB",
@@ -85,55 +84,60 @@ def within_expression_limits(*expressions: str) -> bool:
     )
 
 
-class ConditionFailed(Exception):
-    """A conditional write did not apply; ``current`` is the live item, or None if there is none."""
-
-    def __init__(self, current: dict[str, Any] | None) -> None:
-        super().__init__("condition failed")
-        self.current = current
-
-
-@dataclass(frozen=True)
-class ItemFields:
-    """The writable fields of an item, validated."""
-
-    name: str
-    description: str | None
-    tags: list[str]
-    data: dict[str, Any]
-    expires_at: datetime | None
-
-
 def _new_write_token() -> str:
     return secrets.token_urlsafe(12)
 
 
-def _written_by(record: dict[str, Any] | None, token: str) -> bool:
+def _written_by(record: ItemRecord | None, token: str) -> bool:
     """Whether ``record`` is the result of the write that carried ``token``."""
-    return bool(record) and record.get(WRITE_TOKEN) == token  # type: ignore[union-attr]
+    return record is not None and record.write_token == token
 
 
-def is_live(record: dict[str, Any], now_text: str) -> bool:
-    expires_at = record.get("expires_at")
-    return expires_at is None or expires_at > now_text
+def is_live(stored: Mapping[str, object], now_text: str) -> bool:
+    """Whether an item as stored (attribute name to value) is alive at ``now_text``."""
+    expires_at = stored.get("expires_at")
+    return expires_at is None or str(expires_at) > now_text
 
 
-def to_api(record: dict[str, Any]) -> dict[str, Any]:
-    """The stored record as the API shows it."""
-    return {
-        "id": record["id"],
-        "name": record["name"],
-        "description": record.get("description"),
-        "tags": record.get("tags", []),
-        "data": record.get("data", {}),
-        "expires_at": record.get("expires_at"),
-        "version": int(record["version"]),
-        "created_at": record["created_at"],
-        "updated_at": record["updated_at"],
-    }
+def _int(value: object) -> int:
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"not a stored number: {value!r}")
 
 
-def _expiry_attributes(pk: str, sk: str, expires_at: datetime) -> dict[str, Any]:
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def record_of(stored: Mapping[str, object]) -> ItemRecord:
+    """An item as stored (attribute name to value, as ``from_item`` gives it) as a record."""
+    tags = stored.get("tags") or []
+    data = stored.get("data") or {}
+    if not isinstance(tags, list) or not isinstance(data, dict):
+        raise TypeError("not a stored item")
+    return ItemRecord(
+        id=str(stored["id"]),
+        name=str(stored["name"]),
+        description=_text(stored.get("description")),
+        tags=tuple(str(tag) for tag in tags),
+        data=data,
+        expires_at=_text(stored.get("expires_at")),
+        version=_int(stored["version"]),
+        created_at=str(stored["created_at"]),
+        updated_at=str(stored["updated_at"]),
+        attachment_count=_int(stored.get("attachment_count", 0)),
+        write_token=_text(stored.get(WRITE_TOKEN)),
+        import_ref=_text(stored.get("import_ref")),
+        data_size=_int(stored.get("data_size", 0)),
+    )
+
+
+def _record_or_none(item: Mapping[str, object] | None) -> ItemRecord | None:
+    """A wire item (``{"S": ...}`` values) as a record; None for none."""
+    return record_of(from_item(dict(item))) if item else None
+
+
+def _expiry_attributes(pk: str, sk: str, expires_at: datetime) -> dict[str, str | int]:
     return {
         "expires_at": clock.format_timestamp(expires_at),
         # In seconds, not datetimes: an expiry in the last week of 9999 plus the grace is no date.
@@ -156,32 +160,36 @@ def _live_condition(expr: Expression, now_text: str) -> str:
     return _LIVE.format(now=expr.value(now_text))
 
 
+def _old_record(old: Mapping[str, object] | None) -> ItemRecord | None:
+    """The item a failed condition returned (already decoded), as a record; None for none."""
+    return record_of(old) if old else None
+
+
 class ItemRepository:
+    """The items of the table (an ``ItemStore``)."""
+
     def __init__(self, table_name: str) -> None:
         self.table = table_name
 
     @staticmethod
-    def key(tenant: str, item_id: str) -> dict[str, Any]:
+    def key(tenant: str, item_id: str) -> Key:
         return layout.item_key(tenant, item_id)
 
-    def get(self, tenant: str, item_id: str) -> dict[str, Any] | None:
+    def get(self, tenant: str, item_id: str) -> ItemRecord | None:
         response = aws.dynamodb().get_item(TableName=self.table, Key=self.key(tenant, item_id))
-        item = response.get("Item")
-        if not item:
-            return None
-        record = from_item(item)
-        return record if is_live(record, clock.now_text()) else None
+        record = _record_or_none(response.get("Item"))
+        return record if record is not None and record.is_live(clock.now_text()) else None
 
     @staticmethod
-    def new_record(tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str | None = None) -> dict[str, Any]:
+    def new_record(tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str | None = None) -> Request:
         """The stored form of a new item (version 1); ``import_ref`` marks a row written by an import."""
         pk, sk = tenant_pk(tenant), item_sk(item_id)
-        record: dict[str, Any] = {
+        record: Request = {
             "pk": pk,
             "sk": sk,
             "id": item_id,
             "name": fields.name,
-            "tags": fields.tags,
+            "tags": list(fields.tags),
             "data": fields.data,
             "data_size": jsonutil.compact_size(fields.data),
             "version": 1,
@@ -202,7 +210,7 @@ class ItemRepository:
         """An id is free when no item holds it, or its item has expired (an expired item is gone)."""
         return f"attribute_not_exists(pk) OR {expr.name('expires_at')} <= {expr.value(now)}"
 
-    def create_action(self, tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str) -> dict[str, Any]:
+    def create_action(self, tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str) -> Request:
         """The create as one ``TransactWriteItems`` action (bulk imports write rows this way)."""
         expr = Expression()
         condition = self.free_id_condition(expr, now)
@@ -211,20 +219,21 @@ class ItemRepository:
 
     def create(
         self, tenant: str, item_id: str, fields: ItemFields, completion: Completion | None = None
-    ) -> dict[str, Any]:
+    ) -> ItemRecord:
         """Create the item; ``completion`` may return a transaction entry to write atomically with it
         (an idempotency record)."""
         now = clock.now_text()
-        record = self.new_record(tenant, item_id, fields, now)
+        stored = self.new_record(tenant, item_id, fields, now)
+        record = record_of(stored)
         also = completion(to_api(record)) if completion is not None else None
-        replaced = self._put_new(record, now) if also is None else self._create_in_transaction(record, also, now)
+        replaced = self._put_new(stored, record, now) if also is None else self._create_in_transaction(stored, record, also, now)
         if replaced:
             # An expired item held this id; its attachments are not the new item's.
             self.bury_attachments_of(tenant, replaced)
         return record
 
     @staticmethod
-    def tombstone(tenant: str, item_id: str, item_created_at: str) -> dict[str, Any]:
+    def tombstone(tenant: str, item_id: str, item_created_at: str) -> Request:
         """The record that sends the cleanup job after the attachments of a gone item incarnation."""
         pk, sk = tenant_pk(tenant), layout.tombstone_sk(item_id, item_created_at)
         now = clock.now()
@@ -238,13 +247,13 @@ class ItemRepository:
             "ttl": clock.epoch_seconds(now + TOMBSTONE_TTL),
         }
 
-    def bury_attachments_of(self, tenant: str, old_item: dict[str, Any]) -> None:
+    def bury_attachments_of(self, tenant: str, old_item: ItemRecord) -> None:
         """After an expired item was replaced: leave a tombstone if it had attachments."""
-        if int(old_item.get("attachment_count", 0)) > 0:
-            record = self.tombstone(tenant, str(old_item["id"]), str(old_item["created_at"]))
+        if old_item.attachment_count > 0:
+            record = self.tombstone(tenant, old_item.id, old_item.created_at)
             aws.dynamodb().put_item(TableName=self.table, Item=to_item(record))
 
-    def _put_new(self, record: dict[str, Any], now: str) -> dict[str, Any] | None:
+    def _put_new(self, stored: Request, record: ItemRecord, now: str) -> ItemRecord | None:
         """One conditional ``PutItem``; returns the expired item it replaced, if any."""
         expr = Expression()
         condition = self.free_id_condition(expr, now)
@@ -252,20 +261,22 @@ class ItemRepository:
             response = conditional(
                 aws.dynamodb().put_item,
                 TableName=self.table,
-                Item=to_item(record),
+                Item=to_item(stored),
                 ConditionExpression=condition,
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **expr.kwargs(),
             )
         except ConditionNotMet as failed:
-            if _written_by(failed.old, record[WRITE_TOKEN]):
+            old = _old_record(failed.old)
+            if _written_by(old, str(record.write_token)):
                 return None  # an earlier attempt of this call wrote it; its response was lost
-            raise ItemExists(record["id"], failed.old) from failed
-        replaced = response.get("Attributes")
-        return from_item(replaced) if replaced else None
+            raise ItemExists(record.id, old) from failed
+        return _record_or_none(response.get("Attributes"))
 
-    def _create_in_transaction(self, record: dict[str, Any], also: dict[str, Any], now: str) -> dict[str, Any] | None:
+    def _create_in_transaction(
+        self, stored: Request, record: ItemRecord, also: Mapping[str, object], now: str
+    ) -> ItemRecord | None:
         """The item's ``Put`` and ``also``, both or neither; returns the expired item replaced, if any.
 
         botocore gives the call one ``ClientRequestToken`` for all its attempts, so DynamoDB applies
@@ -274,19 +285,19 @@ class ItemRepository:
         expired item holds it (known from the failed condition) a second transaction replaces
         exactly that item.
         """
-        expired: dict[str, Any] | None = None
+        expired: ItemRecord | None = None
         for _attempt in range(2):
             expr = Expression()
             if expired is None:
                 condition = "attribute_not_exists(pk)"
             else:
                 condition = (
-                    f"{expr.name('created_at')} = {expr.value(expired['created_at'])}"
+                    f"{expr.name('created_at')} = {expr.value(expired.created_at)}"
                     f" AND {expr.name('expires_at')} <= {expr.value(now)}"
                 )
             put = {
                 "TableName": self.table,
-                "Item": to_item(record),
+                "Item": to_item(stored),
                 "ConditionExpression": condition,
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 **expr.kwargs(),
@@ -300,18 +311,18 @@ class ItemRepository:
                     raise
                 item_reason, *other_reasons = reasons
                 if item_reason.get("Code") == "ConditionalCheckFailed":
-                    old = from_item(item_reason["Item"]) if item_reason.get("Item") else None
-                    if _written_by(old, record[WRITE_TOKEN]):
+                    old = _record_or_none(item_reason.get("Item"))
+                    if _written_by(old, str(record.write_token)):
                         return expired
-                    if old is not None and not is_live(old, now) and expired is None:
+                    if old is not None and not old.is_live(now) and expired is None:
                         expired = old
                         continue
-                    raise ItemExists(record["id"], old) from exc
+                    raise ItemExists(record.id, old) from exc
                 if any(reason.get("Code") == "ConditionalCheckFailed" for reason in other_reasons):
                     raise CompanionRefused() from exc
                 raise
             return expired
-        raise ItemExists(record["id"], expired)
+        raise ItemExists(record.id, expired)
 
     def _update(
         self,
@@ -322,7 +333,7 @@ class ItemRepository:
         removes: list[str],
         precondition: Precondition,
         extra_condition: str = "",
-    ) -> dict[str, Any]:
+    ) -> ItemRecord:
         now = clock.now_text()
         token = _new_write_token()
         sets = [
@@ -354,14 +365,14 @@ class ItemRepository:
                 **expr.kwargs(),
             )
         except ConditionNotMet as failed:
-            old = failed.old
-            if old is not None and old.get(WRITE_TOKEN) == token:
+            old = _old_record(failed.old)
+            if old is not None and old.write_token == token:
                 return old  # an earlier attempt of this call applied it; its response was lost
-            raise ConditionFailed(old if old and is_live(old, now) else None) from failed
-        return from_item(response["Attributes"])
+            raise ConditionFailed(old if old is not None and old.is_live(now) else None) from failed
+        return record_of(from_item(response["Attributes"]))
 
     def _field_updates(
-        self, tenant: str, item_id: str, expr: Expression, values: dict[str, Any]
+        self, tenant: str, item_id: str, expr: Expression, values: Mapping[str, object]
     ) -> tuple[list[str], list[str]]:
         """SET/REMOVE clauses for top-level writable fields; ``None`` resets a field."""
         sets: list[str] = []
@@ -370,25 +381,27 @@ class ItemRepository:
             if field == "expires_at":
                 if value is None:
                     removes += [expr.name(a) for a in ("expires_at", "ttl", "due_pk", "due_at")]
-                else:
+                elif isinstance(value, datetime):
                     pk, sk = tenant_pk(tenant), item_sk(item_id)
                     for attr, attr_value in _expiry_attributes(pk, sk, value).items():
                         sets.append(f"{expr.name(attr)} = {expr.value(attr_value)}")
+                else:
+                    raise TypeError("expires_at must be a datetime or None")
             elif field == "description" and value is None:
                 removes.append(expr.name("description"))
             else:
-                sets.append(f"{expr.name(field)} = {expr.value(value)}")
+                sets.append(f"{expr.name(field)} = {expr.value(list(value) if isinstance(value, tuple) else value)}")
         return sets, removes
 
     def replace(
         self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition
-    ) -> dict[str, Any]:
+    ) -> ItemRecord:
         """Full replacement of the writable fields (PUT), or the write-back of a merged PATCH."""
         expr = Expression()
         values = {
             "name": fields.name,
             "description": fields.description,
-            "tags": fields.tags,
+            "tags": list(fields.tags),
             "data": fields.data,
             "data_size": jsonutil.compact_size(fields.data),
             "expires_at": fields.expires_at,
@@ -396,17 +409,7 @@ class ItemRepository:
         sets, removes = self._field_updates(tenant, item_id, expr, values)
         return self._update(tenant, item_id, expr, sets, removes, precondition)
 
-    def patch_in_place(
-        self,
-        tenant: str,
-        item_id: str,
-        top_level: dict[str, Any],
-        data_sets: dict[str, Any],
-        data_removes: list[str],
-        data_growth: int,
-        data_budget: int,
-        precondition: Precondition,
-    ) -> dict[str, Any]:
+    def patch_in_place(self, tenant: str, item_id: str, patch: InPlacePatch, precondition: Precondition) -> ItemRecord:
         """Apply a merge patch whose ``data`` part only sets or removes top-level keys.
 
         Such a patch can be expressed as one ``UpdateItem``, atomic against concurrent writers, as
@@ -418,19 +421,19 @@ class ItemRepository:
         (exact size) and writes with ``replace``.
         """
         expr = Expression()
-        sets, removes = self._field_updates(tenant, item_id, expr, top_level)
+        sets, removes = self._field_updates(tenant, item_id, expr, patch.top_level)
         extra = ""
-        for key, value in data_sets.items():
+        for key, value in patch.data_sets.items():
             sets.append(f"{expr.name('data', map_key(key))} = {expr.value(value)}")
-        for key in data_removes:
+        for key in patch.data_removes:
             removes.append(expr.name("data", map_key(key)))
-        if data_sets or data_removes:
+        if patch.data_sets or patch.data_removes:
             size = expr.name("data_size")
-            sets.append(f"{size} = {size} + {expr.value(data_growth)}")
-            extra = f" AND {size} <= {expr.value(data_budget - data_growth)}"
+            sets.append(f"{size} = {size} + {expr.value(patch.data_growth)}")
+            extra = f" AND {size} <= {expr.value(patch.data_budget - patch.data_growth)}"
         return self._update(tenant, item_id, expr, sets, removes, precondition, extra)
 
-    def delete(self, tenant: str, item_id: str, precondition: Precondition) -> dict[str, Any]:
+    def delete(self, tenant: str, item_id: str, precondition: Precondition) -> ItemRecord:
         """One ``DeleteItem`` for an item without attachments; otherwise see ``_delete_with_attachments``."""
         now = clock.now_text()
         expr = Expression()
@@ -451,15 +454,14 @@ class ItemRepository:
                 **expr.kwargs(),
             )
         except ConditionNotMet as failed:
-            current = failed.old if failed.old and is_live(failed.old, now) else None
-            if current is not None and int(current.get("attachment_count", 0)) > 0:
+            old = _old_record(failed.old)
+            current = old if old is not None and old.is_live(now) else None
+            if current is not None and current.attachment_count > 0:
                 return self._delete_with_attachments(tenant, current, precondition)
             raise ConditionFailed(current) from failed
-        return from_item(response["Attributes"])
+        return record_of(from_item(response["Attributes"]))
 
-    def _delete_with_attachments(
-        self, tenant: str, current: dict[str, Any], precondition: Precondition
-    ) -> dict[str, Any]:
+    def _delete_with_attachments(self, tenant: str, current: ItemRecord, precondition: Precondition) -> ItemRecord:
         """Delete the item and leave a tombstone for its attachments, atomically.
 
         The attachments vanish from the API with the item (they belong to its ``created_at``);
@@ -471,16 +473,16 @@ class ItemRepository:
         condition = (
             _live_condition(expr, now)
             + _version_condition(expr, precondition)
-            + f" AND {expr.name('created_at')} = {expr.value(current['created_at'])}"
+            + f" AND {expr.name('created_at')} = {expr.value(current.created_at)}"
         )
-        tombstone = self.tombstone(tenant, str(current["id"]), str(current["created_at"]))
+        tombstone = self.tombstone(tenant, current.id, current.created_at)
         try:
             dynamo_batch.transact(
                 [
                     {
                         "Delete": {
                             "TableName": self.table,
-                            "Key": self.key(tenant, str(current["id"])),
+                            "Key": self.key(tenant, current.id),
                             "ConditionExpression": condition,
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                             **expr.kwargs(),
@@ -492,13 +494,12 @@ class ItemRepository:
         except ClientError as exc:
             reasons = cancellation_reasons(exc)
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                old = reasons[0].get("Item")
-                record = from_item(old) if old else None
-                raise ConditionFailed(record if record and is_live(record, now) else None) from exc
+                record = _record_or_none(reasons[0].get("Item"))
+                raise ConditionFailed(record if record is not None and record.is_live(now) else None) from exc
             raise
         return current
 
-    def delete_if_expired(self, tenant: str, item_id: str, now: str) -> tuple[bool, dict[str, Any] | None]:
+    def delete_if_expired(self, tenant: str, item_id: str, now: str) -> tuple[bool, ItemRecord | None]:
         """Delete an item expired at ``now`` that has no attachments (the cleanup job).
 
         Returns whether it was deleted and, if not, the record as it was (None when gone).
@@ -519,7 +520,7 @@ class ItemRepository:
                 **expr.kwargs(),
             )
         except ConditionNotMet as failed:
-            return False, failed.old
+            return False, _old_record(failed.old)
         return True, None
 
     def delete_expired_incarnation(self, tenant: str, item_id: str, created_at: str, now: str) -> bool:
@@ -535,19 +536,20 @@ class ItemRepository:
             **expr.kwargs(),
         )
 
-    def tombstone_at(self, tenant: str, sort_key: str) -> dict[str, Any] | None:
+    def tombstone_at(self, tenant: str, sort_key: str) -> Tombstone | None:
         response = aws.dynamodb().get_item(
             TableName=self.table, Key=layout.key(tenant_pk(tenant), sort_key), ConsistentRead=True
         )
         item = response.get("Item")
-        return from_item(item) if item else None
+        if not item:
+            return None
+        stored = from_item(item)
+        return Tombstone(item_id=str(stored["item_id"]), item_created_at=str(stored["item_created_at"]))
 
     def clear_tombstone(self, tenant: str, sort_key: str) -> None:
         aws.dynamodb().delete_item(TableName=self.table, Key=layout.key(tenant_pk(tenant), sort_key))
 
-    def list_page(
-        self, tenant: str, limit: int, after_id: str | None, descending: bool
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    def list_page(self, tenant: str, limit: int, after_id: str | None, descending: bool) -> ItemPage:
         """One ``Query`` on the tenant's partition; returns live items and the id to resume after.
 
         Reads ``limit + 1`` keys so that a full final page is recognised as final without a
@@ -571,12 +573,11 @@ class ItemRepository:
             **expr.kwargs(),
             **kwargs,
         )
-        records = [from_item(item) for item in response.get("Items", [])]
+        records = [record_of(from_item(item)) for item in response.get("Items", [])]
         last_key = response.get("LastEvaluatedKey")
         if len(records) > limit:
             records = records[:limit]
-            return records, records[-1]["id"]
+            return ItemPage(tuple(records), records[-1].id)
         if last_key:
-            return records, str(last_key["sk"]["S"])[len(ITEM_PREFIX):]
-        return records, None
-
+            return ItemPage(tuple(records), str(last_key["sk"]["S"])[len(ITEM_PREFIX):])
+        return ItemPage(tuple(records), None)

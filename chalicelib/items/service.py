@@ -1,29 +1,43 @@
 """Item use cases: validation, merge patch, conditional writes, paging.
 
-Returns API-shaped dicts and raises ``Problem`` for every failure a client can cause.
+Takes request bodies as parsed JSON, returns typed records (``records.to_api`` gives their JSON),
+and raises ``Problem`` for every failure a client can cause. The store is any ``ItemStore``: the
+DynamoDB repository by default.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from chalicelib.config.settings import Settings, require
-from chalicelib.items.repository import (
+from chalicelib.items.records import (
     Completion,
     ConditionFailed,
     ExpressionTooLarge,
+    InPlacePatch,
     ItemExists,
     ItemFields,
-    ItemRepository,
-    to_api,
+    ItemListing,
+    ItemRecord,
+    ItemStore,
+    writable,
 )
+from chalicelib.items.repository import ItemRepository
 from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH
 from chalicelib.problems import Problem, field_errors, not_found
 from chalicelib.store import paging
 from chalicelib.store.writes import Precondition
 from chalicelib.util import jsonutil, ulid
+from chalicelib.util.jsontypes import JsonObject, JsonValue
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from chalicelib.items.models import ItemCreate, ItemPatch, ItemReplace
+
+    Model = TypeVar("Model", bound=BaseModel)
 
 _ID = re.compile(ID_PATTERN)
 LISTING = "items"
@@ -32,66 +46,87 @@ LISTING = "items"
 MERGE_ATTEMPTS = 8
 
 
-def _validate(model_name: str, body: Any) -> Any:
-    # pydantic is imported by the requests that validate a body, not by reads (cold start).
+# pydantic is imported by the requests that validate a body, not by reads (cold start).
+
+
+def _validate(model: type[Model], body: object) -> Model:
     from pydantic import ValidationError
 
-    from chalicelib.items import models
+    from chalicelib.items.models import to_field_errors
 
     try:
-        return getattr(models, model_name).model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
-        raise field_errors("validation-error", models.to_field_errors(exc)) from exc
+        raise field_errors("validation-error", to_field_errors(exc)) from exc
 
 
-def _fields(model: Any) -> ItemFields:
+def _create_model(body: object) -> ItemCreate:
+    from chalicelib.items.models import ItemCreate
+
+    return _validate(ItemCreate, body)
+
+
+def _replace_model(body: object) -> ItemReplace:
+    from chalicelib.items.models import ItemReplace
+
+    return _validate(ItemReplace, body)
+
+
+def _patch_model(body: object) -> ItemPatch:
+    from chalicelib.items.models import ItemPatch
+
+    return _validate(ItemPatch, body)
+
+
+def _fields(model: ItemReplace) -> ItemFields:
     return ItemFields(
         name=model.name,
         description=model.description,
-        tags=model.tags,
+        tags=tuple(model.tags),
         data=model.data,
         expires_at=model.expires_at,
     )
 
 
-def _precondition_failed(current: dict[str, Any]) -> Problem:
+def _precondition_failed(current: ItemRecord) -> Problem:
     return Problem(
         "precondition-failed",
-        f"the item has changed: its current version is {int(current['version'])}",
-        headers={"ETag": f'"{int(current["version"])}"'},
+        f"the item has changed: its current version is {current.version}",
+        headers={"ETag": f'"{current.version}"'},
     )
 
 
 class ItemService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: ItemStore | None = None) -> None:
         self.settings = settings
-        self.repository = ItemRepository(require(settings.table_name, "TABLE_NAME"))
+        self.repository: ItemStore = (
+            store if store is not None else ItemRepository(require(settings.table_name, "TABLE_NAME"))
+        )
 
-    def get(self, tenant: str, item_id: str) -> dict[str, Any]:
+    def get(self, tenant: str, item_id: str) -> ItemRecord:
         _check_id(item_id)
         record = self.repository.get(tenant, item_id)
         if record is None:
             raise not_found()
-        return to_api(record)
+        return record
 
-    def create(self, tenant: str, body: Any, completion: Completion | None = None) -> dict[str, Any]:
-        """Create an item; ``completion`` (see ``ItemRepository.create``) rides in the same write."""
-        model = _validate("ItemCreate", body)
+    def create(self, tenant: str, body: JsonValue, completion: Completion | None = None) -> ItemRecord:
+        """Create an item; ``completion`` (see ``ItemStore.create``) rides in the same write."""
+        model = _create_model(body)
         item_id = model.id or ulid.new()
         try:
             record = self.repository.create(tenant, item_id, _fields(model), completion=completion)
         except ItemExists as exc:
             raise Problem("conflict", f"an item with id '{item_id}' already exists") from exc
-        return to_api(record)
+        return record
 
-    def replace(self, tenant: str, item_id: str, body: Any, precondition: Precondition) -> dict[str, Any]:
+    def replace(self, tenant: str, item_id: str, body: JsonValue, precondition: Precondition) -> ItemRecord:
         _check_id(item_id)
-        model = _validate("ItemReplace", body)
+        model = _replace_model(body)
         try:
-            record = self.repository.replace(tenant, item_id, _fields(model), precondition)
+            return self.repository.replace(tenant, item_id, _fields(model), precondition)
         except ConditionFailed as exc:
             raise self._write_failure(exc) from exc
-        return to_api(record)
 
     def delete(self, tenant: str, item_id: str, precondition: Precondition) -> None:
         _check_id(item_id)
@@ -106,11 +141,11 @@ class ItemService:
             return not_found()
         return _precondition_failed(exc.current)
 
-    def patch(self, tenant: str, item_id: str, body: Any, precondition: Precondition) -> dict[str, Any]:
+    def patch(self, tenant: str, item_id: str, body: JsonValue, precondition: Precondition) -> ItemRecord:
         _check_id(item_id)
         if not isinstance(body, dict):
             raise field_errors("validation-error", [{"pointer": "", "detail": "a merge patch must be a JSON object"}])
-        patch = _validate("ItemPatch", body)
+        patch = _patch_model(body)
         if "name" in body and body["name"] is None:
             raise field_errors("validation-error", [{"pointer": "/name", "detail": "is required and cannot be removed"}])
         data_patch = body.get("data")
@@ -132,16 +167,16 @@ class ItemService:
         return self._patch_merged(tenant, item_id, body, precondition, None)
 
     def _patch_in_place(
-        self, tenant: str, item_id: str, body: dict[str, Any], patch: Any, precondition: Precondition
-    ) -> dict[str, Any]:
+        self, tenant: str, item_id: str, body: JsonObject, patch: ItemPatch, precondition: Precondition
+    ) -> ItemRecord:
         from chalicelib.items.models import check_json_value  # pydantic: writes only (cold start)
 
-        top_level: dict[str, Any] = {}
+        top_level: dict[str, object] = {}
         for field in ("name", "description", "tags", "expires_at"):
             if field in body:
                 value = getattr(patch, field)
                 top_level[field] = [] if field == "tags" and value is None else value
-        data_sets: dict[str, Any] = {}
+        data_sets: JsonObject = {}
         data_removes: list[str] = []
         growth = 0
         data_patch = body.get("data", ...)
@@ -165,20 +200,17 @@ class ItemService:
                 data_sets[key] = value
                 # Upper bound of what this member adds to the compact text: key, colon, value, comma.
                 growth += len(jsonutil.dumps({key: value}).encode("utf-8")) - 1
-        return to_api(
-            self.repository.patch_in_place(
-                tenant, item_id, top_level, data_sets, data_removes, growth, MAX_DATA_BYTES, precondition
-            )
-        )
+        in_place = InPlacePatch(top_level, data_sets, tuple(data_removes), growth, MAX_DATA_BYTES)
+        return self.repository.patch_in_place(tenant, item_id, in_place, precondition)
 
     def _patch_merged(
         self,
         tenant: str,
         item_id: str,
-        body: dict[str, Any],
+        body: JsonObject,
         precondition: Precondition,
-        current: dict[str, Any] | None,
-    ) -> dict[str, Any]:
+        current: ItemRecord | None,
+    ) -> ItemRecord:
         """Read, merge, validate the whole result, write back conditional on the version read."""
         for _attempt in range(MERGE_ATTEMPTS):
             if current is None:
@@ -187,11 +219,11 @@ class ItemService:
                     raise not_found()
             if not _version_matches(current, precondition):
                 raise _precondition_failed(current)
-            merged = merge_patch(_writable(current), body)
-            model = _validate("ItemReplace", merged)
-            expected = frozenset({int(current["version"])})
+            merged = merge_patch(writable(current), body)
+            model = _replace_model(merged)
+            expected = frozenset({current.version})
             try:
-                return to_api(self.repository.replace(tenant, item_id, _fields(model), expected))
+                return self.repository.replace(tenant, item_id, _fields(model), expected)
             except ConditionFailed as exc:
                 if exc.current is None:
                     raise not_found() from exc
@@ -201,11 +233,10 @@ class ItemService:
                 time.sleep(0.005 * (_attempt + 1))
         raise Problem("conflict", "the item is being changed by other requests; retry", headers={"Retry-After": "1"})
 
-    def list(self, tenant: str, params: dict[str, str]) -> dict[str, Any]:
+    def list(self, tenant: str, params: dict[str, str]) -> ItemListing:
         page = paging.page_request(params, tenant=tenant, listing=LISTING, secrets=self.settings.cursor_secrets)
-        records, last_id = self.repository.list_page(tenant, page.limit, page.after, page.descending)
-        next_cursor = paging.next_cursor(page, last_id, self.settings.cursor_signing_secret)
-        return {"items": [to_api(r) for r in records], "next_cursor": next_cursor}
+        found = self.repository.list_page(tenant, page.limit, page.after, page.descending)
+        return ItemListing(found.items, paging.next_cursor(page, found.last_id, self.settings.cursor_signing_secret))
 
 
 def _check_id(item_id: str) -> None:
@@ -214,27 +245,17 @@ def _check_id(item_id: str) -> None:
         raise not_found()
 
 
-def _version_matches(current: dict[str, Any], precondition: Precondition) -> bool:
+def _version_matches(current: ItemRecord, precondition: Precondition) -> bool:
     if precondition is None or precondition == "*":
         return True
-    return int(current["version"]) in precondition
+    return current.version in precondition
 
 
-def _writable(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": record["name"],
-        "description": record.get("description"),
-        "tags": list(record.get("tags", [])),
-        "data": record.get("data", {}),
-        "expires_at": record.get("expires_at"),
-    }
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
+def merge_patch(target: JsonValue, patch: JsonValue) -> JsonValue:
     """RFC 7396 JSON Merge Patch."""
     if not isinstance(patch, dict):
         return patch
-    result = dict(target) if isinstance(target, dict) else {}
+    result: JsonObject = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
