@@ -11,29 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.attachments.records import AttachmentRecord
+from chalicelib.files.uploads import window_end
 from chalicelib.store import aws, layout
 from chalicelib.store import transactions as dynamo_batch
-from chalicelib.store.codec import Expression, from_item, to_attr, to_item
-from chalicelib.store.layout import attachment_key, attachment_sk, due_pk, item_key, tenant_pk
+from chalicelib.store.codec import Expression, from_item, record_of, stored_fields, to_attr, to_item
+from chalicelib.store.layout import attachment_key, attachment_sk, item_key, tenant_pk
 from chalicelib.store.transactions import ConditionsFailed
 from chalicelib.store.writes import applied
 from chalicelib.util import clock
 
 
 def to_record(stored: Mapping[str, Any]) -> AttachmentRecord:
-    return AttachmentRecord(
-        id=str(stored["id"]),
-        item_id=str(stored["item_id"]),
-        item_created_at=str(stored["item_created_at"]),
-        filename=str(stored["filename"]),
-        content_type=str(stored["content_type"]),
-        size=int(stored["size"]),
-        status=str(stored["status"]),
-        created_at=str(stored["created_at"]),
-        updated_at=str(stored["updated_at"]),
-        rejection_reason=stored.get("rejection_reason"),
-        due_at=stored.get("due_at"),
-    )
+    return record_of(AttachmentRecord, stored)
 
 
 class ItemRefused(Exception):
@@ -90,30 +79,18 @@ class AttachmentRepository:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def create(
-        self, tenant: str, record: AttachmentRecord, *, due_at: str, at_most: int, also: dict[str, Any] | None = None
+        self, tenant: str, record: AttachmentRecord, *, window_seconds: int, at_most: int, also: dict[str, Any] | None = None
     ) -> None:
-        """Write a pending attachment, counted on its item (alive, that incarnation, fewer than
+        """Write a pending attachment (due when its upload window closes), counted on its item (alive, that incarnation, fewer than
         ``at_most`` attachments), with ``also``, a companion entry; all or nothing.
 
         Raises ``ItemRefused`` when the item's condition failed, ``CompanionRefused`` when only the
         companion's did.
         """
         pk, sk = tenant_pk(tenant), attachment_sk(record.item_id, record.id)
-        stored = {
-            "pk": pk,
-            "sk": sk,
-            "id": record.id,
-            "item_id": record.item_id,
-            "item_created_at": record.item_created_at,
-            "filename": record.filename,
-            "content_type": record.content_type,
-            "size": record.size,
-            "status": record.status,
-            "created_at": record.created_at,
-            "updated_at": record.updated_at,
-            "due_pk": due_pk(pk, sk),
-            "due_at": due_at,
-        }
+        # Due in the cleanup job's index when the upload window closes.
+        closes = clock.format_timestamp(window_end(record.created_at, window_seconds))
+        stored = {"pk": pk, "sk": sk, **stored_fields(record), **layout.due(pk, sk, closes)}
         expr = Expression()
         count = expr.name("attachment_count")
         expires = expr.name("expires_at")

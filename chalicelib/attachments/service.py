@@ -14,20 +14,17 @@ declared size and content type) or ``rejected`` (it did not; the object is delet
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
-from chalicelib.attachments.models import MAX_ATTACHMENTS_PER_ITEM, AttachmentCreate
+from chalicelib.attachments.models import MAX_ATTACHMENTS_PER_ITEM, AttachmentCreate, parse_upload_request
 from chalicelib.attachments.records import AttachmentRecord
 from chalicelib.attachments.repository import AttachmentRepository, ItemRefused
 from chalicelib.config.settings import Settings, require
 from chalicelib.files import uploads
-from chalicelib.items.models import to_field_errors
-from chalicelib.items.repository import Completion, ItemRepository, is_live
+from chalicelib.items.repository import ItemRepository, is_live
 from chalicelib.limits import is_valid_id
-from chalicelib.problems import Problem, field_errors, not_found
+from chalicelib.problems import Problem, not_found
+from chalicelib.store.transactions import Completion, answer_after
 from chalicelib.util import clock, ulid
 
 
@@ -49,17 +46,11 @@ class AttachmentService:
         """Create a pending attachment; ``completion`` (given the answer) may return one more
         transaction entry to write with it — the idempotency record of the request."""
         _check_id(item_id)
-        try:
-            model = AttachmentCreate.model_validate(body)
-        except ValidationError as exc:
-            raise field_errors("validation-error", to_field_errors(exc)) from exc
-        limit = self.settings.max_attachment_bytes
-        if model.size > limit:
-            raise field_errors("validation-error", [{"pointer": "/size", "detail": f"must be at most {limit} bytes"}])
+        model = parse_upload_request(AttachmentCreate, body, self.settings.max_attachment_bytes)
         item = self.items.get(tenant, item_id)
         if item is None:
             raise not_found()
-        now = clock.now()
+        created = clock.now_text()
         record = AttachmentRecord(
             id=ulid.new(),
             item_id=item_id,
@@ -68,22 +59,22 @@ class AttachmentService:
             content_type=model.content_type,
             size=model.size,
             status="pending",
-            created_at=clock.format_timestamp(now),
-            updated_at=clock.format_timestamp(now),
+            created_at=created, updated_at=created,
         )
-        answer = self.to_api(tenant, record)
-        also = completion(answer) if completion is not None else None
-        due_at = clock.format_timestamp(now + timedelta(seconds=self.settings.upload_window_seconds))
-        try:
-            self.records.create(tenant, record, due_at=due_at, at_most=MAX_ATTACHMENTS_PER_ITEM, also=also)
-        except ItemRefused as refused:
-            old = refused.old
-            if old is None or not is_live(old, record.created_at) or old["created_at"] != item["created_at"]:
-                raise not_found() from refused
-            raise Problem(
-                "conflict", f"an item has at most {MAX_ATTACHMENTS_PER_ITEM} attachments; delete one first"
-            ) from refused
-        return answer
+        window = self.settings.upload_window_seconds
+
+        def write(also: dict[str, Any] | None) -> None:
+            try:
+                self.records.create(tenant, record, window_seconds=window, at_most=MAX_ATTACHMENTS_PER_ITEM, also=also)
+            except ItemRefused as refused:
+                old = refused.old
+                if old is None or not is_live(old, record.created_at) or old["created_at"] != item["created_at"]:
+                    raise not_found() from refused
+                raise Problem(
+                    "conflict", f"an item has at most {MAX_ATTACHMENTS_PER_ITEM} attachments; delete one first"
+                ) from refused
+
+        return answer_after(self.to_api(tenant, record), completion, write)
 
     def list_for_item(self, tenant: str, item_id: str) -> dict[str, Any]:
         _check_id(item_id)

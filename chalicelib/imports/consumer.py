@@ -43,7 +43,7 @@ from chalicelib.imports.records import ImportRecord
 from chalicelib.items.models import ItemCreate, to_field_errors
 from chalicelib.items.repository import ItemFields, ItemRepository, is_live
 from chalicelib.limits import ID_PATTERN
-from chalicelib.store.writes import cancellation_reasons
+from chalicelib.store.transactions import refused_for_contents
 from chalicelib.util import clock, jsonutil
 
 # A transaction holds at most 100 actions: the rows (or their error records), the marker, the counters.
@@ -220,7 +220,7 @@ class ImportConsumer:
             try:
                 outcome = imports.apply_row(self.table, tenant, import_id, action, now)
             except ClientError as exc:
-                if not _row_caused(exc):
+                if not refused_for_contents(exc):
                     raise
                 del rows[line]
                 errors[line] = unexpected(line, exc)
@@ -280,16 +280,9 @@ class ImportConsumer:
         except ParamValidationError as exc:
             raise RowCausedError() from exc
         except ClientError as exc:
-            if _row_caused(exc) and rows:
+            if refused_for_contents(exc) and rows:
                 raise RowCausedError() from exc
             raise
         if isinstance(outcome, list):
             return [lines[i] for i in outcome]
         return outcome
-
-
-def _row_caused(exc: ClientError) -> bool:
-    """The request was refused for its contents (a value, a size), not for the moment it was sent."""
-    if exc.response.get("Error", {}).get("Code") == "ValidationException":
-        return True
-    return any(str(r.get("Code")) == "ValidationError" for r in cancellation_reasons(exc) or [])

@@ -11,10 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 from chalicelib.attachments.models import MAX_LISTED_ROW_ERRORS
+from chalicelib.files.uploads import window_end
 from chalicelib.imports.records import ImportRecord, RowError
 from chalicelib.store import aws, layout
 from chalicelib.store import transactions as dynamo_batch
-from chalicelib.store.codec import Expression, from_item, to_attr, to_item
+from chalicelib.store.codec import Expression, from_item, record_of, stored_fields, to_attr, to_item
 from chalicelib.store.layout import due_pk, import_key, import_sk, tenant_pk
 from chalicelib.store.transactions import ConditionsFailed
 from chalicelib.store.writes import applied
@@ -29,28 +30,8 @@ def work_record_ttl() -> int:
     return clock.epoch_seconds(clock.now() + WORK_RECORD_TTL)
 
 
-def _int(value: Any) -> int:
-    return int(value) if value is not None else 0
-
-
 def to_record(stored: Mapping[str, Any]) -> ImportRecord:
-    total = stored.get("rows_total")
-    return ImportRecord(
-        id=str(stored["id"]),
-        format=str(stored["format"]),
-        size=int(stored["size"]),
-        status=str(stored["status"]),
-        created_at=str(stored["created_at"]),
-        updated_at=str(stored["updated_at"]),
-        rows_total=int(total) if total is not None else None,
-        rows_imported=_int(stored.get("rows_imported")),
-        rows_failed=_int(stored.get("rows_failed")),
-        rows_done=_int(stored.get("rows_done")),
-        errors=tuple(_row_error(e) for e in stored.get("errors") or []),
-        completed_at=stored.get("completed_at"),
-        due_at=stored.get("due_at"),
-        parse=stored.get("parse"),
-    )
+    return record_of(ImportRecord, stored, errors=tuple(_row_error(e) for e in stored.get("errors") or []))
 
 
 def _row_error(stored: Mapping[str, Any]) -> RowError:
@@ -63,28 +44,16 @@ def get(table: str, tenant: str, import_id: str) -> ImportRecord | None:
     return to_record(from_item(response["Item"])) if response.get("Item") else None
 
 
-def create(table: str, tenant: str, record: ImportRecord, due_at: str, also: dict[str, Any] | None = None) -> None:
-    """Write a new import (due at ``due_at``) and ``also``, a companion entry, with it.
+def create(table: str, tenant: str, record: ImportRecord, window_seconds: int, also: dict[str, Any] | None = None) -> None:
+    """Write a new import (due when its upload window closes) and ``also``, a companion entry, with it.
 
     The id is fresh: a failed condition means an earlier attempt of this very call (its answer
     lost, then retried by the client library) wrote it, with the rest.
     """
     pk, sk = tenant_pk(tenant), import_sk(record.id)
-    stored = {
-        "pk": pk,
-        "sk": sk,
-        "id": record.id,
-        "format": record.format,
-        "size": record.size,
-        "status": record.status,
-        "rows_imported": record.rows_imported,
-        "rows_failed": record.rows_failed,
-        "rows_done": record.rows_done,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "due_pk": due_pk(pk, sk),
-        "due_at": due_at,
-    }
+    # Due in the cleanup job's index when the upload window closes.
+    closes = clock.format_timestamp(window_end(record.created_at, window_seconds))
+    stored = {"pk": pk, "sk": sk, **stored_fields(record), **layout.due(pk, sk, closes)}
     put = {"TableName": table, "Item": to_item(stored), "ConditionExpression": "attribute_not_exists(pk)"}
     dynamo_batch.create_fresh([{"Put": put}], also)
 

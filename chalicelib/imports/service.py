@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from chalicelib.attachments.models import IMPORT_CONTENT_TYPES, ImportCreate
+from chalicelib.attachments.models import IMPORT_CONTENT_TYPES, ImportCreate, parse_upload_request
 from chalicelib.config.settings import Settings, require
 from chalicelib.files import uploads
 from chalicelib.imports import repository
 from chalicelib.imports.records import ImportRecord
-from chalicelib.items.models import to_field_errors
-from chalicelib.items.repository import Completion
 from chalicelib.items.service import _limit as page_limit
 from chalicelib.limits import is_valid_id
-from chalicelib.problems import Problem, field_errors, query_error
+from chalicelib.problems import Problem, query_error
 from chalicelib.store import cursor as cursors
+from chalicelib.store.transactions import Completion, answer_after
 from chalicelib.util import clock, ulid
 
 LISTING = "imports"
@@ -82,27 +79,19 @@ class ImportService:
     def create(self, tenant: str, body: Any, completion: Completion | None = None) -> dict[str, Any]:
         """Create an import awaiting its upload; ``completion`` (given the answer) may return one
         more transaction entry to write with it — the idempotency record of the request."""
-        try:
-            model = ImportCreate.model_validate(body)
-        except ValidationError as exc:
-            raise field_errors("validation-error", to_field_errors(exc)) from exc
-        limit = self.settings.max_import_bytes
-        if model.size > limit:
-            raise field_errors("validation-error", [{"pointer": "/size", "detail": f"must be at most {limit} bytes"}])
-        now = clock.now()
+        model = parse_upload_request(ImportCreate, body, self.settings.max_import_bytes)
+        created = clock.now_text()
         record = ImportRecord(
             id=ulid.new(),
             format=model.format,
             size=model.size,
             status="pending_upload",
-            created_at=clock.format_timestamp(now),
-            updated_at=clock.format_timestamp(now),
+            created_at=created, updated_at=created,
         )
-        answer = self.to_api(tenant, record)
-        also = completion(answer) if completion is not None else None
-        due_at = clock.format_timestamp(now + timedelta(seconds=self.settings.upload_window_seconds))
-        repository.create(self.table, tenant, record, due_at, also)
-        return answer
+        window = self.settings.upload_window_seconds
+        return answer_after(
+            self.to_api(tenant, record), completion, lambda also: repository.create(self.table, tenant, record, window, also)
+        )
 
     def get(self, tenant: str, import_id: str) -> dict[str, Any]:
         record = repository.get(self.table, tenant, import_id) if is_valid_id(import_id) else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -110,6 +110,13 @@ def transact(actions: list[dict[str, Any]]) -> None:
             time.sleep(backoff(attempt))
 
 
+def refused_for_contents(exc: ClientError) -> bool:
+    """The request was refused for its contents (a value, a size), not for the moment it was sent."""
+    if exc.response.get("Error", {}).get("Code") == "ValidationException":
+        return True
+    return any(str(r.get("Code")) == "ValidationError" for r in cancellation_reasons(exc) or [])
+
+
 class ConditionsFailed(ConditionNotMet):
     """Actions of a write failed their conditions; nothing was written.
 
@@ -173,3 +180,21 @@ def create_fresh(actions: list[dict[str, Any]], also: dict[str, Any] | None = No
             return False
         raise
     return True
+
+
+# Given the answer a request will get, a transaction entry to write together with its record (the
+# request's idempotency record), or None.
+Completion = Callable[[dict[str, Any]], dict[str, Any] | None]
+_Answer = TypeVar("_Answer", bound=dict[str, Any])
+
+
+def answer_after(
+    answer: _Answer, completion: Completion | None, write: Callable[[dict[str, Any] | None], object]
+) -> _Answer:
+    """``write`` (given the completion's entry for ``answer``, if any), then ``answer``.
+
+    The answer is made before the write, so that the idempotency record that stores it can be
+    written in the same transaction as the record it describes.
+    """
+    write(completion(answer) if completion is not None else None)
+    return answer
