@@ -2,15 +2,17 @@
 
 Life of an import: ``pending_upload`` (record written, upload form handed out; due in
 ``due-index`` when the upload window closes) → ``processing`` (the storage event arrived, the file
-passed its checks; rows are parsed and queued, see ``import_pipeline``; the queue consumer writes
-them, see ``import_consumer``; due at its deadline, ``IMPORT_DEADLINE_SECONDS`` later, when the
-cleanup job fails it if it is still processing) → ``completed`` or ``failed``. A finished import is put back into
-``due-index`` (due at once), so the cleanup job removes its source file.
+passed its checks; rows are parsed and queued, see ``pipeline``; the queue consumer writes
+them, see ``consumer``; due at its deadline, ``IMPORT_DEADLINE_SECONDS`` later, when the
+cleanup job fails it if it is still processing) → ``completed`` or ``failed``. A finished import
+is put back into ``due-index`` (due at once), so the cleanup job removes its source file.
+
+The table is read and written in ``repository``; records are ``records.ImportRecord``.
 
 Progress is counted atomically on the record: ``rows_imported``, ``rows_failed`` and their sum
 ``rows_done``, which DynamoDB can compare with ``rows_total`` in a condition. Whichever writer
 makes them equal (the last queue message, or the parser when it finishes last) completes the
-import. Row errors are records of their own (``IMPERR#<import id>#<line>``, in line order), so
+import. Row errors are records of their own (one per line, in line order; see ``store.layout``), so
 concurrent writers never contend for one list; the first 100 are copied into the import when it
 finishes.
 """
