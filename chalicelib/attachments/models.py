@@ -10,10 +10,22 @@ import math
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
+
+from chalicelib.items.models import to_field_errors
+from chalicelib.problems import field_errors
 
 MAX_ATTACHMENTS_PER_ITEM = 20
 IMPORT_FORMATS = ("jsonl", "csv")
@@ -73,6 +85,21 @@ Size = Annotated[
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_Body = TypeVar("_Body", "AttachmentCreate", "ImportCreate")
+
+
+def parse_upload_request(model: type[_Body], body: Any, max_size: int) -> _Body:
+    """The body of a request for an upload form, validated, its ``size`` at most ``max_size`` (a
+    stage setting); else a ``validation-error`` problem."""
+    try:
+        parsed = model.model_validate(body)
+    except ValidationError as exc:
+        raise field_errors("validation-error", to_field_errors(exc)) from exc
+    if parsed.size > max_size:
+        raise field_errors("validation-error", [{"pointer": "/size", "detail": f"must be at most {max_size} bytes"}])
+    return parsed
 
 
 class AttachmentCreate(_Strict):

@@ -27,7 +27,8 @@ from typing import Any
 from chalicelib.attachments.service import AttachmentService
 from chalicelib.config.settings import Settings, require
 from chalicelib.files import uploads
-from chalicelib.imports import service as imports
+from chalicelib.imports import repository as imports
+from chalicelib.imports.records import FINAL
 from chalicelib.items.repository import ItemRepository
 from chalicelib.store import due, layout
 from chalicelib.util import clock
@@ -117,12 +118,12 @@ class CleanupJob:
         return "tombstone cleared"
 
     def _import(self, tenant: str, import_id: str) -> str:
-        record = imports.get_record(self.table, tenant, import_id)
+        record = imports.get(self.table, tenant, import_id)
         if record is None:
             return "import gone"
-        if str(record.get("due_at", "~")) > clock.now_text():
+        if (record.due_at or "~") > clock.now_text():
             return "import not due"
-        status = record["status"]
+        status = record.status
         if status == "pending_upload":
             window = self.settings.upload_window_seconds
             detail = f"the file was not uploaded within {window} seconds"
@@ -135,19 +136,19 @@ class CleanupJob:
             # Past its deadline: whatever it waits for (a lost event, a chunk that never came) will
             # not come now; the import ends, saying how far it got.
             deadline = self.settings.import_deadline_seconds
-            done = f"{int(record.get('rows_imported', 0))} of {_count(record.get('rows_total'))} rows were imported"
+            done = f"{record.rows_imported} of {_count(record.rows_total)} rows were imported"
             detail = f"the import did not finish within {deadline} seconds; {done}"
             if not imports.fail(self.table, tenant, import_id, detail=detail, line=None, from_status=("processing",)):
                 return "import moved on"
             self.report["import deadline passed"] += 1
             status = "failed"
-        if status not in imports.FINAL:
+        if status not in FINAL:
             return "import not due"
         uploads.delete(
             self.bucket, [uploads.import_key(tenant, import_id), uploads.import_work_key(tenant, import_id)]
         )
         imports.settle(self.table, tenant, import_id, status)
-        return "import source removed" if record["status"] != "pending_upload" else "import upload window closed"
+        return "import source removed" if record.status != "pending_upload" else "import upload window closed"
 
 
 def _count(value: Any) -> str:

@@ -117,10 +117,15 @@ def object_events(event: Any) -> Iterator[ObjectEvent | None]:
         yield ObjectEvent(bucket, urllib.parse.unquote_plus(raw_key))
 
 
+def window_end(created_at: str, upload_window_seconds: int) -> datetime:
+    """When the upload window of a record created at ``created_at`` closes."""
+    return datetime.fromisoformat(created_at.replace("Z", "+00:00")) + timedelta(seconds=upload_window_seconds)
+
+
 def form_expiry(created_at: str, upload_window_seconds: int) -> datetime | None:
     """When a fresh upload form should expire: soon, and never after the upload window closes."""
-    window_end = datetime.fromisoformat(created_at.replace("Z", "+00:00")) + timedelta(seconds=upload_window_seconds)
-    expiry = min(clock.now() + timedelta(seconds=UPLOAD_FORM_SECONDS), window_end)
+    window_end_ = window_end(created_at, upload_window_seconds)
+    expiry = min(clock.now() + timedelta(seconds=UPLOAD_FORM_SECONDS), window_end_)
     return expiry if expiry > clock.now() else None
 
 

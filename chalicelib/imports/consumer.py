@@ -37,15 +37,14 @@ from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.config.settings import Settings, require
-from chalicelib.imports import service as imports
+from chalicelib.imports import repository as imports
 from chalicelib.imports.parser import describe, unexpected
+from chalicelib.imports.records import ImportRecord
 from chalicelib.items.models import ItemCreate, to_field_errors
 from chalicelib.items.records import ItemFields
 from chalicelib.items.repository import ItemRepository, is_live, record_of
 from chalicelib.limits import ID_PATTERN
-from chalicelib.store import transactions as dynamo_batch
-from chalicelib.store.codec import Expression, from_item, to_item
-from chalicelib.store.writes import cancellation_reasons
+from chalicelib.store.transactions import refused_for_contents
 from chalicelib.util import clock, jsonutil
 
 # A transaction holds at most 100 actions: the rows (or their error records), the marker, the counters.
@@ -149,23 +148,14 @@ class ImportConsumer:
 
     def _read(
         self, message: RowsMessage, item_ids: list[str]
-    ) -> tuple[dict[str, Any] | None, bool, dict[str, dict[str, Any]]]:
+    ) -> tuple[ImportRecord | None, bool, dict[str, dict[str, Any]]]:
         """One ``BatchGetItem``: the import, whether the chunk's marker exists, the rows' items by id."""
-        tenant, import_id = message.tenant, message.import_id
-        record_key = imports.record_key(tenant, import_id)
-        marker_key = imports.chunk_key(tenant, import_id, message.chunk)
-        item_keys = [self.items.key(tenant, item_id) for item_id in item_ids]
-        found = {
-            (r["pk"], r["sk"]): r
-            for r in map(from_item, dynamo_batch.get(self.table, [record_key, marker_key, *item_keys]))
-        }
-        items: dict[str, dict[str, Any]] = {}
-        for item_id, key in zip(item_ids, item_keys, strict=True):
-            existing = found.get((key["pk"]["S"], key["sk"]["S"]))
-            if existing is not None:
-                items[item_id] = existing
-        record = found.get((record_key["pk"]["S"], record_key["sk"]["S"]))
-        return record, (marker_key["pk"]["S"], marker_key["sk"]["S"]) in found, items
+        item_keys = [self.items.key(message.tenant, item_id) for item_id in item_ids]
+        record, applied, found = imports.read_chunk(
+            self.table, message.tenant, message.import_id, message.chunk, item_keys
+        )
+        items = {item_id: item for item_id, item in zip(item_ids, found, strict=True) if item is not None}
+        return record, applied, items
 
     def _apply(self, message: RowsMessage) -> str:
         tenant, import_id = message.tenant, message.import_id
@@ -176,8 +166,8 @@ class ImportConsumer:
             return "ignored: unknown import"
         if applied:
             return "ignored: chunk already applied"
-        if record["status"] != "processing":
-            return f"ignored: the import is {record['status']}"
+        if record.status != "processing":
+            return f"ignored: the import is {record.status}"
 
         replaced: list[dict[str, Any]] = []
         earlier = 0  # rows written one by one by an earlier delivery (already counted)
@@ -229,32 +219,30 @@ class ImportConsumer:
         chunk's row errors and marker: a row the database refuses costs only itself."""
         for line, (item_id, action) in list(rows.items()):
             try:
-                dynamo_batch.transact([action, self._counters(tenant, import_id, 1, 0, now)])
-                continue
+                outcome = imports.apply_row(self.table, tenant, import_id, action, now)
             except ClientError as exc:
-                reasons = cancellation_reasons(exc) or []
-                codes = [str(r.get("Code")) for r in reasons]
-                if len(codes) == 2 and codes[1] == "ConditionalCheckFailed":
-                    return "ignored: the import is no longer processing"
-                if codes and codes[0] == "ConditionalCheckFailed":
-                    del rows[line]
-                    if self._written_by(tenant, item_id, self._ref(import_id, line)):
-                        continue  # this very row, written by a delivery that crashed afterwards
-                    errors[line] = f"an item with id '{item_id}' already exists"
-                    continue
-                if not _row_caused(exc):
+                if not refused_for_contents(exc):
                     raise
                 del rows[line]
                 errors[line] = unexpected(line, exc)
+                continue
             except ParamValidationError as exc:
                 del rows[line]
                 errors[line] = unexpected(line, exc)
+                continue
+            if outcome == imports.NOT_PROCESSING:
+                return outcome
+            if outcome is not None:
+                del rows[line]
+                if self._written_by(tenant, item_id, self._ref(import_id, line)):
+                    continue  # this very row, written by a delivery that crashed afterwards
+                errors[line] = f"an item with id '{item_id}' already exists"
         # The rows are counted; what remains is the errors, the marker and the completion check.
         return self._apply_chunk(tenant, import_id, chunk, {}, errors, now)
 
     def _written_by(self, tenant: str, item_id: str, ref: str) -> bool:
-        found = dynamo_batch.get(self.table, [self.items.key(tenant, item_id)])
-        return bool(found) and from_item(found[0]).get("import_ref") == ref
+        found = imports.stored_at(self.table, self.items.key(tenant, item_id))
+        return found is not None and found.get("import_ref") == ref
 
     def _account(self, message: RowsMessage, exc: Exception, receive_count: int) -> str:
         """The last delivery failed: the chunk's unwritten rows become row errors, or the import fails."""
@@ -264,7 +252,7 @@ class ImportConsumer:
         try:
             rows, errors = self._prepare(message, now)
             record, applied, existing_items = self._read(message, [item_id for item_id, _ in rows.values()])
-            if record is None or applied or record["status"] != "processing":
+            if record is None or applied or record.status != "processing":
                 return "ignored: nothing to account for"
             for line, (item_id, _) in rows.items():
                 if existing_items.get(item_id, {}).get("import_ref") != self._ref(import_id, line):
@@ -280,64 +268,22 @@ class ImportConsumer:
             imports.fail(self.table, tenant, import_id, detail=detail, line=first, from_status=("processing",))
             return f"chunk {message.chunk}: import failed ({detail})"
 
-    def _counters(self, tenant: str, import_id: str, imported: int, failed: int, now: str) -> dict[str, Any]:
-        expr = Expression()
-        update = (
-            f"SET {expr.name('updated_at')} = {expr.value(now)}"
-            f" ADD {expr.name('rows_imported')} {expr.value(imported)},"
-            f" {expr.name('rows_failed')} {expr.value(failed)},"
-            f" {expr.name('rows_done')} {expr.value(imported + failed)}"
-        )
-        return {"Update": {
-            "TableName": self.table,
-            "Key": imports.record_key(tenant, import_id),
-            "UpdateExpression": update,
-            "ConditionExpression": f"{expr.name('status')} = {expr.value('processing')}",
-            **expr.kwargs(),
-        }}
-
     def _transact(
         self, tenant: str, import_id: str, chunk: int,
         rows: dict[int, tuple[str, dict[str, Any]]], errors: dict[int, str], now: str,
     ) -> str | list[int] | None:
         """One attempt: None when applied, a reason to ignore the chunk, or the rows whose ids were taken."""
-        ttl = imports.work_record_ttl()
         lines = list(rows)
-        actions: list[dict[str, Any]] = [action for _, action in rows.values()]
-        actions += [
-            {"Put": {"TableName": self.table, "Item": {**imports.error_key(tenant, import_id, line),
-                                                        **to_item({"line": line, "detail": detail, "ttl": ttl})}}}
-            for line, detail in errors.items()
-        ]
-        marker = {**imports.chunk_key(tenant, import_id, chunk), **to_item({"ttl": ttl})}
-        actions.append({"Put": {"TableName": self.table, "Item": marker, "ConditionExpression": "attribute_not_exists(pk)"}})
-        actions.append(self._counters(tenant, import_id, len(rows), len(errors), now))
         try:
-            dynamo_batch.transact(actions)
+            outcome = imports.apply_chunk(
+                self.table, tenant, import_id, chunk, [action for _, action in rows.values()], errors, now
+            )
         except ParamValidationError as exc:
             raise RowCausedError() from exc
         except ClientError as exc:
-            reasons = cancellation_reasons(exc)
-            if not reasons:
-                if _row_caused(exc) and rows:
-                    raise RowCausedError() from exc
-                raise
-            failed = [i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"]
-            if len(actions) - 2 in failed:
-                return "ignored: chunk already applied"
-            if len(actions) - 1 in failed:
-                return "ignored: the import is no longer processing"
-            taken = [lines[i] for i in failed if i < len(lines)]
-            if not taken:
-                if _row_caused(exc) and rows:
-                    raise RowCausedError() from exc
-                raise
-            return taken
-        return None
-
-
-def _row_caused(exc: ClientError) -> bool:
-    """The request was refused for its contents (a value, a size), not for the moment it was sent."""
-    if exc.response.get("Error", {}).get("Code") == "ValidationException":
-        return True
-    return any(str(r.get("Code")) == "ValidationError" for r in cancellation_reasons(exc) or [])
+            if refused_for_contents(exc) and rows:
+                raise RowCausedError() from exc
+            raise
+        if isinstance(outcome, list):
+            return [lines[i] for i in outcome]
+        return outcome

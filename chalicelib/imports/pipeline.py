@@ -37,22 +37,20 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from chalicelib.attachments.models import IMPORT_CONTENT_TYPES
 from chalicelib.config.settings import Settings, require
 from chalicelib.files import uploads
 from chalicelib.imports import parser as import_parser
-from chalicelib.imports import service as imports
+from chalicelib.imports import repository as imports
+from chalicelib.imports.records import ImportRecord
+from chalicelib.imports.service import row_ids
 from chalicelib.store import aws
 from chalicelib.store import transactions as dynamo_batch
-from chalicelib.store.codec import Expression
-from chalicelib.store.writes import is_condition_failure
 from chalicelib.util import clock, jsonutil
 
 READ_CHUNK_BYTES = 256 * 1024
@@ -177,7 +175,7 @@ class Progress:
     ids: bool = False
 
     @classmethod
-    def from_record(cls, saved: dict[str, Any]) -> Progress:
+    def from_record(cls, saved: Mapping[str, Any]) -> Progress:
         columns = saved.get("columns")
         return cls(
             offset=int(saved["offset"]), line=int(saved["line"]), chunk=int(saved["chunk"]),
@@ -269,11 +267,11 @@ class ImportPipeline:
         if parsed is None or bucket != self.bucket:
             return "ignored: not an import key of this stage"
         tenant, import_id = parsed.tenant, parsed.import_id
-        record = imports.get_record(self.table, tenant, import_id)
-        if record is None or record["status"] in imports.FINAL:
+        record = imports.get(self.table, tenant, import_id)
+        if record is None or record.finished:
             uploads.delete(bucket, [key])
             return "removed: no import awaits this file"
-        if record["status"] == "processing" and record.get("rows_total") is not None:
+        if record.status == "processing" and record.rows_total is not None:
             return "ignored: already processed"
         stored = uploads.head(bucket, key)
         if stored is None:
@@ -289,10 +287,10 @@ class ImportPipeline:
         return self._process(tenant, record, key, stored)
 
     @staticmethod
-    def _check(record: dict[str, Any], stored: uploads.StoredObject) -> str | None:
-        if stored.size != int(record["size"]):
-            return f"the uploaded file has {stored.size} bytes, {int(record['size'])} were declared"
-        expected = IMPORT_CONTENT_TYPES[record["format"]]
+    def _check(record: ImportRecord, stored: uploads.StoredObject) -> str | None:
+        if stored.size != record.size:
+            return f"the uploaded file has {stored.size} bytes, {record.size} were declared"
+        expected = IMPORT_CONTENT_TYPES[record.format]
         if uploads.media_type(stored.content_type) != expected:
             return f"the uploaded file is {stored.content_type or 'of no type'}, {expected} was required"
         return None
@@ -303,49 +301,14 @@ class ImportPipeline:
         A run for an import already ``processing`` whose rows are not all queued yet (a retry after
         a crash) goes on, keeping the deadline of the first run.
         """
-        expr = Expression()
-        status = expr.name("status")
-        now = clock.now()
-        deadline = clock.format_timestamp(now + timedelta(seconds=self.settings.import_deadline_seconds))
-        key = imports.record_key(tenant, import_id)
-        try:
-            aws.dynamodb().update_item(
-                TableName=self.table,
-                Key=key,
-                UpdateExpression=(
-                    f"SET {status} = {expr.value('processing')}, {expr.name('updated_at')} = {expr.value(clock.format_timestamp(now))},"
-                    f" {expr.name('due_at')} = {expr.value(deadline)}"
-                ),
-                ConditionExpression=f"{status} = {expr.value('pending_upload')}",
-                **expr.kwargs(),
-            )
-            return True
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-        expr = Expression()
-        status = expr.name("status")
-        try:
-            aws.dynamodb().update_item(
-                TableName=self.table,
-                Key=key,
-                UpdateExpression=f"SET {expr.name('updated_at')} = {expr.value(clock.format_timestamp(now))}",
-                ConditionExpression=(
-                    f"{status} = {expr.value('processing')} AND attribute_not_exists({expr.name('rows_total')})"
-                ),
-                **expr.kwargs(),
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        deadline = clock.now() + timedelta(seconds=self.settings.import_deadline_seconds)
+        return imports.start(self.table, tenant, import_id, clock.format_timestamp(deadline))
 
-    def _process(self, tenant: str, record: dict[str, Any], key: str, stored: uploads.StoredObject) -> str:
-        import_id = str(record["id"])
-        id_for_line = imports.row_ids(import_id, str(record["created_at"]))
-        file_format = str(record["format"])
-        saved = record.get("parse")
+    def _process(self, tenant: str, record: ImportRecord, key: str, stored: uploads.StoredObject) -> str:
+        import_id = record.id
+        id_for_line = row_ids(import_id, record.created_at)
+        file_format = record.format
+        saved = record.parse
         try:
             if saved is None:
                 start = self._check_file(file_format, key, stored.etag)
@@ -447,49 +410,10 @@ class ImportPipeline:
             imports.put_row_errors(self.table, tenant, import_id, errors)
         return state, boundary, done
 
-    def _save(self, tenant: str, import_id: str, saved: dict[str, Any] | None, progress: Progress) -> bool:
+    def _save(self, tenant: str, import_id: str, saved: Mapping[str, Any] | None, progress: Progress) -> bool:
         """Write the checkpoint, if the one this run started from is still the latest."""
-        expr = Expression()
-        parse = expr.name("parse")
-        if saved is None:
-            condition = f"attribute_not_exists({parse})"
-        else:
-            condition = f"{parse}.{expr.name('offset')} = {expr.value(int(saved['offset']))}"
-        try:
-            aws.dynamodb().update_item(
-                TableName=self.table,
-                Key=imports.record_key(tenant, import_id),
-                UpdateExpression=(
-                    f"SET {parse} = {expr.value(progress.to_record())}, {expr.name('updated_at')} = {expr.value(clock.now_text())}"
-                ),
-                ConditionExpression=f"{expr.name('status')} = {expr.value('processing')} AND {condition}",
-                **expr.kwargs(),
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return imports.save_checkpoint(self.table, tenant, import_id, progress.to_record(), saved)
 
     def _set_total(self, tenant: str, import_id: str, total: int, failed: int) -> bool:
         """Record ``rows_total`` and count the parser's row errors, once per import."""
-        expr = Expression()
-        rows_total, count, now = expr.name("rows_total"), expr.value(failed), expr.value(clock.now_text())
-        try:
-            aws.dynamodb().update_item(
-                TableName=self.table,
-                Key=imports.record_key(tenant, import_id),
-                UpdateExpression=(
-                    f"SET {rows_total} = {expr.value(total)}, {expr.name('updated_at')} = {now}"
-                    f" ADD {expr.name('rows_failed')} {count}, {expr.name('rows_done')} {count}"
-                ),
-                ConditionExpression=(
-                    f"{expr.name('status')} = {expr.value('processing')} AND attribute_not_exists({rows_total})"
-                ),
-                **expr.kwargs(),
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return imports.set_total(self.table, tenant, import_id, total, failed)

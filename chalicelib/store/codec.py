@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+_Record = TypeVar("_Record")
 
 # Keys of stored maps are escaped so that none is empty: an empty map key is a valid JSON key but
 # not a safe DynamoDB one (the local emulator drops it and then answers with a malformed item). A
@@ -74,6 +78,24 @@ def to_item(record: dict[str, Any]) -> dict[str, Any]:
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {key: from_attr(value) for key, value in item.items()}
+
+
+def record_of(cls: type[_Record], stored: Mapping[str, Any], **given: Any) -> _Record:
+    """A record (a dataclass) from a stored one: each field by name, absent ones at their
+    defaults, top-level numbers as ``int``; ``given`` values (converted by the caller) win."""
+    values = {}
+    for field in fields(cls):  # type: ignore[arg-type]
+        if field.name in given:
+            values[field.name] = given[field.name]
+        elif field.name in stored:
+            value = stored[field.name]
+            values[field.name] = int(value) if isinstance(value, Decimal) else value
+    return cls(**values)
+
+
+def stored_fields(record: Any) -> dict[str, Any]:
+    """A record's (a dataclass's) fields that hold something, by name, ready for ``to_item``."""
+    return {key: value for key, value in asdict(record).items() if value is not None and value != ()}
 
 
 class Expression:

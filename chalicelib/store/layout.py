@@ -125,6 +125,11 @@ def due_pk(pk: str, sk: str) -> str:
     return f"DUE#{zlib.crc32(f'{pk}|{sk}'.encode()) % DUE_SHARDS}"
 
 
+def due(pk: str, sk: str, at: str) -> dict[str, str]:
+    """The attributes that put a record in ``due-index``, due at ``at``."""
+    return {"due_pk": due_pk(pk, sk), "due_at": at}
+
+
 def all_due_pks() -> list[str]:
     return [f"DUE#{shard}" for shard in range(DUE_SHARDS)]
 

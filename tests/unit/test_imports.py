@@ -10,8 +10,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.imports import service as imports
-from chalicelib.store import aws
+from chalicelib.imports import repository as imports
+from chalicelib.imports import service as import_service
+from chalicelib.store import aws, layout
 from chalicelib.store import transactions as dynamo_batch
 from tests.unit.eventkit import dlq_url, drain, purge, queue_depth, s3_event, sqs_event, work_queue_poller
 from tests.unit.helpers import RowClock
@@ -197,7 +198,7 @@ def test_jsonl_import_end_to_end(client, app_module, s3, tenant):
     assert items["already here"]["version"] == 1
     assert items["one"]["data"] == {"price": 0.10, "qty": 2}
     assert json.dumps(items["one"]["data"]) == '{"price": 0.1, "qty": 2}'
-    assert items["one"]["id"] == imports.row_id(result["id"], result["created_at"], 1)
+    assert items["one"]["id"] == import_service.row_id(result["id"], result["created_at"], 1)
     assert items["two"]["id"] == "mine"
     assert items["three"]["expires_at"] == "2999-01-01T00:00:00.000Z"
 
@@ -430,7 +431,7 @@ def test_rows_are_validated_again_when_written(client, app_module, tenant, monke
     table = os.environ["TABLE_NAME"]
     aws.dynamodb().update_item(
         TableName=table,
-        Key=imports.record_key(tenant.name, created["id"]),
+        Key=layout.import_key(tenant.name, created["id"]),
         UpdateExpression="SET #s = :p, rows_total = :t",
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":p": {"S": "processing"}, ":t": {"N": "2"}},
@@ -763,8 +764,8 @@ def run_in_invocations(client, app_module, s3, tenant, monkeypatch, file_format,
     while invocations < 500:
         client.lambda_.invoke("on_import_uploaded", s3_event(key))
         invocations += 1
-        record = imports.get_record(table, tenant.name, created["id"])
-        if record["status"] != "processing" or record.get("rows_total") is not None:
+        record = imports.get(table, tenant.name, created["id"])
+        if record.status != "processing" or record.rows_total is not None:
             break
     drain(work_queue_poller(app_module))
     return body_of(tenant.request("GET", f"/imports/{created['id']}")), invocations
@@ -825,7 +826,7 @@ def test_a_file_replaced_between_invocations_fails_the_import(client, app_module
     created = new_import(tenant, "jsonl", data)
     key = upload(s3, created, data)
     client.lambda_.invoke("on_import_uploaded", s3_event(key))
-    assert imports.get_record(os.environ["TABLE_NAME"], tenant.name, created["id"]).get("parse")
+    assert imports.get(os.environ["TABLE_NAME"], tenant.name, created["id"]).parse
     upload(s3, created, data.replace(b"row", b"ROW"))  # a second post of the form, same size
     client.lambda_.invoke("on_import_uploaded", s3_event(key))
     failed = body_of(tenant.request("GET", f"/imports/{created['id']}"))
@@ -847,16 +848,16 @@ def test_of_two_runs_from_one_checkpoint_only_one_goes_on(client, app_module, s3
     key = upload(s3, created, data)
     table = os.environ["TABLE_NAME"]
     client.lambda_.invoke("on_import_uploaded", s3_event(key))
-    first = imports.get_record(table, tenant.name, created["id"])["parse"]
+    first = imports.get(table, tenant.name, created["id"]).parse
     client.lambda_.invoke("on_import_uploaded", s3_event(key))  # the continuation moves it on
-    second = imports.get_record(table, tenant.name, created["id"])["parse"]
+    second = imports.get(table, tenant.name, created["id"]).parse
     assert second["offset"] > first["offset"]
     pipeline = import_pipeline.ImportPipeline(get_settings(), fake.ticks + 10)
     stale = import_pipeline.Progress.from_record(second)
     assert not pipeline._save(tenant.name, created["id"], first, stale)  # a run that began at `first`
-    assert imports.get_record(table, tenant.name, created["id"])["parse"] == second
+    assert imports.get(table, tenant.name, created["id"]).parse == second
     # And the import still ends, exactly.
-    while imports.get_record(table, tenant.name, created["id"]).get("rows_total") is None:
+    while imports.get(table, tenant.name, created["id"]).rows_total is None:
         client.lambda_.invoke("on_import_uploaded", s3_event(key))
     drain(work_queue_poller(app_module))
     assert_accounted(body_of(tenant.request("GET", f"/imports/{created['id']}")))
