@@ -20,12 +20,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.limits import ID_PATTERN
 from chalicelib.store import aws, layout
 from chalicelib.store.codec import from_item, to_item
 from chalicelib.store.layout import tenant_pk
 from chalicelib.util import clock
 
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TENANT_PATTERN = re.compile(ID_PATTERN)
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{16,128}$")
 KEY_PREFIX = "isk_"
 
@@ -81,7 +82,7 @@ def new_key() -> str:
 def create(table: str, tenant: str, key: str | None = None, label: str = "") -> tuple[str, str]:
     """Store a key for ``tenant`` (a new random one unless given); returns ``(key_id, key)``."""
     if not TENANT_PATTERN.match(tenant):
-        raise InvalidKeyRequest("tenant must match ^[A-Za-z0-9_-]{1,64}$")
+        raise InvalidKeyRequest(f"tenant must match {ID_PATTERN}")
     key = key or new_key()
     if not KEY_PATTERN.match(key):
         raise InvalidKeyRequest("a key must be 16-128 printable ASCII characters without spaces")

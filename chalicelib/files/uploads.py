@@ -21,6 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.limits import ID_PATTERN
 from chalicelib.store import aws
 from chalicelib.util import clock
 
@@ -33,7 +34,7 @@ UPLOAD_FORM_SECONDS = 15 * 60
 DOWNLOAD_URL_SECONDS = 5 * 60
 _DELETE_BATCH = 1000
 
-_ID = r"[A-Za-z0-9_-]{1,64}"
+_ID = ID_PATTERN.removeprefix("^").removesuffix("$")
 # Matched with ``fullmatch``: ``$`` would also accept a key ending in a newline.
 _ATTACHMENT_KEY = re.compile(rf"attachments/(?P<tenant>{_ID})/(?P<item>{_ID})/(?P<attachment>{_ID})")
 _IMPORT_KEY = re.compile(rf"imports/(?P<tenant>{_ID})/(?P<import_id>{_ID})")

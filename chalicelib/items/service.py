@@ -7,7 +7,6 @@ DynamoDB repository by default.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,7 +24,7 @@ from chalicelib.items.records import (
     writable,
 )
 from chalicelib.items.repository import ItemRepository
-from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH
+from chalicelib.limits import MAX_DATA_BYTES, MAX_DATA_DEPTH, is_valid_id
 from chalicelib.problems import Problem, field_errors, not_found
 from chalicelib.store import paging
 from chalicelib.store.writes import Precondition
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 
     Model = TypeVar("Model", bound=BaseModel)
 
-_ID = re.compile(ID_PATTERN)
 LISTING = "items"
 # Without If-Match a merged PATCH retries on a concurrent version change; each retry re-reads,
 # so a handful is plenty even under heavy contention on one item.
@@ -241,7 +239,7 @@ class ItemService:
 
 def _check_id(item_id: str) -> None:
     """An id that cannot exist is simply not found (and never reaches DynamoDB's key limits)."""
-    if not _ID.match(item_id):
+    if not is_valid_id(item_id):
         raise not_found()
 
 

@@ -18,6 +18,7 @@ from chalicelib import __version__
 from chalicelib.attachments.models import Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage
 from chalicelib.config.settings import get_settings
 from chalicelib.items.models import Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument
+from chalicelib.limits import ID_PATTERN
 from chalicelib.problems import PROBLEM_TYPES
 
 _MODELS: list[type[BaseModel]] = [Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument]
@@ -142,7 +143,7 @@ def _body(schema_name: str, example: Any, media_type: str = "application/json") 
 
 
 ITEM_ID = {"name": "id", "in": "path", "required": True, "description": "The item's id.",
-           "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "example": "01JD2Q6J9G8V3M4N5P6Q7R8S9T"}
+           "schema": {"type": "string", "pattern": ID_PATTERN}, "example": "01JD2Q6J9G8V3M4N5P6Q7R8S9T"}
 ATTACHMENT_ID = {"name": "attachment_id", "in": "path", "required": True, "description": "The attachment's id.",
                  "schema": {"type": "string"}, "example": "01JD2Q8A1B2C3D4E5F6G7H8J9K"}
 IMPORT_ID = {"name": "import_id", "in": "path", "required": True, "description": "The import's id.",
