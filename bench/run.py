@@ -5,6 +5,10 @@
 
 Ratios compare the service with a floor measured in the same run on the same machine, so a noisy
 or slow machine moves both sides. Prints a table and writes ``bench/results.json``.
+
+The emulator runs in this process with the speed-ups of ``bench/moto_speedups.py`` (moto's
+DynamoDB costs O(table) per query and per transaction; DynamoDB's do not). Nothing else uses
+them: the local stack and the tests run moto unmodified.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class Environment:
     """One emulator with the resources from the template, and the app configured against it."""
 
     def __init__(self) -> None:
+        from bench import moto_speedups
         from local.emulator import Emulator
         from tests.localstack import free_port
 
@@ -80,6 +85,9 @@ class Environment:
         })
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
+        # In this process only: the emulator's DynamoDB without moto's O(table) costs per request
+        # (bench/moto_speedups.py says why, and which moto version they were checked against).
+        self.speedups = moto_speedups.install() is not None
         self.emulator = Emulator("127.0.0.1", free_port())
         self.emulator.start()
         os.environ["AWS_ENDPOINT_URL"] = self.emulator.endpoint
@@ -544,7 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ["LOG_LEVEL"] = "WARNING"  # the request log line is not what is measured
     env = Environment()
-    results: dict[str, Any] = {"smoke": args.smoke}
+    import moto
+
+    results: dict[str, Any] = {"smoke": args.smoke, "emulator": {"moto": moto.__version__, "speedups": env.speedups}}
     try:
         for name, measure in MEASURES:
             if args.only and name not in args.only:

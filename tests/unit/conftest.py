@@ -52,11 +52,7 @@ def aws_mock() -> Iterator[None]:
 
     from chalicelib.store import aws
     from infra import stack
-    from local import emulator
 
-    # As in the local stack: a transaction does not deep-copy the whole table (whose size grows
-    # with every test of the session) to be able to roll back.
-    emulator.install_item_level_transactions()
     # moto's Query omits LastEvaluatedKey when Limit is reached on the last item; DynamoDB does not.
     moto_shims.query_limit_like_dynamodb()
     moto_shims.expression_size_like_dynamodb()  # and refuses expressions over 4 KB as DynamoDB does
