@@ -11,6 +11,8 @@ moto runs unmodified: nothing of it is patched. The emulator only wraps moto's W
   requests could both pass one ``version = :v`` check. The lock is taken per HTTP request, by
   its ``X-Amz-Target`` header, and held until the response body is complete: no moto code is
   involved. S3 and SQS requests stay concurrent (SQS long polls must not block anything else).
+  Under the lock, ``TransactWriteItems`` is applied as its single-item writes through moto's
+  own API, with an undo log (``AtomicDynamoDB`` says why).
 
 Where moto still answers differently from DynamoDB, and what that costs, is listed in
 docs/LOCAL.md. The benchmark (``bench/``) adds speed-ups of its own on moto's internals, in its
