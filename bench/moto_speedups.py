@@ -1,29 +1,26 @@
-"""Speed-ups on moto's DynamoDB internals, for the benchmark's process only (``bench/run.py``).
+"""A speed-up on moto's DynamoDB internals, for the benchmark's process only (``bench/run.py``).
 
-Neither the service, nor the local stack, nor the tests use these: they run moto unmodified
-(``local/emulator.py``). The benchmark needs them because moto's cost per request grows with the
-size of the whole table, which DynamoDB's does not, and the benchmark loads tables of 50,000 to
-100,000 items to measure how the *service* scales. Without them the list and import figures
-measure moto.
+Neither the service, nor the local stack, nor the tests use it: they run moto unmodified
+(``local/emulator.py``). The benchmark needs it because moto's ``Query`` costs grow with the size
+of the whole table, which DynamoDB's do not, and the benchmark loads tables of 50,000 to 100,000
+items to measure how the *service* scales: without it the list figures measure moto.
 
-Each speed-up replaces private methods of moto, so each is checked against one moto version,
-``CHECKED_MOTO_VERSION``; with any other version ``install`` leaves moto alone and says so (the
-benchmark then reports moto's own scaling). ``tests/bench/test_moto_speedups.py`` checks that
-the answers are moto's own, on random data, for the version installed.
+**Sorted-key queries** (replaces ``Table.query``, ``Table.put_item`` and ``Table.delete_item`` of
+``moto.dynamodb.models.table``; checked against moto 5.2.5). moto's ``Table.query`` walks every
+item of the table (``Table.all_items``), keeps the partition's, sorts them and then reads the
+page: one list page costs O(table). DynamoDB finds a page in O(log n + page). A sorted index of
+each partition's sort keys, kept in step with moto's writes, chooses the items moto's own query
+code then evaluates, so results, ``Limit``, ``LastEvaluatedKey`` and filters are moto's.
+Measured with moto 5.2.5 (docs/LOCAL.md): the first list page of a 50,000-item tenant is as fast
+as a 1,000-item tenant's with it, several times slower without.
 
-1. **Sorted-key queries** (``Table.query``, ``Table.put_item``, ``Table.delete_item``; moto
-   5.2.5). moto's ``Table.query`` walks every item of the table (``Table.all_items``), keeps the
-   partition's, sorts them and then reads the page: one list page costs O(table). DynamoDB
-   finds a page in O(log n + page). A sorted index of each partition's sort keys, kept in step
-   with moto's writes, chooses the items moto's own query code then evaluates, so results,
-   ``Limit``, ``LastEvaluatedKey`` and filters are moto's. Measured with moto 5.2.5 on 2 cores:
-   see docs/LOCAL.md.
-2. **Item-level transaction rollback** (``DynamoDBBackend.transact_write_items`` and the ``copy``
-   module as moto's DynamoDB models see it; moto 5.2.5). moto deep-copies the whole table once
-   per action of every ``TransactWriteItems``, as a backup to restore on cancellation: a
-   50-action transaction (one import chunk) on a table of 100,000 items takes seconds. An undo
-   log of the touched items restores exactly those on cancellation, which is all the backup
-   was for.
+It replaces private methods, so it is checked against one moto version, ``CHECKED_MOTO_VERSION``;
+with any other version ``install`` leaves moto alone and says so (the benchmark then reports
+moto's own scaling, and records which in ``bench/results.json``). ``tests/bench/
+test_moto_speedups.py`` checks on random data that the answers are moto's own.
+
+(Transactions need nothing here: the emulator applies ``TransactWriteItems`` as single-item
+writes at its HTTP layer, which costs what the items cost.)
 """
 
 from __future__ import annotations
@@ -53,10 +50,6 @@ class SortKeyIndex:
             keys = sorted(key.value for key in partition)
             self._keys[slot] = keys
         return keys
-
-    def forget(self, table: Any, hash_key: Any) -> None:
-        """Drop a partition's keys (rebuilt on the next query) after changes made behind moto's back."""
-        self._keys.pop((id(table), hash_key), None)
 
     def added(self, table: Any, item: Any) -> None:
         keys = self._keys.get((id(table), item.hash_key))
@@ -181,67 +174,8 @@ def _sorted_key_queries(index: SortKeyIndex) -> None:
     _replace(Table, "delete_item", delete_item)
 
 
-class _NoTableCopies:
-    """Stands in for the ``copy`` module inside moto's DynamoDB models during a transaction:
-    tables are not copied (the undo log restores what changed); everything else is."""
-
-    def __init__(self, real: Any, table_type: type) -> None:
-        self.real = real
-        self.table_type = table_type
-
-    def deepcopy(self, value: Any, *args: Any) -> Any:
-        return value if isinstance(value, self.table_type) else self.real.deepcopy(value, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
-def _item_level_transactions(index: SortKeyIndex) -> None:
-    import copy
-
-    from moto.dynamodb import models
-    from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.table import Table
-
-    original = models.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        undo: list[tuple[Any, Any, Any, Any]] = []
-        for action in transact_items:
-            _, op = next(iter(action.items()))
-            table = self.tables.get(op.get("TableName"))
-            if table is None:
-                continue
-            key = op.get("Key") or {
-                name: op.get("Item", {}).get(name) for name in (table.hash_key_attr, table.range_key_attr) if name
-            }
-            if any(value is None for value in key.values()):
-                continue
-            hash_key = DynamoType(key[table.hash_key_attr])
-            range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-            current = table.get_item(hash_key, range_key)
-            undo.append((table, hash_key, range_key, copy.deepcopy(current)))
-        setattr(models, "copy", _NoTableCopies(copy, Table))  # noqa: B010 - see _NoTableCopies
-        try:
-            original(self, transact_items)
-        except Exception:
-            for table, hash_key, range_key, before in reversed(undo):
-                partition = table.items[hash_key] if range_key is not None else table.items
-                slot = range_key if range_key is not None else hash_key
-                if before is None:
-                    partition.pop(slot, None)
-                else:
-                    partition[slot] = before
-                index.forget(table, hash_key)
-            raise
-        finally:
-            setattr(models, "copy", copy)  # noqa: B010 - restoring the module attribute replaced above
-
-    _replace(models.DynamoDBBackend, "transact_write_items", transact_write_items)
-
-
 def install() -> SortKeyIndex | None:
-    """Install both speed-ups in this process (once); None, leaving moto alone, on another moto version."""
+    """Install the speed-up in this process (once); None, leaving moto alone, on another moto version."""
     if _index:
         return _index[0]
     import moto
@@ -252,7 +186,6 @@ def install() -> SortKeyIndex | None:
         return None
     index = SortKeyIndex()
     _sorted_key_queries(index)
-    _item_level_transactions(index)
     _index.append(index)
     return index
 

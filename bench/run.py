@@ -6,9 +6,9 @@
 Ratios compare the service with a floor measured in the same run on the same machine, so a noisy
 or slow machine moves both sides. Prints a table and writes ``bench/results.json``.
 
-The emulator runs in this process with the speed-ups of ``bench/moto_speedups.py`` (moto's
-DynamoDB costs O(table) per query and per transaction; DynamoDB's do not). Nothing else uses
-them: the local stack and the tests run moto unmodified.
+The emulator runs in this process with the speed-up of ``bench/moto_speedups.py`` (moto's
+``Query`` costs O(table); DynamoDB's does not). Nothing else uses it: the local stack and the
+tests run moto unmodified.
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ class Environment:
         })
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
-        # In this process only: the emulator's DynamoDB without moto's O(table) costs per request
-        # (bench/moto_speedups.py says why, and which moto version they were checked against).
+        # In this process only: the emulator's queries without moto's O(table) cost
+        # (bench/moto_speedups.py says why, and which moto version it was checked against).
         self.speedups = moto_speedups.install() is not None
         self.emulator = Emulator("127.0.0.1", free_port())
         self.emulator.start()

@@ -15,8 +15,8 @@ moto runs unmodified: nothing of it is patched. The emulator only wraps moto's W
   own API, with an undo log (``AtomicDynamoDB`` says why).
 
 Where moto still answers differently from DynamoDB, and what that costs, is listed in
-docs/LOCAL.md. The benchmark (``bench/``) adds speed-ups of its own on moto's internals, in its
-own process only (``bench/moto_speedups.py``).
+docs/LOCAL.md. The benchmark (``bench/``) adds a speed-up of its own on moto's internals, in
+its own process only (``bench/moto_speedups.py``).
 """
 
 from __future__ import annotations

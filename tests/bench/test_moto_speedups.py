@@ -1,4 +1,4 @@
-"""The benchmark's speed-ups on moto (bench/moto_speedups.py) answer exactly as moto itself does."""
+"""The benchmark's speed-up on moto (bench/moto_speedups.py) answers exactly as moto itself does."""
 
 from __future__ import annotations
 
@@ -86,47 +86,14 @@ def test_paging_through_the_api_sees_every_key_once(table):
     assert seen == [f"ITEM#{n:03d}" for n in range(57)]
 
 
-def test_transactions_apply_whole_or_roll_back_exactly(table):
-    client, _, _ = table
-
-    def item(sk):
-        return client.get_item(TableName=NAME, Key={"pk": {"S": "tx"}, "sk": {"S": sk}}).get("Item")
-
-    client.put_item(TableName=NAME, Item={"pk": {"S": "tx"}, "sk": {"S": "ITEM#kept"}, "v": {"N": "1"}})
-    client.put_item(TableName=NAME, Item={"pk": {"S": "tx"}, "sk": {"S": "ITEM#gone"}, "v": {"N": "1"}})
-    cancelled = [
-        {"Put": {"TableName": NAME, "Item": {"pk": {"S": "tx"}, "sk": {"S": "ITEM#new"}}}},
-        {"Delete": {"TableName": NAME, "Key": {"pk": {"S": "tx"}, "sk": {"S": "ITEM#gone"}}}},
-        {"Update": {"TableName": NAME, "Key": {"pk": {"S": "tx"}, "sk": {"S": "ITEM#kept"}},
-                    "UpdateExpression": "SET v = :two", "ExpressionAttributeValues": {":two": {"N": "2"}}}},
-        {"Put": {"TableName": NAME, "Item": {"pk": {"S": "tx"}, "sk": {"S": "ITEM#kept2"}},
-                 "ConditionExpression": "attribute_exists(pk)"}},
-    ]
-    with pytest.raises(client.exceptions.TransactionCanceledException) as raised:
-        client.transact_write_items(TransactItems=cancelled)
-    codes = [r["Code"] for r in raised.value.response["CancellationReasons"]]
-    assert codes == ["None", "None", "None", "ConditionalCheckFailed"]
-    assert item("ITEM#new") is None
-    assert item("ITEM#gone")["v"] == {"N": "1"}
-    assert item("ITEM#kept")["v"] == {"N": "1"}
-    page = client.query(TableName=NAME, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "tx"}})
-    assert [i["sk"]["S"] for i in page["Items"]] == ["ITEM#gone", "ITEM#kept"]
-
-    client.transact_write_items(TransactItems=cancelled[:3])
-    assert item("ITEM#new") is not None and item("ITEM#gone") is None and item("ITEM#kept")["v"] == {"N": "2"}
-    page = client.query(TableName=NAME, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "tx"}})
-    assert [i["sk"]["S"] for i in page["Items"]] == ["ITEM#kept", "ITEM#new"]
-
-
 def test_uninstall_puts_moto_back():
     import moto
-    from moto.dynamodb import models
     from moto.dynamodb.models.table import Table
 
     if moto.__version__ != moto_speedups.CHECKED_MOTO_VERSION:
         pytest.skip(f"the speed-ups are checked against moto {moto_speedups.CHECKED_MOTO_VERSION} only")
     def current():
-        return (Table.query, Table.put_item, Table.delete_item, models.DynamoDBBackend.transact_write_items)
+        return (Table.query, Table.put_item, Table.delete_item)
 
     before = current()
     with moto_speedups.installed():
