@@ -117,16 +117,15 @@ class _Transaction:
         plan = self._plan()
         if plan is None:
             return None
+        snapshots = self._read([(table, key) for _, _, table, key in plan])
+        if snapshots is None:
+            return None
         applied: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
         reasons: list[dict[str, Any]] = []
-        for operation, request, table, key in plan:
-            status, before = self.gate.call(self.environ, "GetItem",
-                                            {"TableName": table, "Key": key, "ConsistentRead": True})
-            if status != 200:
-                return self._undo(applied) or _error(status, before)
+        for (operation, request, table, key), before in zip(plan, snapshots, strict=True):
             status, answer = self.gate.call(self.environ, operation, request)
             if status == 200:
-                applied.append((table, key, before.get("Item")))
+                applied.append((table, key, before))
                 reasons.append({"Code": "None"})
             elif str(answer.get("__type", "")).endswith(_CONDITION_FAILED):
                 reason = {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
@@ -143,6 +142,28 @@ class _Transaction:
             message = f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]"
             return "400 Bad Request", {"__type": _CANCELLED, "CancellationReasons": reasons, "Message": message}
         return "200 OK", {"ConsumedCapacity": [], "ItemCollectionMetrics": {}}
+
+    def _read(self, keys: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any] | None] | None:
+        """Each touched item as it is now (None: absent), in one ``BatchGetItem``; None if moto refuses it."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        pending: dict[str, Any] = {}
+        for table, key in keys:
+            pending.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
+        schemas = {table: list(key) for table, key in keys}
+        for _ in range(10):
+            if not pending:
+                break
+            status, answer = self.gate.call(self.environ, "BatchGetItem", {"RequestItems": pending})
+            if status != 200:
+                return None
+            for table, items in answer.get("Responses", {}).items():
+                for item in items:
+                    key = {name: item[name] for name in schemas[table]}
+                    found[(table, json.dumps(key, sort_keys=True))] = item
+            pending = answer.get("UnprocessedKeys") or {}
+        if pending:
+            return None
+        return [found.get((table, json.dumps(key, sort_keys=True))) for table, key in keys]
 
     def _plan(self) -> list[tuple[str, dict[str, Any], str, dict[str, Any]]] | None:
         try:
