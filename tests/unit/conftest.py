@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests import moto_shims
+from tests import moto_shims, moto_speedups
 from tests.unit import iam_audit
 
 os.environ.update(
@@ -53,6 +53,9 @@ def aws_mock() -> Iterator[None]:
     from chalicelib.store import aws
     from infra import stack
 
+    # The session's table grows with every test; moto copies it whole per transaction action
+    # (tests/moto_speedups.py says why this session, and only it, rolls back item by item).
+    moto_speedups.item_level_transactions()
     # moto's Query omits LastEvaluatedKey when Limit is reached on the last item; DynamoDB does not.
     moto_shims.query_limit_like_dynamodb()
     moto_shims.expression_size_like_dynamodb()  # and refuses expressions over 4 KB as DynamoDB does
