@@ -7,6 +7,9 @@ Ratios compare the service with a floor measured in the same run on the same mac
 or slow machine moves both sides. Prints a table and writes ``bench/results.json``. The ``peers``
 measure (bench/compare.py) puts the apps a user would copy instead (bench/peers/) next to the
 service and the floor, interleaved; docs/PERFORMANCE.md explains its figures.
+
+The emulator runs in this process with the speed-up of ``bench/moto_speedups.py`` (moto's
+``Query`` costs O(table); DynamoDB's does not). The local stack runs moto unmodified.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Environment:
     """One emulator with the resources from the template, and the app configured against it."""
 
     def __init__(self) -> None:
+        from bench import moto_speedups
         from local.emulator import Emulator
         from tests.localstack import free_port
 
@@ -85,6 +89,9 @@ class Environment:
         })
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
+        # In this process only: the emulator's queries without moto's O(table) cost
+        # (bench/moto_speedups.py says why, and which moto version it was checked against).
+        self.speedups = moto_speedups.install() is not None
         self.emulator = Emulator("127.0.0.1", free_port())
         self.emulator.start()
         os.environ["AWS_ENDPOINT_URL"] = self.emulator.endpoint
@@ -570,7 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ["LOG_LEVEL"] = "WARNING"  # the request log line is not what is measured
     env = Environment()
-    results: dict[str, Any] = {"smoke": args.smoke}
+    import moto
+
+    results: dict[str, Any] = {"smoke": args.smoke, "emulator": {"moto": moto.__version__, "speedups": env.speedups}}
     try:
         for name, measure in MEASURES:
             if args.only and name not in args.only:

@@ -1,29 +1,31 @@
 """The embedded AWS emulator: moto's server on a loopback port, in a thread of this process.
 
-One difference from moto's own ``ThreadedMotoServer``: DynamoDB requests are applied one at a
-time. Real DynamoDB applies each request atomically, and the service relies on that (a conditional
-write either sees the condition hold and writes, or not); moto's backend checks a condition and
-then writes without a lock, so two concurrent requests could both pass one ``version = :v`` check.
-S3 and SQS requests stay concurrent (SQS long polls must not block anything else).
+moto runs unmodified: nothing of it is patched. The emulator only wraps moto's WSGI application
+(the one ``moto.server.ThreadedMotoServer`` serves) in two pieces of middleware of its own:
 
-A second difference: key-range queries on a table's primary key find their page in O(log n + page)
-through a sorted index of each partition's sort keys, as DynamoDB does, instead of sorting the
-whole table on every query as moto does. Without it a list page slows with the size of the
-table, whoever owns the data, and no measurement of the service's own scaling is possible. The
-index only chooses which items moto's own query code then evaluates, so results, ``Limit``,
-``LastEvaluatedKey`` and filters are moto's.
+- a host check (``local/hosts.py``): only requests naming ``127.0.0.1:<port>`` or
+  ``localhost:<port>`` are answered;
+- DynamoDB requests are applied one at a time. Real DynamoDB applies each request atomically,
+  and the service relies on that (a conditional write either sees its condition hold and writes,
+  or not); moto's backend checks a condition and then writes without a lock, so two concurrent
+  requests could both pass one ``version = :v`` check. The lock is taken per HTTP request, by
+  its ``X-Amz-Target`` header, and held until the response body is complete: no moto code is
+  involved. S3 and SQS requests stay concurrent (SQS long polls must not block anything else).
+  Under the lock, ``TransactWriteItems`` is applied as its single-item writes through moto's
+  own API, with an undo log (``AtomicDynamoDB`` says why).
 
-A third: ``TransactWriteItems`` keeps an undo log of the items it touches. moto backs up the
-whole table (a deep copy) once per action of every transaction, which makes a 50-action
-transaction on a table of 100,000 items take seconds; the undo log restores exactly the touched
-items when the transaction is cancelled, which is all the backup was for.
+Where moto still answers differently from DynamoDB, and what that costs, is listed in
+docs/LOCAL.md. The benchmark (``bench/``) adds a speed-up of its own on moto's internals, in
+its own process only (``bench/moto_speedups.py``).
 """
 
 from __future__ import annotations
 
-import bisect
+import io
+import json
 import threading
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from local.hosts import HostCheck, wsgi_server
@@ -31,225 +33,194 @@ from local.hosts import HostCheck, wsgi_server
 _DYNAMODB_TARGET = "DynamoDB_"
 
 
-class _AtomicDynamoDB:
+class AtomicDynamoDB:
+    """WSGI middleware: DynamoDB requests (``X-Amz-Target: DynamoDB_…``) run one at a time.
+
+    ``TransactWriteItems`` is applied as its single-item writes, each sent to moto with the
+    action's own condition, under the same lock (so no other request sees a transaction half
+    done), and undone from the items read before it when any action's condition fails. moto's
+    own ``TransactWriteItems`` deep-copies the whole table once per action as its backup (moto
+    5.2.5: a 50-action transaction takes 1.8 s on a table of 1,000 items, 9 s on 5,000), and
+    under the lock that would stall every DynamoDB request of the stack for as long. Composed of
+    moto's own ``GetItem``, ``PutItem``, ``UpdateItem`` and ``DeleteItem`` (its HTTP API, no
+    internals), it costs what its items cost. What moto should validate as a whole (more than
+    100 actions, two actions on one item, a ``ConditionCheck``, anything not understood) goes to
+    moto's ``TransactWriteItems`` as sent.
+    """
+
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith(_DYNAMODB_TARGET):
-            with self.lock:
-                # Consume the body under the lock: the response is fully computed before release.
-                return [b"".join(self.app(environ, start_response))]
-        return self.app(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith(_DYNAMODB_TARGET):
+            return self.app(environ, start_response)
+        with self.lock:
+            if target.endswith(".TransactWriteItems"):
+                from werkzeug.wsgi import get_input_stream
+
+                body = get_input_stream(environ).read()
+                environ["wsgi.input"] = io.BytesIO(body)
+                environ["CONTENT_LENGTH"] = str(len(body))
+                answer = _Transaction(self, environ, body).apply()
+                if answer is not None:
+                    status, payload = answer
+                    data = json.dumps(payload).encode()
+                    start_response(status, [("Content-Type", "application/x-amz-json-1.0"),
+                                            ("Content-Length", str(len(data)))])
+                    return [data]
+            return [self._complete(environ, start_response)]
+
+    def _complete(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> bytes:
+        """Moto's whole answer: the response is fully computed before the lock is released."""
+        body = self.app(environ, start_response)
+        try:
+            return b"".join(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    def call(self, environ: dict[str, Any], operation: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One DynamoDB request to moto, signed as the client's own (moto takes region and account from it)."""
+        from werkzeug.test import EnvironBuilder
+
+        headers = {"X-Amz-Target": f"DynamoDB_20120810.{operation}", "Content-Type": "application/x-amz-json-1.0"}
+        for key, name in (("HTTP_HOST", "Host"), ("HTTP_AUTHORIZATION", "Authorization"),
+                          ("HTTP_X_AMZ_DATE", "X-Amz-Date"), ("HTTP_X_AMZ_SECURITY_TOKEN", "X-Amz-Security-Token")):
+            if key in environ:
+                headers[name] = environ[key]
+        inner = EnvironBuilder(path="/", method="POST", headers=list(headers.items()), data=json.dumps(payload)).get_environ()
+        status: list[str] = []
+        data = self._complete(inner, lambda line, *_: status.append(line))
+        return int(status[0].split()[0]), json.loads(data or b"{}")
 
 
-_BOUNDED = {"EQ", "=", "LT", "<", "LE", "<=", "GT", ">", "GE", ">=", "BETWEEN", "BEGINS_WITH"}
+_WRITES = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
+_ACTION_FIELDS = ("TableName", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues",
+                  "ReturnValuesOnConditionCheckFailure")
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+_CANCELLED = "com.amazonaws.dynamodb.v20120810#TransactionCanceledException"
 
 
-class SortKeyIndex:
-    """Sorted string sort keys per (table, partition), kept in step with moto's writes."""
+class _Transaction:
+    """One ``TransactWriteItems`` as single-item writes with an undo log (see ``AtomicDynamoDB``)."""
 
-    def __init__(self) -> None:
-        self._keys: dict[tuple[int, Any], list[str]] = {}
-        self.unpatched_query: Callable[..., Any] | None = None  # moto's own, for equivalence tests
+    def __init__(self, gate: AtomicDynamoDB, environ: dict[str, Any], body: bytes) -> None:
+        self.gate = gate
+        self.environ = environ
+        self.body = body
 
-    def keys(self, table: Any, hash_key: Any, partition: dict[Any, Any]) -> list[str]:
-        slot = (id(table), hash_key)
-        keys = self._keys.get(slot)
-        if keys is None or len(keys) != len(partition):
-            keys = sorted(key.value for key in partition)
-            self._keys[slot] = keys
-        return keys
-
-    def forget(self, table: Any, hash_key: Any) -> None:
-        """Drop a partition's keys (rebuilt on the next query) after changes made behind moto's back."""
-        self._keys.pop((id(table), hash_key), None)
-
-    def added(self, table: Any, item: Any) -> None:
-        keys = self._keys.get((id(table), item.hash_key))
-        if keys is not None and item.range_key is not None:
-            position = bisect.bisect_left(keys, item.range_key.value)
-            if position == len(keys) or keys[position] != item.range_key.value:
-                keys.insert(position, item.range_key.value)
-
-    def removed(self, table: Any, hash_key: Any, range_key: Any) -> None:
-        keys = self._keys.get((id(table), hash_key))
-        if keys is not None and range_key is not None:
-            position = bisect.bisect_left(keys, range_key.value)
-            if position < len(keys) and keys[position] == range_key.value:
-                del keys[position]
-
-
-def _bounds(keys: list[str], comparison: str | None, values: list[str]) -> tuple[int, int]:
-    """Index range of the keys that satisfy the key condition on the sort key."""
-    left, right = bisect.bisect_left, bisect.bisect_right
-    if comparison is None:
-        return 0, len(keys)
-    op = comparison.upper()
-    if op in ("EQ", "="):
-        return left(keys, values[0]), right(keys, values[0])
-    if op in ("LT", "<"):
-        return 0, left(keys, values[0])
-    if op in ("LE", "<="):
-        return 0, right(keys, values[0])
-    if op in ("GT", ">"):
-        return right(keys, values[0]), len(keys)
-    if op in ("GE", ">="):
-        return left(keys, values[0]), len(keys)
-    if op == "BETWEEN":
-        return left(keys, values[0]), right(keys, values[1])
-    prefix = values[0]  # BEGINS_WITH
-    if not prefix:
-        return 0, len(keys)
-    return left(keys, prefix), left(keys, prefix[:-1] + chr(ord(prefix[-1]) + 1))
-
-
-_installed: dict[str, SortKeyIndex] = {}
-
-
-def install_sorted_key_queries() -> SortKeyIndex:
-    """Patch moto's Table so primary-key queries evaluate only the page they need (once per process)."""
-    if "index" in _installed:
-        return _installed["index"]
-    from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.table import Table
-
-    index = SortKeyIndex()
-    original_query = index.unpatched_query = Table.query
-    original_put = Table.put_item
-    original_delete = Table.delete_item
-
-    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        item = original_put(self, *args, **kwargs)
-        index.added(self, item)
-        return item
-
-    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
-        item = original_delete(self, hash_key, range_key)
-        index.removed(self, hash_key, range_key)
-        return item
-
-    def candidates(self: Any, hash_key: Any, comparison: str | None, range_objs: list[Any], limit: int | None,
-                   start: dict[str, Any] | None, forward: bool) -> list[Any] | None:
-        partition = self.items.get(hash_key)
-        if not isinstance(partition, dict) or not partition:
+    def apply(self) -> tuple[str, dict[str, Any]] | None:
+        """The answer, or None when moto's ``TransactWriteItems`` should answer the request as sent."""
+        plan = self._plan()
+        if plan is None:
             return None
-        if comparison is not None and (comparison.upper() not in _BOUNDED or any(o.type != "S" for o in range_objs)):
+        snapshots = self._read([(table, key) for _, _, table, key in plan])
+        if snapshots is None:
             return None
-        if getattr(self, "range_key_type", None) != "S":  # declared in the key schema, enforced on write
-            return None
-        keys = index.keys(self, hash_key, partition)
-        low, high = _bounds(keys, comparison, [o.value for o in range_objs])
-        if start is not None:
-            start_value = start.get(self.range_key_attr, {}).get("S")
-            if start_value is None:
+        applied: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+        reasons: list[dict[str, Any]] = []
+        for (operation, request, table, key), before in zip(plan, snapshots, strict=True):
+            status, answer = self.gate.call(self.environ, operation, request)
+            if status == 200:
+                applied.append((table, key, before))
+                reasons.append({"Code": "None"})
+            elif str(answer.get("__type", "")).endswith(_CONDITION_FAILED):
+                reason = {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
+                if answer.get("Item"):
+                    reason["Item"] = answer["Item"]
+                reasons.append(reason)
+            else:  # a validation error or a missing table fails the whole request, as in moto
+                return self._undo(applied) or _error(status, answer)
+        if any(reason["Code"] != "None" for reason in reasons):
+            undone = self._undo(applied)
+            if undone is not None:
+                return undone
+            codes = ", ".join(reason["Code"] for reason in reasons)
+            message = f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]"
+            return "400 Bad Request", {"__type": _CANCELLED, "CancellationReasons": reasons, "Message": message}
+        return "200 OK", {"ConsumedCapacity": [], "ItemCollectionMetrics": {}}
+
+    def _read(self, keys: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any] | None] | None:
+        """Each touched item as it is now (None: absent), in one ``BatchGetItem``; None if moto refuses it."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        pending: dict[str, Any] = {}
+        for table, key in keys:
+            pending.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
+        schemas = {table: list(key) for table, key in keys}
+        for _ in range(10):
+            if not pending:
+                break
+            status, answer = self.gate.call(self.environ, "BatchGetItem", {"RequestItems": pending})
+            if status != 200:
                 return None
-            if forward:
-                low = max(low, bisect.bisect_right(keys, start_value))
+            for table, items in answer.get("Responses", {}).items():
+                for item in items:
+                    key = {name: item[name] for name in schemas[table]}
+                    found[(table, json.dumps(key, sort_keys=True))] = item
+            pending = answer.get("UnprocessedKeys") or {}
+        if pending:
+            return None
+        return [found.get((table, json.dumps(key, sort_keys=True))) for table, key in keys]
+
+    def _plan(self) -> list[tuple[str, dict[str, Any], str, dict[str, Any]]] | None:
+        try:
+            actions = json.loads(self.body)["TransactItems"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(actions, list) or not 0 < len(actions) <= 100:
+            return None
+        schemas: dict[str, list[str]] = {}
+        plan, seen = [], set()
+        for action in actions:
+            if not isinstance(action, dict) or len(action) != 1:
+                return None
+            (kind, op), = action.items()
+            if kind not in _WRITES or not isinstance(op, dict) or not isinstance(op.get("TableName"), str):
+                return None
+            table = op["TableName"]
+            if table not in schemas:
+                status, described = self.gate.call(self.environ, "DescribeTable", {"TableName": table})
+                if status != 200:
+                    return None
+                schemas[table] = [k["AttributeName"] for k in described["Table"]["KeySchema"]]
+            source = op.get("Item") if kind == "Put" else op.get("Key")
+            if not isinstance(source, dict) or any(name not in source for name in schemas[table]):
+                return None
+            key = {name: source[name] for name in schemas[table]}
+            identity = (table, json.dumps(key, sort_keys=True))
+            if identity in seen:
+                return None
+            seen.add(identity)
+            request = {name: op[name] for name in _ACTION_FIELDS if name in op}
+            if kind == "Put":
+                request["Item"] = op["Item"]
             else:
-                high = min(high, bisect.bisect_left(keys, start_value))
-        if limit is not None and high - low > limit + 1:
-            low, high = (low, low + limit + 1) if forward else (high - limit - 1, high)
-        # One more key beyond the window, matching or not: moto reports LastEvaluatedKey when it
-        # meets any further item after a full page, and this keeps that answer identical.
-        low, high = (low, min(high + 1, len(keys))) if forward else (max(low - 1, 0), high)
-        return [partition[DynamoType({"S": value})] for value in keys[low:high]]
+                request["Key"] = op["Key"]
+            if kind == "Update":
+                if "UpdateExpression" not in op:
+                    return None
+                request["UpdateExpression"] = op["UpdateExpression"]
+            plan.append((_WRITES[kind], request, table, key))
+        return plan
 
-    def query(self: Any, hash_key: Any, range_comparison: Any, range_objs: Any, limit: Any,
-              exclusive_start_key: Any, scan_index_forward: Any, projection_expressions: Any,
-              index_name: Any = None, consistent_read: Any = False, filter_expression: Any = None,
-              **kwargs: Any) -> Any:
-        def run() -> Any:
-            return original_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
-                                  scan_index_forward, projection_expressions, index_name, consistent_read,
-                                  filter_expression, **kwargs)
-
-        legacy_filters = set(kwargs) - {"hash_key_conditions", "range_key_conditions"}
-        multi_attribute = len(kwargs.get("range_key_conditions") or ()) > 1
-        if index_name is not None or not self.range_key_attr or legacy_filters or multi_attribute:
-            return run()
-        chosen = candidates(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
-                            scan_index_forward is not False)
-        if chosen is None:
-            return run()
-        self.all_items = lambda: chosen  # moto's query evaluates exactly these items
-        try:
-            return run()
-        finally:
-            del self.all_items
-
-    for name, patched in (("query", query), ("put_item", put_item), ("delete_item", delete_item)):
-        setattr(Table, name, patched)
-    _installed["index"] = index
-    return index
+    def _undo(self, applied: list[tuple[str, dict[str, Any], dict[str, Any] | None]]) -> tuple[str, dict[str, Any]] | None:
+        """Put back each touched item as it was; None when all went back (else a 500 answer)."""
+        for table, key, before in reversed(applied):
+            if before is None:
+                status, answer = self.gate.call(self.environ, "DeleteItem", {"TableName": table, "Key": key})
+            else:
+                status, answer = self.gate.call(self.environ, "PutItem", {"TableName": table, "Item": before})
+            if status != 200:
+                return "500 Internal Server Error", {"__type": "InternalServerError",
+                                                     "message": f"emulator: transaction not undone: {answer}"}
+        return None
 
 
-class _NoTableCopies:
-    """Stands in for the ``copy`` module inside moto's DynamoDB models during a transaction:
-    tables are not copied (the undo log restores what changed); everything else is."""
-
-    def __init__(self, real: Any, table_type: type) -> None:
-        self.real = real
-        self.table_type = table_type
-
-    def deepcopy(self, value: Any, *args: Any) -> Any:
-        return value if isinstance(value, self.table_type) else self.real.deepcopy(value, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
-def install_item_level_transactions() -> None:
-    """Patch moto's ``transact_write_items`` to roll back through an undo log (once per process)."""
-    if "transactions" in _installed_flags:
-        return
-    import copy
-
-    from moto.dynamodb import models
-    from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.table import Table
-
-    original = models.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        undo: list[tuple[Any, Any, Any, Any]] = []
-        for action in transact_items:
-            _, op = next(iter(action.items()))
-            table = self.tables.get(op.get("TableName"))
-            if table is None:
-                continue
-            key = op.get("Key") or {
-                name: op.get("Item", {}).get(name) for name in (table.hash_key_attr, table.range_key_attr) if name
-            }
-            if any(value is None for value in key.values()):
-                continue
-            hash_key = DynamoType(key[table.hash_key_attr])
-            range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-            current = table.get_item(hash_key, range_key)
-            undo.append((table, hash_key, range_key, copy.deepcopy(current)))
-        setattr(models, "copy", _NoTableCopies(copy, Table))  # noqa: B010 - see _NoTableCopies
-        try:
-            original(self, transact_items)
-        except Exception:
-            for table, hash_key, range_key, before in reversed(undo):
-                partition = table.items[hash_key] if range_key is not None else table.items
-                slot = range_key if range_key is not None else hash_key
-                if before is None:
-                    partition.pop(slot, None)
-                else:
-                    partition[slot] = before
-                if "index" in _installed:
-                    _installed["index"].forget(table, hash_key)
-            raise
-        finally:
-            setattr(models, "copy", copy)  # noqa: B010 - restoring the module attribute patched above
-
-    setattr(models.DynamoDBBackend, "transact_write_items", transact_write_items)  # noqa: B010
-    _installed_flags.add("transactions")
-
-
-_installed_flags: set[str] = set()
+def _error(status: int, answer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return f"{status} {HTTPStatus(status).phrase}", answer
 
 
 class Emulator:
@@ -266,10 +237,8 @@ class Emulator:
     def start(self) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
-        install_sorted_key_queries()
-        install_item_level_transactions()
         # Only requests for the emulator's own names (local/hosts.py); presigned URLs name it so.
-        app = HostCheck(_AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), self.port)
+        app = HostCheck(AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), self.port)
         self._server = wsgi_server(self.host, self.port, app, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="aws-emulator", daemon=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests import moto_shims
+from tests import moto_shims, moto_speedups
 from tests.unit import iam_audit
 
 os.environ.update(
@@ -52,11 +52,10 @@ def aws_mock() -> Iterator[None]:
 
     from chalicelib.store import aws
     from infra import stack
-    from local import emulator
 
-    # As in the local stack: a transaction does not deep-copy the whole table (whose size grows
-    # with every test of the session) to be able to roll back.
-    emulator.install_item_level_transactions()
+    # The session's table grows with every test; moto copies it whole per transaction action
+    # (tests/moto_speedups.py says why this session, and only it, rolls back item by item).
+    moto_speedups.item_level_transactions()
     # moto's Query omits LastEvaluatedKey when Limit is reached on the last item; DynamoDB does not.
     moto_shims.query_limit_like_dynamodb()
     moto_shims.query_reads_one_partition()  # the same answers, without sorting the whole table per query
