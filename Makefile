@@ -82,10 +82,12 @@ chromium:
 	  fi; \
 	fi
 
-# ruff, and the import contracts of pyproject.toml ([tool.importlinter]): imports run one way.
+# ruff; the import contracts of pyproject.toml ([tool.importlinter]): imports run one way; and
+# pylint's duplicate-code check ([tool.pylint]): no six lines written twice in the product.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pylint --score=n app.py chalicelib
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
