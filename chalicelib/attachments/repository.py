@@ -21,14 +21,14 @@ from chalicelib.store.writes import applied
 from chalicelib.util import clock
 
 
-def to_record(stored: Mapping[str, Any]) -> AttachmentRecord:
+def to_record(stored: Mapping[str, object]) -> AttachmentRecord:
     return record_of(AttachmentRecord, stored)
 
 
 class ItemRefused(Exception):
     """The item did not take the attachment: ``old`` is the item as it was (None: gone)."""
 
-    def __init__(self, old: dict[str, Any] | None) -> None:
+    def __init__(self, old: dict[str, object] | None) -> None:
         super().__init__("the item refused the attachment")
         self.old = old
 
@@ -50,7 +50,7 @@ class AttachmentRepository:
 
     def with_item(
         self, tenant: str, item_id: str, attachment_id: str
-    ) -> tuple[dict[str, Any] | None, AttachmentRecord | None]:
+    ) -> tuple[dict[str, object] | None, AttachmentRecord | None]:
         """One consistent ``BatchGetItem``: the item (as stored) and the attachment, each if it exists."""
         keys = [item_key(tenant, item_id), attachment_key(tenant, item_id, attachment_id)]
         found = [from_item(i) for i in dynamo_batch.get(self.table, keys)]
@@ -79,7 +79,7 @@ class AttachmentRepository:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def create(
-        self, tenant: str, record: AttachmentRecord, *, window_seconds: int, at_most: int, also: dict[str, Any] | None = None
+        self, tenant: str, record: AttachmentRecord, *, window_seconds: int, at_most: int, also: dict[str, object] | None = None
     ) -> None:
         """Write a pending attachment (due when its upload window closes), counted on its item (alive, that incarnation, fewer than
         ``at_most`` attachments), with ``also``, a companion entry; all or nothing.

@@ -26,6 +26,7 @@ from chalicelib.limits import is_valid_id
 from chalicelib.problems import Problem, not_found
 from chalicelib.store.transactions import Completion, answer_after
 from chalicelib.util import clock, ulid
+from chalicelib.util.jsontypes import JsonObject, JsonValue
 
 
 class AttachmentService:
@@ -42,7 +43,7 @@ class AttachmentService:
         return require(self.settings.bucket_name, "BUCKET_NAME")
 
     # -- API ------------------------------------------------------------------------------
-    def create(self, tenant: str, item_id: str, body: Any, completion: Completion | None = None) -> dict[str, Any]:
+    def create(self, tenant: str, item_id: str, body: JsonValue, completion: Completion | None = None) -> JsonObject:
         """Create a pending attachment; ``completion`` (given the answer) may return one more
         transaction entry to write with it — the idempotency record of the request."""
         _check_id(item_id)
@@ -63,7 +64,7 @@ class AttachmentService:
         )
         window = self.settings.upload_window_seconds
 
-        def write(also: dict[str, Any] | None) -> None:
+        def write(also: dict[str, object] | None) -> None:
             try:
                 self.records.create(tenant, record, window_seconds=window, at_most=MAX_ATTACHMENTS_PER_ITEM, also=also)
             except ItemRefused as refused:
@@ -76,7 +77,7 @@ class AttachmentService:
 
         return answer_after(self.to_api(tenant, record), completion, write)
 
-    def list_for_item(self, tenant: str, item_id: str) -> dict[str, Any]:
+    def list_for_item(self, tenant: str, item_id: str) -> JsonObject:
         _check_id(item_id)
         item = self.items.get(tenant, item_id)
         if item is None:
@@ -84,7 +85,7 @@ class AttachmentService:
         records = [r for r in self.records.of_item(tenant, item_id) if r.belongs_to(item.created_at)]
         return {"attachments": [self.to_api(tenant, r) for r in records]}
 
-    def get(self, tenant: str, item_id: str, attachment_id: str) -> dict[str, Any]:
+    def get(self, tenant: str, item_id: str, attachment_id: str) -> JsonObject:
         return self.to_api(tenant, self._find(tenant, item_id, attachment_id))
 
     def delete(self, tenant: str, item_id: str, attachment_id: str) -> None:
@@ -104,7 +105,7 @@ class AttachmentService:
             raise not_found("attachment")
         return record
 
-    def to_api(self, tenant: str, record: AttachmentRecord) -> dict[str, Any]:
+    def to_api(self, tenant: str, record: AttachmentRecord) -> JsonObject:
         result: dict[str, Any] = {
             "id": record.id,
             "item_id": record.item_id,

@@ -30,13 +30,15 @@ def work_record_ttl() -> int:
     return clock.epoch_seconds(clock.now() + WORK_RECORD_TTL)
 
 
-def to_record(stored: Mapping[str, Any]) -> ImportRecord:
-    return record_of(ImportRecord, stored, errors=tuple(_row_error(e) for e in stored.get("errors") or []))
+def to_record(stored: Mapping[str, object]) -> ImportRecord:
+    errors = stored.get("errors")
+    listed = errors if isinstance(errors, list) else []
+    return record_of(ImportRecord, stored, errors=tuple(_row_error(e) for e in listed if isinstance(e, Mapping)))
 
 
-def _row_error(stored: Mapping[str, Any]) -> RowError:
+def _row_error(stored: Mapping[str, object]) -> RowError:
     line = stored.get("line")
-    return RowError(int(line) if line is not None else None, str(stored["detail"]))
+    return RowError(int(str(line)) if line is not None else None, str(stored["detail"]))
 
 
 def get(table: str, tenant: str, import_id: str) -> ImportRecord | None:
@@ -44,7 +46,7 @@ def get(table: str, tenant: str, import_id: str) -> ImportRecord | None:
     return to_record(from_item(response["Item"])) if response.get("Item") else None
 
 
-def create(table: str, tenant: str, record: ImportRecord, window_seconds: int, also: dict[str, Any] | None = None) -> None:
+def create(table: str, tenant: str, record: ImportRecord, window_seconds: int, also: dict[str, object] | None = None) -> None:
     """Write a new import (due when its upload window closes) and ``also``, a companion entry, with it.
 
     The id is fresh: a failed condition means an earlier attempt of this very call (its answer
@@ -84,7 +86,7 @@ def list_page(
 
 
 # -- row errors and chunk markers --------------------------------------------------------------
-def row_error_item(tenant: str, import_id: str, line: int, detail: str, ttl: int) -> dict[str, Any]:
+def row_error_item(tenant: str, import_id: str, line: int, detail: str, ttl: int) -> dict[str, object]:
     return {**layout.import_error_key(tenant, import_id, line), **to_item({"line": line, "detail": detail, "ttl": ttl})}
 
 
@@ -200,14 +202,14 @@ def _while_processing(table: str, tenant: str, import_id: str, expr: Expression,
 
 
 def save_checkpoint(
-    table: str, tenant: str, import_id: str, checkpoint: dict[str, Any], after: Mapping[str, Any] | None
+    table: str, tenant: str, import_id: str, checkpoint: dict[str, object], after: Mapping[str, object] | None
 ) -> bool:
     """Write the pipeline's checkpoint, if ``after`` (the one its run began from) is still the latest."""
     expr = Expression()
     parse = expr.name("parse")
     condition = (
         f"attribute_not_exists({parse})" if after is None
-        else f"{parse}.{expr.name('offset')} = {expr.value(int(after['offset']))}"
+        else f"{parse}.{expr.name('offset')} = {expr.value(int(str(after['offset'])))}"
     )
     return _while_processing(table, tenant, import_id, expr, f"{parse} = {expr.value(checkpoint)}", condition)
 
@@ -223,7 +225,7 @@ def set_total(table: str, tenant: str, import_id: str, total: int, failed: int) 
 
 
 # -- the queue consumer's chunks -----------------------------------------------------------------
-def counters_action(table: str, tenant: str, import_id: str, imported: int, failed: int, now: str) -> dict[str, Any]:
+def counters_action(table: str, tenant: str, import_id: str, imported: int, failed: int, now: str) -> dict[str, object]:
     """A transaction entry counting rows on a ``processing`` import."""
     expr = Expression()
     update = (
@@ -243,7 +245,7 @@ def counters_action(table: str, tenant: str, import_id: str, imported: int, fail
 
 def read_chunk(
     table: str, tenant: str, import_id: str, chunk: int, item_keys: list[layout.Key]
-) -> tuple[ImportRecord | None, bool, list[dict[str, Any] | None]]:
+) -> tuple[ImportRecord | None, bool, list[dict[str, object] | None]]:
     """One ``BatchGetItem``: the import, whether the chunk's marker exists, and the stored record
     at each of ``item_keys`` (None where there is none)."""
     record_key = import_key(tenant, import_id)
@@ -252,14 +254,14 @@ def read_chunk(
         (r["pk"], r["sk"]): r for r in map(from_item, dynamo_batch.get(table, [record_key, marker_key, *item_keys]))
     }
 
-    def at(key: layout.Key) -> dict[str, Any] | None:
+    def at(key: layout.Key) -> dict[str, object] | None:
         return found.get((key["pk"]["S"], key["sk"]["S"]))
 
     record = at(record_key)
     return (to_record(record) if record is not None else None), at(marker_key) is not None, [at(k) for k in item_keys]
 
 
-def stored_at(table: str, key: layout.Key) -> dict[str, Any] | None:
+def stored_at(table: str, key: layout.Key) -> dict[str, object] | None:
     """The record at ``key`` (consistent read), as stored."""
     found = dynamo_batch.get(table, [key])
     return from_item(found[0]) if found else None
@@ -271,7 +273,7 @@ NOT_PROCESSING = "ignored: the import is no longer processing"
 
 def apply_chunk(
     table: str, tenant: str, import_id: str, chunk: int,
-    row_actions: list[dict[str, Any]], errors: dict[int, str], now: str,
+    row_actions: list[dict[str, object]], errors: dict[int, str], now: str,
 ) -> str | list[int] | None:
     """One transaction: the rows' writes, the row errors, the chunk's marker and the counters.
 
@@ -302,7 +304,7 @@ def apply_chunk(
     return None
 
 
-def apply_row(table: str, tenant: str, import_id: str, action: dict[str, Any], now: str) -> str | None:
+def apply_row(table: str, tenant: str, import_id: str, action: dict[str, object], now: str) -> str | None:
     """One row's write with the import's counters: None when applied, ``NOT_PROCESSING``, or
     ``"taken"`` when the row's own condition failed."""
     try:

@@ -34,6 +34,7 @@ from chalicelib.problems import Problem
 from chalicelib.store import paging
 from chalicelib.store.transactions import Completion, answer_after
 from chalicelib.util import clock, ulid
+from chalicelib.util.jsontypes import JsonObject, JsonValue
 
 LISTING = "imports"
 
@@ -77,7 +78,7 @@ class ImportService:
         self.settings = settings
         self.table = require(settings.table_name, "TABLE_NAME")
 
-    def create(self, tenant: str, body: Any, completion: Completion | None = None) -> dict[str, Any]:
+    def create(self, tenant: str, body: JsonValue, completion: Completion | None = None) -> JsonObject:
         """Create an import awaiting its upload; ``completion`` (given the answer) may return one
         more transaction entry to write with it — the idempotency record of the request."""
         model = parse_upload_request(ImportCreate, body, self.settings.max_import_bytes)
@@ -94,19 +95,19 @@ class ImportService:
             self.to_api(tenant, record), completion, lambda also: repository.create(self.table, tenant, record, window, also)
         )
 
-    def get(self, tenant: str, import_id: str) -> dict[str, Any]:
+    def get(self, tenant: str, import_id: str) -> JsonObject:
         record = repository.get(self.table, tenant, import_id) if is_valid_id(import_id) else None
         if record is None:
             raise Problem("not-found", "import does not exist")
         return self.to_api(tenant, record)
 
-    def list_page(self, tenant: str, params: dict[str, str]) -> dict[str, Any]:
+    def list_page(self, tenant: str, params: dict[str, str]) -> JsonObject:
         page = paging.page_request(params, tenant=tenant, listing=LISTING, secrets=self.settings.cursor_secrets)
         records, last_id = repository.list_page(self.table, tenant, page.limit, not page.descending, page.after)
         next_cursor = paging.next_cursor(page, last_id, self.settings.cursor_signing_secret)
         return {"imports": [self.to_api(tenant, r) for r in records], "next_cursor": next_cursor}
 
-    def to_api(self, tenant: str, record: ImportRecord) -> dict[str, Any]:
+    def to_api(self, tenant: str, record: ImportRecord) -> JsonObject:
         if record.finished:
             errors = list(record.errors)
         elif record.rows_failed:
