@@ -174,3 +174,20 @@ def tenant(client: Any) -> Tenant:
 @pytest.fixture
 def other_tenant(client: Any) -> Tenant:
     return make_tenant(client)
+
+
+@pytest.fixture
+def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The service's DynamoDB client answered by a botocore ``Stubber`` (no retry sleeps)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from chalicelib.store import aws
+    from chalicelib.store import transactions as dynamo_batch
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    monkeypatch.setattr(aws, "dynamodb", lambda: client)
+    monkeypatch.setattr(dynamo_batch.time, "sleep", lambda _seconds: None)
+    with Stubber(client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()

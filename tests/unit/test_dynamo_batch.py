@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import os
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from botocore.stub import Stubber
 
-from chalicelib.store import aws
 from chalicelib.store import transactions as dynamo_batch
 
 T = os.environ["TABLE_NAME"]  # the stage table: the IAM audit checks every call against its policy
-
-
-@pytest.fixture
-def stubbed(monkeypatch):
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    monkeypatch.setattr(aws, "dynamodb", lambda: client)
-    monkeypatch.setattr(dynamo_batch.time, "sleep", lambda _seconds: None)
-    with Stubber(client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
 
 
 def put(n):

@@ -6,12 +6,8 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
-from chalicelib.store import aws
-from chalicelib.store import transactions as dynamo_batch
 from chalicelib.store.codec import record_of, stored_fields
 from chalicelib.store.transactions import ConditionsFailed, create_fresh, transact_with
 from chalicelib.store.writes import CompanionRefused
@@ -20,16 +16,6 @@ T = os.environ["TABLE_NAME"]
 PUT = {"TableName": T, "Item": {"pk": {"S": "p"}, "sk": {"S": "s"}}, "ConditionExpression": "attribute_not_exists(pk)"}
 ALSO = {"Put": {"TableName": T, "Item": {"pk": {"S": "p"}, "sk": {"S": "companion"}},
                 "ConditionExpression": "attribute_not_exists(pk)"}}
-
-
-@pytest.fixture
-def stubbed(monkeypatch):
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    monkeypatch.setattr(aws, "dynamodb", lambda: client)
-    monkeypatch.setattr(dynamo_batch.time, "sleep", lambda _seconds: None)
-    with Stubber(client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
 
 
 def cancelled(stubbed, *reasons):
