@@ -132,8 +132,9 @@ def form_expiry(created_at: str, upload_window_seconds: int) -> datetime | None:
 
 def upload_form(bucket: str, key: str, content_type: str, size: int, expires_at: datetime) -> dict[str, Any]:
     """A presigned POST that accepts exactly ``size`` bytes of ``content_type`` until ``expires_at``."""
+    client = aws.s3()  # first: creating it can take a while, and the lifetime counts from now
     seconds = max(1, int((expires_at - clock.now()).total_seconds()))
-    post = aws.s3().generate_presigned_post(
+    post = client.generate_presigned_post(
         Bucket=bucket,
         Key=key,
         Fields={"Content-Type": content_type},

@@ -289,3 +289,27 @@ def test_wrong_media_type_and_malformed_bodies(tenant, item):
     assert tenant.request("POST", path, raw="{", content_type="application/json").status_code == 400
     assert tenant.request("POST", path, raw="x", content_type="text/plain").status_code == 415
     assert tenant.request("POST", path, raw="[]", content_type="application/json").status_code == 422
+
+
+def test_a_slow_storage_client_does_not_stretch_the_form_past_its_expiry(monkeypatch):
+    """The form's lifetime is counted after the S3 client is ready (its first creation can be slow)."""
+    import base64
+    import json
+    import time as _time
+    from datetime import timedelta
+
+    from chalicelib.files import uploads
+    from chalicelib.store import aws
+    from chalicelib.util import clock
+
+    real = aws.s3
+
+    def slow_client():
+        _time.sleep(1.5)
+        return real()
+
+    monkeypatch.setattr(aws, "s3", slow_client)
+    expires_at = clock.now() + timedelta(seconds=60)
+    form = uploads.upload_form(os.environ["BUCKET_NAME"], "attachments/t/i/a", "image/png", 10, expires_at)
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    assert policy["expiration"] <= clock.format_timestamp(expires_at).rsplit(".", 1)[0] + "Z"
