@@ -9,29 +9,22 @@ tenant isolation with tokens as with keys.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
 from tests.localstack import ROOT, RunningStack
+from tests.people import code_for, pool_of
 
 PASSWORD = "Correct-horse-42"
 
 
 @pytest.fixture(scope="module")
 def pool(local_stack: RunningStack) -> dict[str, Any]:
-    state = json.loads(Path(local_stack.env["LOCAL_STATE_FILE"]).read_text())
-    cognito = boto3.client("cognito-idp", endpoint_url=state["endpoint_url"], region_name="us-east-1",
-                           aws_access_key_id="local", aws_secret_access_key="local")
-    return {"cognito": cognito, "client_id": state["UserPoolClientId"], "pool_id": state["UserPoolId"],
-            "demo": state["demo_user"], "state": state}
+    return pool_of(local_stack)
 
 
 def sign_in(pool: dict[str, Any], email: str, password: str) -> dict[str, str]:
@@ -45,16 +38,6 @@ def as_person(token: str) -> requests.Session:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
     return session
-
-
-def code_for(stack: RunningStack, email: str, purpose: str) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        found = re.findall(rf"\[mail\] {purpose} code for {re.escape(email.lower())}: (\d{{6}})", stack.log())
-        if found:
-            return found[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no {purpose} code for {email} in the stack's log")
 
 
 def users_tool(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
