@@ -8,7 +8,7 @@ from typing import Any
 
 from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response  # type: ignore[attr-defined]
 
-from chalicelib.auth import apikeys, gateway
+from chalicelib.auth import callers
 from chalicelib.config.settings import cleanup_rate_minutes, get_settings, require
 from chalicelib.items.records import ItemRecord, listing_to_api, to_api
 from chalicelib.items.service import ItemService
@@ -36,9 +36,7 @@ PATCH_BODY = [web.JSON, web.MERGE_PATCH]
 
 @app.authorizer(ttl_seconds=60)
 def bearer_authorizer(auth_request: Any) -> AuthResponse:
-    key = apikeys.parse_bearer(auth_request.token)
-    with gateway.unavailable_when_dependencies_fail():
-        principal = apikeys.authenticate(key, require(get_settings().table_name, "TABLE_NAME")) if key else None
+    principal = callers.authenticate(auth_request.token, get_settings())
     if principal is None:
         return AuthResponse(routes=[], principal_id="anonymous")
     return AuthResponse(

@@ -4,7 +4,9 @@ Subjects, each in a fresh process per sample (``bench/peer_child.py``):
 
 - ``floor``: bare boto3, one ``GetItem`` (and one ``PutItem`` for the POST column);
 - ``ours``: the service's Lambda entry points: the API function (``GET /items/{id}``,
-  ``POST /items``) and the authorizer function;
+  ``POST /items``) and the authorizer function, with an API key (``auth``) and with a person's
+  access token from the emulator's user pool (``auth_token``: the pool's key set and ``GetUser``
+  over HTTP, once each, as on a cold start in AWS);
 - the peers under ``bench/peers/``: the seed-style Chalice sample, Powertools' REST resolver with
   Logger/Metrics/Tracer/pydantic, and FastAPI with Mangum.
 
@@ -33,7 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ("seed", "powertools", "fastapi")
 SUBJECTS = ("ours", *PEERS)
-COLD = [("floor", "get"), ("floor", "post"), ("ours", "get"), ("ours", "post"), ("ours", "auth"), ("seed", "get"),
+COLD = [("floor", "get"), ("floor", "post"), ("ours", "get"), ("ours", "post"), ("ours", "auth"), ("ours", "auth_token"),
+        ("seed", "get"),
         ("powertools", "get"), ("powertools", "post"), ("fastapi", "get"), ("fastapi", "post")]
 WARM = [(subject, "warm") for subject in SUBJECTS]
 TENANT = "bench-peers"
@@ -44,6 +47,7 @@ TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("ours", "cold_get_vs_floor"): ("<=", 1.0),
     ("ours", "cold_post_vs_floor"): ("<=", 1.15),
     ("ours", "cold_auth_vs_floor"): ("<=", 0.9),
+    ("ours", "cold_auth_token_vs_floor"): ("<=", 0.9),
     ("ours", "first_request_vs_floor"): ("<=", 1.9),
     ("ours", "warm_get_vs_raw"): ("<=", 1.02),
     ("seed", "cold_get_vs_ours"): (">=", 1.0),
@@ -76,8 +80,9 @@ def _run(job: tuple[str, str], env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def measure(rounds: int, warm_requests: int, item_id: str, api_key: str) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_TENANT": TENANT, "BENCH_ITEM": item_id, "BENCH_KEY": api_key,
+def measure(rounds: int, warm_requests: int, item_id: str, api_key: str, person: dict[str, str]) -> dict[str, Any]:
+    """``person``: ``BENCH_TOKEN`` (a person's access token of the peers' tenant) and the pool's variables."""
+    env = {**os.environ, **person, "BENCH_TENANT": TENANT, "BENCH_ITEM": item_id, "BENCH_KEY": api_key,
            "BENCH_WARM": str(warm_requests),
            # Every subject logs as it would in production (the service's request line, Powertools' lines).
            "LOG_LEVEL": "INFO", "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -108,7 +113,7 @@ def summarize(samples: dict[tuple[str, str], list[dict[str, Any]]], rounds: int,
 
     def series(subject: str, field: str) -> dict[str, list[float]]:
         """Per-round cold samples of one subject (wall ``ms`` or ``cpu_ms``)."""
-        found = {f"cold_{action}": of(subject, action, field) for action in ("get", "post", "auth")
+        found = {f"cold_{action}": of(subject, action, field) for action in ("get", "post", "auth", "auth_token")
                  if (subject, action) in samples}
         # Two functions in series for ours; the peers have no authorizer in front.
         found["first_request"] = [a + b for a, b in zip(found["cold_auth"], found["cold_get"], strict=True)] \
@@ -166,6 +171,7 @@ COLUMNS = [
     ("cold GET / floor, CPU time", "cold_get_cpu_vs_floor"),
     ("cold POST, ms", "cold_post_ms"), ("cold POST / floor", "cold_post_vs_floor"), ("cold POST / ours", "cold_post_vs_ours"),
     ("cold authorizer / floor", "cold_auth_vs_floor"),
+    ("cold authorizer with a person's token / floor", "cold_auth_token_vs_floor"),
     ("first request / floor", "first_request_vs_floor"), ("first request / ours", "first_request_vs_ours"),
     ("warm GET, µs", "warm_get_us"), ("warm GET / raw call", "warm_get_vs_raw"), ("warm own work, µs", "warm_own_us"),
     ("warm GET / ours, each over its raw call", "warm_get_vs_ours"), ("modules after cold GET", "cold_get_modules"),

@@ -3,7 +3,8 @@
 SUBJECT is ``floor`` (bare boto3), ``ours`` (this service's Lambda entry points) or a peer app under
 ``bench/peers/`` (``seed``, ``powertools``, ``fastapi``). ACTION is
 
-- ``get``, ``post``, ``auth``: a cold start. Prints the milliseconds from before the first import to
+- ``get``, ``post``, ``auth`` (the authorizer with an API key), ``auth_token`` (with a person's
+  access token, ``BENCH_TOKEN``): a cold start. Prints the milliseconds from before the first import to
   the first answer, wall clock and this process's CPU time (interpreter start-up is the same for
   every subject and is not counted);
 - ``warm``: after the cold ``GET``, ``BENCH_WARM`` more of them, each followed by a raw boto3
@@ -54,8 +55,9 @@ def ours(action: str, tenant: str, item_id: str) -> Callable[[], None]:
     import app
     from bench.events import api_event, lambda_context
 
-    if action == "auth":
-        event = {"type": "TOKEN", "authorizationToken": f"Bearer {os.environ['BENCH_KEY']}",
+    if action in ("auth", "auth_token"):
+        credential = os.environ["BENCH_TOKEN" if action == "auth_token" else "BENCH_KEY"]
+        event = {"type": "TOKEN", "authorizationToken": f"Bearer {credential}",
                  "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:bench/api/GET/items/{item_id}"}
 
         def authorize() -> None:

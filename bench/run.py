@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 
+PACKAGE_BUDGET_BYTES = 12 * 1024 * 1024
 TARGETS = {
     ("cold_start", "ratio"): ("<=", 1.3),
     ("warm_request", "ratio"): ("<=", 1.25),
@@ -41,7 +42,9 @@ TARGETS = {
     ("cleanup", "ratio"): ("<=", 2.0),
     ("import", "rows_per_write_call"): (">=", 20),
     ("import", "peak_rss_mb"): ("<=", 150),
-    ("package", "zip_bytes"): ("<=", 8 * 1024 * 1024),
+    # Lambda takes 50 MB zipped; the bound keeps dependencies deliberate. pydantic-core and
+    # cryptography (the token signature check) are most of it.
+    ("package", "zip_bytes"): ("<=", PACKAGE_BUDGET_BYTES),
     ("import_limits", "invocation_peak_rss_mb"): ("<=", 1024),
     ("import_limits", "projected_total_vs_deadline"): ("<=", 1.0),
     ("mutation", "kill_ratio"): (">=", 0.9),
@@ -508,6 +511,25 @@ def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
         return {"zip_bytes": zip_path.stat().st_size}
 
 
+def person_token(env: Environment) -> dict[str, str]:
+    """A person of the peers' tenant signed in to the stage's pool (built as the local stack builds
+    it): the access token, and the variables that name the pool to the authorizer."""
+    import boto3
+
+    from bench import compare
+    from local import userpool
+    from tools import users
+
+    cognito = boto3.client("cognito-idp")
+    pool = userpool.ensure(cognito, "bench")
+    password = "Bench-person-2026"
+    users.invite(cognito, pool["UserPoolId"], "bench@example.com", compare.TENANT, password)
+    signed_in = cognito.initiate_auth(ClientId=pool["UserPoolClientId"], AuthFlow="USER_PASSWORD_AUTH",
+                                      AuthParameters={"USERNAME": "bench@example.com", "PASSWORD": password})
+    return {"BENCH_TOKEN": signed_in["AuthenticationResult"]["AccessToken"], "USER_POOL_ID": pool["UserPoolId"],
+            "USER_POOL_CLIENT_ID": pool["UserPoolClientId"]}
+
+
 def peers(env: Environment, sizes: Sizes) -> dict[str, Any]:
     """This service against the apps a user would copy instead (bench/compare.py, bench/peers/)."""
     from bench import compare
@@ -518,7 +540,7 @@ def peers(env: Environment, sizes: Sizes) -> dict[str, Any]:
     item = ItemService(get_settings()).create(compare.TENANT, {"name": "peer", "tags": ["bench"],
                                                                "data": {"n": 1, "price": "12.50"}})
     _key_id, key = apikeys.create(env.table, compare.TENANT)
-    result = compare.measure(sizes.peer_rounds, sizes.peer_warm_requests, item.id, key)
+    result = compare.measure(sizes.peer_rounds, sizes.peer_warm_requests, item.id, key, person_token(env))
     print(compare.table(result), flush=True)
     return result
 

@@ -375,7 +375,8 @@ def deploy(options: Options, clients: Clients, project: ChaliceProject, config_p
     if clients.cloudfront is not None:
         region = configured.outputs["TableArn"].split(":")[3]
         origin = config.environment_variables.get("CORS_ALLOW_ORIGIN") or "*"
-        publish(clients, stage, configured.outputs["FrontendBucketName"], region, url, origin)
+        publish(clients, stage, configured.outputs["FrontendBucketName"], region, url, origin,
+                configured.outputs.get("UserPoolClientId", ""))
     return url
 
 
@@ -391,9 +392,9 @@ NOT_CACHED = ("index.html", "config.js")  # read on every visit: a deploy shows 
 SWAGGER_UI_BUNDLE = "docs/swagger-ui/swagger-ui-bundle.js"  # /docs/ runs on it (make docs-ui)
 
 
-def frontend_files(api_url: str, directory: Path = FRONTEND_DIR) -> dict[str, bytes]:
-    """``frontend/`` as published: its files, plus ``config.js`` naming the stage's API, no key
-    (the page's settings panel asks each user for theirs)."""
+def frontend_files(api_url: str, directory: Path = FRONTEND_DIR, user_pool: dict[str, str] | None = None) -> dict[str, bytes]:
+    """``frontend/`` as published: its files, plus ``config.js`` naming the stage's API and user
+    pool, no key (people sign in; operators may enter a key in the settings panel)."""
     from local.frontend import config_script
 
     if (directory / "docs" / "index.html").is_file() and not (directory / SWAGGER_UI_BUNDLE).is_file():
@@ -403,7 +404,7 @@ def frontend_files(api_url: str, directory: Path = FRONTEND_DIR) -> dict[str, by
         for path in sorted(directory.rglob("*"))
         if path.is_file() and "node_modules" not in path.parts
     }
-    files["config.js"] = config_script(api_url, "")
+    files["config.js"] = config_script(api_url, "", user_pool)
     return files
 
 
@@ -482,12 +483,13 @@ def ensure_distribution(cloudfront: Any, stage: str, bucket: str, region: str) -
     return str(created["Id"]), str(created["DomainName"]), True
 
 
-def publish(clients: Clients, stage: str, bucket: str, region: str, api: str, origin: str) -> str:
+def publish(clients: Clients, stage: str, bucket: str, region: str, api: str, origin: str, user_pool_client: str = "") -> str:
     """Publish ``frontend/`` behind the stage's distribution; returns the front end's URL."""
     distribution, domain, created = ensure_distribution(clients.cloudfront, stage, bucket, region)
     if created:
         log(f"front end: created CloudFront distribution {distribution} for {bucket}")
-    changed = publish_files(clients.s3, bucket, frontend_files(api))
+    user_pool = {"region": region, "clientId": user_pool_client, "endpoint": f"https://cognito-idp.{region}.amazonaws.com"}
+    changed = publish_files(clients.s3, bucket, frontend_files(api, user_pool=user_pool))
     if changed:
         log(f"front end: published {len(changed)} files to {bucket}")
         if not created:

@@ -83,7 +83,7 @@ class GatewayResponse:
 
 _UNAVAILABLE = "the service is busy; retry shortly"
 RESPONSES: tuple[GatewayResponse, ...] = (
-    GatewayResponse("UNAUTHORIZED", "unauthorized", "a valid 'Authorization: Bearer <api-key>' header is required"),
+    GatewayResponse("UNAUTHORIZED", "unauthorized", "a valid 'Authorization: Bearer <api-key or access token>' header is required"),
     GatewayResponse("ACCESS_DENIED", "forbidden", "this API key may not make this request"),
     GatewayResponse("EXPIRED_TOKEN", "forbidden", "the request's credentials have expired"),
     GatewayResponse("INVALID_SIGNATURE", "forbidden", "the request's signature is invalid"),

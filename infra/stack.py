@@ -17,8 +17,9 @@ TEMPLATE = Path(__file__).with_name("template.yaml")
 STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # the template's Stage parameter
 
 # Resource types the emulator's CloudFormation skips (it creates the rest of the stack). Bucket
-# policies only deny plain-HTTP requests, which the emulator on loopback serves by design.
-EMULATOR_SKIPPED_TYPES = ("AWS::S3::BucketPolicy",)
+# policies only deny plain-HTTP requests, which the emulator on loopback serves by design; the user
+# pool and its client are built by the local stack from this template (local/userpool.py).
+EMULATOR_SKIPPED_TYPES = ("AWS::S3::BucketPolicy", "AWS::Cognito::UserPool", "AWS::Cognito::UserPoolClient")
 
 # A stack in this state was never created: it holds nothing and cannot be updated, only replaced.
 _NEVER_CREATED = ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS")
@@ -107,6 +108,10 @@ def app_environment(outputs: dict[str, str]) -> dict[str, str]:
         "QUEUE_URL": outputs["WorkQueueUrl"],
         "QUEUE_NAME": outputs["WorkQueueName"],
         "CORS_ALLOW_ORIGIN": outputs["FrontendOrigin"],
+        # Empty where the emulator's CloudFormation has no Cognito (local/userpool.py builds the
+        # pool for the local stack): then only API keys sign requests.
+        "USER_POOL_ID": outputs.get("UserPoolId", ""),
+        "USER_POOL_CLIENT_ID": outputs.get("UserPoolClientId", ""),
     }
 
 

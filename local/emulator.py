@@ -1,7 +1,7 @@
 """The embedded AWS emulator: moto's server on a loopback port, in a thread of this process.
 
 moto runs unmodified: nothing of it is patched. The emulator only wraps moto's WSGI application
-(the one ``moto.server.ThreadedMotoServer`` serves) in two pieces of middleware of its own:
+(the one ``moto.server.ThreadedMotoServer`` serves) in three pieces of middleware of its own:
 
 - a host check (``local/hosts.py``): only requests naming ``127.0.0.1:<port>`` or
   ``localhost:<port>`` are answered;
@@ -12,7 +12,9 @@ moto runs unmodified: nothing of it is patched. The emulator only wraps moto's W
   its ``X-Amz-Target`` header, and held until the response body is complete: no moto code is
   involved. S3 and SQS requests stay concurrent (SQS long polls must not block anything else).
   Under the lock, ``TransactWriteItems`` is applied as its single-item writes through moto's
-  own API, with an undo log (``AtomicDynamoDB`` says why).
+  own API, with an undo log (``AtomicDynamoDB`` says why);
+- the user pool's e-mailed codes, which moto neither sends nor checks, are made, logged and
+  checked by ``local/userpool.py`` (``Mail``).
 
 Where moto still answers differently from DynamoDB, and what that costs, is listed in
 docs/LOCAL.md. The benchmark (``bench/``) adds a speed-up of its own on moto's internals, in
@@ -224,9 +226,11 @@ def _error(status: int, answer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 class Emulator:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, log: Callable[[str], None] = print) -> None:
         self.host = host
         self.port = port
+        self.log = log
+        self.mail: Any = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -237,8 +241,11 @@ class Emulator:
     def start(self) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
+        from local.userpool import Mail
+
         # Only requests for the emulator's own names (local/hosts.py); presigned URLs name it so.
-        app = HostCheck(AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), self.port)
+        self.mail = Mail(DomainDispatcherApplication(create_backend_app), self.log)
+        app = HostCheck(AtomicDynamoDB(self.mail), self.port)
         self._server = wsgi_server(self.host, self.port, app, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="aws-emulator", daemon=True)

@@ -56,8 +56,15 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
-def config_script(api_url: str, api_key: str) -> bytes:
-    config = {"apiUrl": api_url, "apiKey": api_key}
+def config_script(api_url: str, api_key: str, user_pool: dict[str, str] | None = None) -> bytes:
+    """``window.ITEMS_CONFIG``: the API, a default key (local only), and the user pool to sign in to.
+
+    ``user_pool`` is ``{"region", "clientId", "endpoint"}``: the browser talks to the pool's own
+    endpoint (Cognito's regional address, or the local emulator), never through this service.
+    """
+    config: dict[str, object] = {"apiUrl": api_url, "apiKey": api_key}
+    if user_pool and user_pool.get("clientId"):
+        config["userPool"] = user_pool
     return f"window.ITEMS_CONFIG = {json.dumps(config)};\n".encode()
 
 
@@ -69,6 +76,6 @@ def bind(host: str, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def configure(server: ThreadingHTTPServer, *, api_url: str, api_key: str) -> None:
+def configure(server: ThreadingHTTPServer, *, api_url: str, api_key: str, user_pool: dict[str, str] | None = None) -> None:
     handler = server.RequestHandlerClass
-    handler.func.config_js = config_script(api_url, api_key)  # type: ignore[attr-defined]
+    handler.func.config_js = config_script(api_url, api_key, user_pool)  # type: ignore[attr-defined]

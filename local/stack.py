@@ -113,6 +113,7 @@ class LocalStack:
         self.stage_env: dict[str, str] = {}
         self.runtime_env: dict[str, str] = {}
         self.package: Package | None = None
+        self.demo_user: dict[str, str] = {}
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -125,6 +126,7 @@ class LocalStack:
         self._build_package(outputs)
         self._start_functions()
         self._create_keys()
+        self._create_demo_user(outputs)
         self._start_dispatcher()
         self._serve_api()
         self._serve_ui()
@@ -150,7 +152,7 @@ class LocalStack:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-        self.emulator = Emulator(HOST, self.emulator_port)
+        self.emulator = Emulator(HOST, self.emulator_port, _log)
         try:
             self.emulator.start()
         except OSError as exc:
@@ -175,6 +177,10 @@ class LocalStack:
         from infra import stack
 
         outputs = stack.deploy(boto3.client("cloudformation"), STAGE)
+        if "UserPoolId" not in outputs:  # the emulator's CloudFormation skips Cognito resources
+            from local import userpool
+
+            outputs.update(userpool.ensure(boto3.client("cognito-idp"), STAGE))
         names = ("TableName", "BucketName", "FrontendBucketName", "WorkQueueName", "DeadLetterQueueName")
         _log(f"resources from infra/template.yaml: {', '.join(outputs[name] for name in names)}")
         return outputs
@@ -293,6 +299,19 @@ class LocalStack:
                 raise SystemExit(f"LOCAL_API_KEYS: {exc}") from exc
         self.keys = requested
 
+    def _create_demo_user(self, outputs: dict[str, str]) -> None:
+        """A person of the demo key's tenant, to sign in to the front end with (docs/AUTH.md)."""
+        import boto3
+
+        from tools import users
+
+        email = self.environ.get("LOCAL_DEMO_EMAIL") or "demo@example.com"
+        # The pool's policy wants 12 characters with upper case, lower case and a digit.
+        password = self.environ.get("LOCAL_DEMO_PASSWORD") or f"Demo-{secrets.token_urlsafe(9)}a1"
+        tenant = self.keys[0][0]
+        users.invite(boto3.client("cognito-idp"), outputs["UserPoolId"], email, tenant, password)
+        self.demo_user = {"email": email, "password": password, "tenant": tenant}
+
     def _start_dispatcher(self) -> None:
         import boto3
 
@@ -330,7 +349,10 @@ class LocalStack:
     def _serve_ui(self) -> None:
         from local import frontend
 
-        frontend.configure(self.ui_server, api_url=self.api_url, api_key=self.keys[0][1] if self.keys else "")
+        user_pool = {"region": self.runtime_env["AWS_REGION"], "clientId": self.stage_env.get("USER_POOL_CLIENT_ID", ""),
+                     "endpoint": self.endpoint}
+        frontend.configure(self.ui_server, api_url=self.api_url, api_key=self.keys[0][1] if self.keys else "",
+                           user_pool=user_pool)
         self._serve("frontend", self.ui_server)
 
     def _serve(self, name: str, server: Any) -> None:
@@ -352,7 +374,8 @@ class LocalStack:
 
     def _write_state(self, outputs: dict[str, str]) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        state = {"endpoint_url": self.endpoint, "api_url": self.api_url, "ui_url": self.ui_url, **outputs}
+        state = {"endpoint_url": self.endpoint, "api_url": self.api_url, "ui_url": self.ui_url, **outputs,
+                 "demo_user": self.demo_user}
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
     def _announce(self) -> None:
@@ -365,6 +388,9 @@ class LocalStack:
             lines.append("API keys   from LOCAL_API_KEYS: " + ", ".join(tenant for tenant, _ in self.keys))
         else:
             lines.append(f"API key    {self.keys[0][1]}   (tenant 'local')")
+        if self.demo_user:
+            lines.append(f"demo user  {self.demo_user['email']} / {self.demo_user['password']}   "
+                         f"(tenant '{self.demo_user['tenant']}'; sign in on the front end)")
         lines.append("ready; Ctrl-C stops")
         for line in lines:
             _log(line)

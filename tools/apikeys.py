@@ -12,47 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-
-def _target(args: argparse.Namespace) -> str:
-    """Point the AWS clients at the chosen environment; returns the table name."""
-    if args.table:
-        if args.endpoint_url:
-            os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
-        return str(args.table)
-    if args.local:
-        from local.stack import state_file
-
-        if not state_file().exists():
-            raise SystemExit("the local stack is not running (start it with `make run`)")
-        state = json.loads(state_file().read_text())
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": state["endpoint_url"],
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": "us-east-1",
-            }
-        )
-        os.environ.pop("AWS_PROFILE", None)
-        return str(state["TableName"])
-    import boto3
-
-    from infra import stack
-
-    return stack.outputs(boto3.client("cloudformation"), args.stage)["TableName"]
+from tools import target
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.apikeys", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--local", action="store_true", help="the stack started by `make run`")
-    where.add_argument("--stage", help="a deployed stage (reads the table from its resources stack)")
-    where.add_argument("--table", help="a table name, with --endpoint-url for an emulator")
-    parser.add_argument("--endpoint-url", help="AWS endpoint override (with --table)")
+    target.add_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="issue a new key for a tenant")
     create.add_argument("tenant")
@@ -67,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from chalicelib.auth import apikeys
 
-    table = _target(args)
+    table = target.outputs(args)["TableName"]
     if args.command == "create":
         try:
             key_id, key = apikeys.create(table, args.tenant, key=args.key, label=args.label)

@@ -1,8 +1,8 @@
 """When the authorizer cannot decide: the client gets 503 with Retry-After, never a 500.
 
 A Lambda authorizer has no way to answer 503 itself: it allows, denies (403), says
-"Unauthorized" (401), or fails. When the key store is throttled or times out beyond the
-client's retries, failing is the only honest answer — allowing would let unknown keys in,
+"Unauthorized" (401), or fails. When the key store or the user pool is throttled or times out
+beyond the client's retries, failing is the only honest answer — allowing would let unknown keys in,
 denying would tell a valid client its key is wrong, and both would be cached by API Gateway for
 the authorizer's TTL. A failure is not cached.
 
@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from chalicelib.store.failures import from_aws_error
 
 DETAIL = "the key store is busy; retry shortly"
+POOL_DETAIL = "the user pool did not answer; retry shortly"
 
 
 class AuthorizerUnavailable(RuntimeError):

@@ -37,6 +37,9 @@ class Settings:
     max_attachment_bytes: int
     max_import_bytes: int
     import_deadline_seconds: int
+    region: str
+    user_pool_id: str
+    user_pool_client_id: str
 
     @property
     def cursor_secrets(self) -> tuple[bytes, ...]:
@@ -98,6 +101,11 @@ def get_settings() -> Settings:
         max_import_bytes=_int("MAX_IMPORT_BYTES", 100 * 1024 * 1024),
         # How long an import may stay ``processing`` before the cleanup job fails it (docs/EVENTS.md).
         import_deadline_seconds=_int("IMPORT_DEADLINE_SECONDS", 3 * 3600),
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        # The stage's Cognito user pool and its browser app client (docs/AUTH.md); unset, only API
+        # keys sign requests.
+        user_pool_id=os.environ.get("USER_POOL_ID", "").strip(),
+        user_pool_client_id=os.environ.get("USER_POOL_CLIENT_ID", "").strip(),
     )
 
 

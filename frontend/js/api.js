@@ -23,12 +23,28 @@ export class ApiError extends Error {
 }
 
 export class ApiClient {
-  constructor(getSettings) {
+  constructor(getSettings, onUnauthorized = null) {
     this.getSettings = getSettings;
+    this.onUnauthorized = onUnauthorized;
   }
 
-  async request(method, path, { body, headers = {}, query, signal, auth = true } = {}) {
-    const { apiUrl, apiKey } = this.getSettings();
+  // `getSettings()` (may be async) gives {apiUrl, apiKey, person}: the credential is a person's
+  // access token when `person` is set. `onUnauthorized()` (optional) is asked once when the API
+  // answers 401: it renews the credential and says whether to try again.
+  async request(method, path, options = {}) {
+    try {
+      return await this.send(method, path, options);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401 && options.auth !== false && this.onUnauthorized
+          && await this.onUnauthorized()) {
+        return this.send(method, path, options);
+      }
+      throw error;
+    }
+  }
+
+  async send(method, path, { body, headers = {}, query, signal, auth = true } = {}) {
+    const { apiUrl, apiKey, person = false } = await this.getSettings();
     if (!apiUrl) {
       throw new ApiError('config', 'No API URL is configured. Open Settings and enter the API URL and key.');
     }
@@ -74,11 +90,11 @@ export class ApiClient {
       }
     }
     if (response.ok) return { status: response.status, data, headers: response.headers };
-    throw errorFromResponse(response, data);
+    throw errorFromResponse(response, data, person);
   }
 }
 
-function errorFromResponse(response, data) {
+function errorFromResponse(response, data, person) {
   const status = response.status;
   const problem = data && typeof data === 'object' && typeof data.type === 'string' ? data : null;
   const detail = String(problem?.detail || data?.message || data?.Message || response.statusText || '').trim();
@@ -87,10 +103,14 @@ function errorFromResponse(response, data) {
   const details = { status, problem, requestId, retryAfter };
   const because = detail ? `: ${detail}` : '';
   if (status === 401) {
-    return new ApiError('auth', `The API did not accept the API key (401${because}). Enter a valid key in Settings.`, details);
+    return person
+      ? new ApiError('auth', `Your session has ended (401${because}). Sign in again.`, details)
+      : new ApiError('auth', `The API did not accept the API key (401${because}). Enter a valid key in Settings.`, details);
   }
   if (status === 403) {
-    return new ApiError('auth', `The API refused access with this API key (403${because}). Check the key in Settings.`, details);
+    return person
+      ? new ApiError('auth', `Your account may not do this (403${because}). Ask an administrator.`, details)
+      : new ApiError('auth', `The API refused access with this API key (403${because}). Check the key in Settings.`, details);
   }
   if (status === 429 || status === 503) {
     const wait = retryAfter ? ` in ${retryAfter} s` : ' in a moment';

@@ -1,19 +1,54 @@
 // Entry point: settings, the connection to the API, the two views (items, imports) and routing.
 
+import { createAccount } from './account.js';
 import { ApiClient, ApiError } from './api.js';
 import { createAttachments } from './attachments.js';
 import { announce, clearError, showError, wireBanner } from './banner.js';
 import { $ } from './dom.js';
 import { createImports } from './imports.js';
 import { createItems } from './items.js';
+import { createSession } from './session.js';
 import * as settings from './settings.js';
 
 let config = settings.current();
 let capabilities = { attachments: true, imports: true };
-const api = new ApiClient(() => config);
+const session = createSession(window.ITEMS_CONFIG?.userPool);
+let signedInAs = session.active ? session.email : '';
+
+// A signed-in person's access token, else the configured API key (operators, scripts).
+async function credentials() {
+  if (!session.active) return config;
+  return { ...config, apiKey: (await session.accessToken()) ?? '', person: true };
+}
+
+// The API refused the token: renew it once; if the session is over, ask to sign in again.
+async function renewSession() {
+  if (!session.active) return false;
+  const token = await session.accessToken({ forceRefresh: true }).catch(() => null);
+  if (token) return true;
+  session.forget();
+  account.sessionEnded();
+  return false;
+}
+
+const api = new ApiClient(credentials, renewSession);
 const attachments = createAttachments({ api });
 const items = createItems({ api, attachments });
 const imports = createImports({ api, onItemsChanged: () => items.markStale() });
+const account = createAccount({
+  session,
+  // The same person again (their session had ended): carry on. Anyone else: start afresh.
+  onSignedIn: () => {
+    const same = session.email === signedInAs;
+    signedInAs = session.email;
+    renderConnection();
+    if (!same) connect();
+  },
+  onSignedOut: () => {
+    signedInAs = '';
+    connect();
+  },
+});
 
 // The API describes itself: features this stage does not offer (yet) are left out of the page
 // instead of failing on use.
@@ -48,6 +83,10 @@ async function connect() {
     showError(error, { retry: connect });
     return;
   }
+  if (!session.active && !config.apiKey && session.available) {
+    // A deployed page has no key: people sign in.
+    account.open('signin', 'Sign in to see your items.');
+  }
   attachments.setEnabled(capabilities.attachments);
   imports.setEnabled(capabilities.imports);
   $('[data-view-link="imports"]').hidden = !capabilities.imports;
@@ -61,7 +100,8 @@ function renderConnection() {
   } catch {
     // Shown as typed.
   }
-  $('#connection-label').textContent = `API: ${where}${config.custom ? ' (from Settings)' : ''}`;
+  const who = session.active ? 'signed in' : config.apiKey ? 'API key' : 'not signed in';
+  $('#connection-label').textContent = `API: ${where}${config.custom ? ' (from Settings)' : ''} · ${who}`;
 }
 
 function currentView() {

@@ -58,7 +58,16 @@ def test_app_environment_names_the_stage_resources(cloudformation):
         "QUEUE_URL": outputs["WorkQueueUrl"],
         "QUEUE_NAME": "items-ci-work",
         "CORS_ALLOW_ORIGIN": "*",
+        # The emulator's CloudFormation has no Cognito: a deployed stage names its pool here.
+        "USER_POOL_ID": "",
+        "USER_POOL_CLIENT_ID": "",
     }
+
+
+def test_app_environment_names_the_user_pool_of_a_stage_that_has_one(cloudformation):
+    outputs = {**stack.deploy(cloudformation, "ci"), "UserPoolId": "eu-west-1_abc", "UserPoolClientId": "client123"}
+    environment = stack.app_environment(outputs)
+    assert (environment["USER_POOL_ID"], environment["USER_POOL_CLIENT_ID"]) == ("eu-west-1_abc", "client123")
 
 
 def test_deleting_the_stack_keeps_the_data(cloudformation):

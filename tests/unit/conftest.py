@@ -80,7 +80,8 @@ class _GatewayAnswers:
     """Chalice's test HTTP client, answering a failed authorizer as API Gateway does.
 
     API Gateway answers a Lambda authorizer that fails (raises) with its ``AUTHORIZER_FAILURE``
-    gateway response ("Supported gateway response types", API Gateway Developer Guide:
+    gateway response, or ``UNAUTHORIZED`` when the failure's message is "Unauthorized"
+    ("Supported gateway response types", API Gateway Developer Guide:
     https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html);
     the deploy step sets that response from infra/gateway_responses.py. Chalice's test client lets
     the authorizer's exception through instead, so this harness renders the same definition.
@@ -92,15 +93,20 @@ class _GatewayAnswers:
     def request(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | str = b"") -> Any:
         from chalice.test import HTTPResponse
 
+        from chalicelib.auth.callers import Unauthorized
         from chalicelib.auth.gateway import AuthorizerUnavailable
         from infra import gateway_responses
 
         try:
             return self._http.request(method, path, headers=headers, body=body)
-        except AuthorizerUnavailable:
+        except (AuthorizerUnavailable, Unauthorized) as exc:
+            # A Lambda authorizer that fails with the message "Unauthorized" is API Gateway's
+            # UNAUTHORIZED (401); any other failure is AUTHORIZER_FAILURE (same page as above).
+            response_type = "UNAUTHORIZED" if isinstance(exc, Unauthorized) else "AUTHORIZER_FAILURE"
             origin = os.environ.get("CORS_ALLOW_ORIGIN", "").strip() or "*"
-            status, answer, text = gateway_responses.render("AUTHORIZER_FAILURE", secrets.token_hex(8), origin)
-            answer["x-amzn-ErrorType"] = "AuthorizerFailureException"
+            status, answer, text = gateway_responses.render(response_type, secrets.token_hex(8), origin)
+            if response_type == "AUTHORIZER_FAILURE":
+                answer["x-amzn-ErrorType"] = "AuthorizerFailureException"
             return HTTPResponse(body=text if isinstance(text, bytes) else text.encode(), headers=answer, status_code=status)
 
     def __getattr__(self, method: str) -> Any:

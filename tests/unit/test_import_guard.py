@@ -1,5 +1,9 @@
 """Import-time guard: what a cold ``GET``, a cold ``POST`` and a cold authorizer invocation import.
 
+The authorizer is run twice: with an API key, and with a person's access token (``token``), whose
+path must not build an AWS client at all (the pool's key set and ``GetUser`` are plain HTTPS), nor
+load a JWT library's X.509 and elliptic-curve weight (chalicelib/auth/tokens.py says why).
+
 Each path runs in a fresh interpreter, through the Lambda entry points (``app.bearer_authorizer``,
 ``app.app``), against a tiny in-memory DynamoDB endpoint on 127.0.0.1 served by this test. The
 child reports ``sys.modules`` after its answers, and the test checks
@@ -58,7 +62,12 @@ POWERTOOLS_HEAVY = ("aws_lambda_powertools.event_handler", "aws_lambda_powertool
 # Module count of each path over the floor's (a fresh botocore GetItem, 333 modules on Python 3.11).
 # Measured: authorizer 1.07, GET 1.19 (Powertools' Logger alone brings 40), POST 1.36 (pydantic 50).
 # The bounds leave room for moving chalicelib into packages, not for another library.
-BUDGET = {"auth": 1.12, "get": 1.25, "post": 1.45}
+BUDGET = {"auth": 1.12, "token": 1.12, "get": 1.25, "post": 1.45}
+POOL = "us-east-1_guard"
+CLIENT_ID = "guard-client"
+# What only a JWT library, or an AWS client, would bring to the token path.
+NOT_FOR_TOKENS = ("cryptography.x509", "cryptography.hazmat.primitives.asymmetric.ec", "jwt", "joserfc",
+                  "botocore.client", "botocore.session", "botocore.endpoint")
 
 CHILD = r"""
 import json, os, sys
@@ -90,7 +99,7 @@ if mode == "floor":
 else:
     import app
 
-    if mode in ("auth", "get"):
+    if mode in ("auth", "get", "token"):
         event = {"type": "TOKEN", "authorizationToken": "Bearer " + key,
                  "methodArn": "arn:aws:execute-api:us-east-1:123456789012:guard/api/GET/items/" + item_id}
         answer = app.bearer_authorizer(event, context)
@@ -106,15 +115,22 @@ print(json.dumps({"answers": answers, "modules": sorted(sys.modules)}))
 
 
 class FakeDynamoDB(BaseHTTPRequestHandler):
-    """GetItem, PutItem and TransactWriteItems over a dict: just what the three paths call."""
+    """GetItem, PutItem and TransactWriteItems over a dict: just what the paths call; and the user
+    pool's key set and ``GetUser`` for the token path."""
 
     items: dict[tuple[str, str], dict[str, Any]] = {}
+    jwks: dict[str, Any] = {}
+
+    def do_GET(self) -> None:
+        self._answer(self.jwks if self.path == f"/{POOL}/.well-known/jwks.json" else {}, "application/json")
 
     def do_POST(self) -> None:
         operation = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         answer: dict[str, Any] = {}
-        if operation == "GetItem":
+        if operation == "GetUser":
+            answer = {"Username": "guard-person", "UserAttributes": []}
+        elif operation == "GetItem":
             key = request["Key"]
             found = self.items.get((key["pk"]["S"], key["sk"]["S"]))
             answer = {"Item": found} if found else {}
@@ -124,9 +140,12 @@ class FakeDynamoDB(BaseHTTPRequestHandler):
             for action in request["TransactItems"]:
                 if "Put" in action:
                     self._put(action["Put"]["Item"])
+        self._answer(answer, "application/x-amz-json-1.0")
+
+    def _answer(self, answer: dict[str, Any], content_type: str) -> None:
         body = json.dumps(answer).encode()
         self.send_response(200)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -138,8 +157,31 @@ class FakeDynamoDB(BaseHTTPRequestHandler):
         pass
 
 
+def _person() -> tuple[dict[str, Any], str]:
+    """A key set of one fresh RSA key, and an access token of ``POOL`` signed by it (PyJWT)."""
+    import base64
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = private.public_key().public_numbers()
+
+    def b64(value: int) -> str:
+        return base64.urlsafe_b64encode(value.to_bytes((value.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"iss": f"https://cognito-idp.us-east-1.amazonaws.com/{POOL}", "sub": "guard-sub", "client_id": CLIENT_ID,
+              "token_use": "access", "iat": now, "exp": now + 600, "cognito:groups": [f"tenant:{TENANT}"]}
+    token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "guard-kid"})
+    return {"keys": [{"kid": "guard-kid", "kty": "RSA", "alg": "RS256", "use": "sig", "n": b64(numbers.n),
+                      "e": b64(numbers.e)}]}, token
+
+
 @pytest.fixture(scope="module")
 def paths() -> Iterator[dict[str, dict[str, Any]]]:
+    FakeDynamoDB.jwks, token = _person()
     key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
     stamp = {"S": "2026-01-01T00:00:00.000Z"}
     FakeDynamoDB.items = {
@@ -158,11 +200,13 @@ def paths() -> Iterator[dict[str, dict[str, Any]]]:
         "AWS_ACCESS_KEY_ID": "guard", "AWS_SECRET_ACCESS_KEY": "guard", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}",
         "TABLE_NAME": TABLE, "CURSOR_SECRETS": "guard-secret", "STAGE": "guard", "LOG_LEVEL": "WARNING",
+        "USER_POOL_ID": POOL, "USER_POOL_CLIENT_ID": CLIENT_ID,
     })
     results = {}
     try:
-        for mode in ("floor", "auth", "get", "post"):
-            done = subprocess.run([sys.executable, "-c", CHILD, mode, TABLE, TENANT, ITEM_ID, API_KEY], cwd=ROOT, env=env,
+        for mode in ("floor", "auth", "token", "get", "post"):
+            credential = token if mode == "token" else API_KEY
+            done = subprocess.run([sys.executable, "-c", CHILD, mode, TABLE, TENANT, ITEM_ID, credential], cwd=ROOT, env=env,
                                   capture_output=True, text=True, timeout=120, check=False)
             assert done.returncode == 0, f"{mode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -185,11 +229,12 @@ def _chalicelib(modules: list[str], families: tuple[str, ...]) -> list[str]:
 def test_every_path_answers(paths: dict[str, dict[str, Any]]) -> None:
     assert paths["floor"]["answers"] == [200]
     assert paths["auth"]["answers"] == [TENANT]
+    assert paths["token"]["answers"] == [TENANT]
     assert paths["get"]["answers"] == [TENANT, 200]
     assert paths["post"]["answers"] == [201]
 
 
-@pytest.mark.parametrize("mode", ["auth", "get", "post"])
+@pytest.mark.parametrize("mode", ["auth", "token", "get", "post"])
 def test_no_path_imports_what_the_lambda_package_lacks_or_the_service_avoids(paths, mode) -> None:
     modules = paths[mode]["modules"]
     assert _top(modules, NEVER) == []
@@ -199,7 +244,7 @@ def test_no_path_imports_what_the_lambda_package_lacks_or_the_service_avoids(pat
     assert _chalicelib(modules, ("openapi",)) == []
 
 
-@pytest.mark.parametrize("mode", ["auth", "get"])
+@pytest.mark.parametrize("mode", ["auth", "token", "get"])
 def test_reads_import_no_validation_library_and_no_write_only_module(paths, mode) -> None:
     modules = paths[mode]["modules"]
     assert _top(modules, VALIDATION) == []
@@ -218,7 +263,7 @@ def test_the_authorizer_imports_nothing_only_routes_need(paths) -> None:
     assert _chalicelib(paths["auth"]["modules"], ROUTE_ONLY) == []
 
 
-@pytest.mark.parametrize("mode", ["auth", "get", "post"])
+@pytest.mark.parametrize("mode", ["auth", "token", "get", "post"])
 def test_module_count_stays_within_its_ratio_to_the_floor(paths, mode) -> None:
     floor = len(paths["floor"]["modules"])
     count = len(paths[mode]["modules"])
@@ -228,3 +273,11 @@ def test_module_count_stays_within_its_ratio_to_the_floor(paths, mode) -> None:
 
 def test_the_authorizer_imports_no_more_than_a_read(paths) -> None:
     assert len(paths["auth"]["modules"]) <= len(paths["get"]["modules"])
+
+
+def test_the_token_path_builds_no_aws_client_and_loads_no_jwt_library(paths) -> None:
+    modules = paths["token"]["modules"]
+    assert sorted(m for m in modules if m.startswith(NOT_FOR_TOKENS)) == []
+    # The other side: the key path does build a client, so the names above are the right ones.
+    assert "botocore.client" in paths["auth"]["modules"]
+    assert "chalicelib.auth.tokens" not in paths["auth"]["modules"]
