@@ -139,3 +139,23 @@ def test_an_ended_session_asks_to_sign_in_again_and_keeps_the_unsaved_edit(
     page.get_by_test_id("item-save").click()
     expect(row(page, "Typed before the session ended")).to_be_visible()
     assert answered, "the page never sent the refused request"
+
+
+def test_a_token_about_to_expire_is_refreshed_before_use(page: Page, local_stack: RunningStack, api) -> None:
+    api.create("Seen after a refresh")
+    open_app(page, local_stack)
+    demo = pool_of(local_stack)["demo"]
+    sign_in(page, demo["email"], demo["password"])
+    before = json.loads(page.evaluate("sessionStorage.getItem('items-ui.session')"))
+    # As if the access token were a few seconds from expiring when the page loads again.
+    page.evaluate("""() => {
+      const session = JSON.parse(sessionStorage.getItem('items-ui.session'));
+      session.expiresAt = Date.now() + 5000;
+      sessionStorage.setItem('items-ui.session', JSON.stringify(session));
+    }""")
+    with page.expect_request(lambda r: r.headers.get("x-amz-target", "").endswith(".GetTokensFromRefreshToken")):
+        page.reload()
+    expect(row(page, "Seen after a refresh")).to_be_visible()
+    after = json.loads(page.evaluate("sessionStorage.getItem('items-ui.session')"))
+    assert after["accessToken"] != before["accessToken"]
+    assert after["expiresAt"] > before["expiresAt"] - 5000
