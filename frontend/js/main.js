@@ -1,4 +1,5 @@
-// Entry point: settings, the connection to the API, the two views (items, imports) and routing.
+// Entry point: settings, the connection to the API, and the views (items, imports) behind the
+// hash router (router.js).
 
 import { ApiClient, ApiError } from './api.js';
 import { createAttachments } from './attachments.js';
@@ -6,6 +7,7 @@ import { announce, clearError, showError, wireBanner } from './banner.js';
 import { $ } from './dom.js';
 import { createImports } from './imports.js';
 import { createItems } from './items.js';
+import * as router from './router.js';
 import * as settings from './settings.js';
 
 let config = settings.current();
@@ -14,6 +16,9 @@ const api = new ApiClient(() => config);
 const attachments = createAttachments({ api });
 const items = createItems({ api, attachments });
 const imports = createImports({ api, onItemsChanged: () => items.markStale() });
+
+router.register('items', items.view, { isDefault: true });
+router.register('imports', imports.view);
 
 // The API describes itself: features this stage does not offer (yet) are left out of the page
 // instead of failing on use.
@@ -51,7 +56,8 @@ async function connect() {
   attachments.setEnabled(capabilities.attachments);
   imports.setEnabled(capabilities.imports);
   $('[data-view-link="imports"]').hidden = !capabilities.imports;
-  route();
+  router.enabled('imports', capabilities.imports);
+  router.dispatch();
 }
 
 function renderConnection() {
@@ -62,23 +68,6 @@ function renderConnection() {
     // Shown as typed.
   }
   $('#connection-label').textContent = `API: ${where}${config.custom ? ' (from Settings)' : ''}`;
-}
-
-function currentView() {
-  return location.hash === '#imports' && capabilities.imports ? 'imports' : 'items';
-}
-
-function route({ focus = false } = {}) {
-  const view = currentView();
-  $('#items-view').hidden = view !== 'items';
-  $('#imports-view').hidden = view !== 'imports';
-  for (const link of document.querySelectorAll('[data-view-link]')) {
-    if (link.dataset.viewLink === view) link.setAttribute('aria-current', 'page');
-    else link.removeAttribute('aria-current');
-  }
-  if (view === 'imports') imports.activate();
-  else items.activate();
-  if (focus) $(view === 'imports' ? '#imports-heading' : '#items-heading').focus();
 }
 
 // -- settings panel ---------------------------------------------------------------------------
@@ -172,12 +161,11 @@ $('#settings-dialog').addEventListener('close', () => {
 $('#open-settings').addEventListener('click', openSettings);
 wireBanner(openSettings);
 
-// The skip link moves focus without touching the URL fragment, which selects the view.
+// The skip link moves focus without touching the URL fragment, which holds the route.
 $('.skip-link').addEventListener('click', (event) => {
   event.preventDefault();
   $('#main').focus();
 });
 
-window.addEventListener('hashchange', () => route({ focus: true }));
-
+router.start();
 connect();
