@@ -1,36 +1,5 @@
-// What the page knows about the files it imported: their names (kept in this browser, since the
-// API records only the format and size) and their rows by line number, to show the value a row
-// error is about.
-
-const STORAGE_KEY = 'items-ui.import-files';
-const KEEP = 200;
-
-function load() {
-  try {
-    const value = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? '{}');
-    return value && typeof value === 'object' && !Array.isArray(value) ? value : {};
-  } catch {
-    return {};
-  }
-}
-
-export const fileNames = {
-  get(id) {
-    const name = load()[id];
-    return typeof name === 'string' ? name : null;
-  },
-  remember(id, name) {
-    const names = load();
-    names[id] = name;
-    const ids = Object.keys(names);
-    for (const old of ids.slice(0, Math.max(0, ids.length - KEEP))) delete names[old];
-    try {
-      localStorage.setItem(STORAGE_KEY, JSON.stringify(names));
-    } catch {
-      // Storage blocked or full: the import is shown by its id instead.
-    }
-  },
-};
+// The rows of a file the page imported, by line number: a row error then shows the value it is
+// about (while the file is at hand, i.e. in the page that uploaded it).
 
 // line number (1-based, where the row starts) → { column: value } for CSV, the parsed object for
 // JSON Lines (rows that do not parse are left out).

@@ -4,7 +4,7 @@
 
 import { announce, showError } from './banner.js';
 import { $, formatBytes, h, timeElement } from './dom.js';
-import { fileNames, rowsOf } from './importfiles.js';
+import { rowsOf } from './importfiles.js';
 import { hashFor, navigate } from './router.js';
 import { uploadFile } from './upload.js';
 
@@ -66,7 +66,7 @@ export function createImports({ api, onItemsChanged }) {
     try {
       let created;
       try {
-        ({ data: created } = await api.request('POST', '/imports', { body: { format, size: file.size } }));
+        ({ data: created } = await api.request('POST', '/imports', { body: { format, size: file.size, filename: [...file.name].slice(0, 255).join('') } }));
       } catch (error) {
         if (error.kind === 'client') {
           const fields = error.fieldErrors.map((entry) => `${entry.pointer.replace(/^\//, '')} ${entry.detail}`);
@@ -77,7 +77,6 @@ export function createImports({ api, onItemsChanged }) {
         return;
       }
       upload = { importId: created.id, phase: 'uploading', progress: 0, filename: file.name };
-      fileNames.remember(created.id, file.name);
       file.text().then((text) => files.set(created.id, rowsOf(format, text))).catch(() => {});
       showImport(created);
       navigate(hashFor('imports', created.id), { replace: true });
@@ -323,7 +322,7 @@ export function createImports({ api, onItemsChanged }) {
 }
 
 function nameOf(entry) {
-  return fileNames.get(entry.id) ?? `${entry.format === 'csv' ? 'CSV' : entry.format === 'jsonl' ? 'JSON Lines' : ''} import ${entry.id}`.trim();
+  return entry.filename ?? `${entry.format === 'csv' ? 'CSV' : entry.format === 'jsonl' ? 'JSON Lines' : ''} import ${entry.id}`.trim();
 }
 
 // The file-level reason of a failed import, in words.
