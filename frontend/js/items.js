@@ -65,6 +65,8 @@ export function createItems({ api, attachments }) {
   let editorOpen = false;
   let snapshot = ''; // the form's values when it was filled: anything else is an unsaved edit
   let wantCreate = false; // "New item" was pressed while an item was open: create once the URL is back on the list
+  let starting = true; // the first view after (re)connecting: a wide screen starts with the form for a new item
+  const wide = window.matchMedia('(min-width: 1100px)');
   let conflict = null; // { latest, merged } while the conflict panel is open
   let pendingCreate = null; // { body, key }: a retried create reuses its Idempotency-Key
   let saving = false;
@@ -273,8 +275,15 @@ export function createItems({ api, attachments }) {
       // A new history entry of the same list (an item opened): it keeps the pages visited too.
       saveState({ items: { key: list.key, cursors: list.cursors, offsets: list.offsets } });
     }
+    const first = starting;
+    starting = false;
+    $('#editor').removeAttribute('data-state');
     if (route.id) {
       if (editing?.item.id !== route.id) openItem(route.id);
+    } else if (first && wide.matches) {
+      startCreating();
+    } else if (first) {
+      closeEditor();
     } else if (wantCreate) {
       wantCreate = false;
       startCreating();
@@ -799,6 +808,7 @@ export function createItems({ api, attachments }) {
       list.nextCursor = null;
       list.state = 'loading';
       list.stale = true;
+      starting = true;
       renderList();
       if (editorOpen) closeEditor();
     },

@@ -109,10 +109,16 @@ def test_the_editor_is_a_side_panel_beside_the_list(page, local_stack, api):
     for number in range(1, 21):
         api.create(f"Item {number:02d}")
     open_app(page, local_stack)
+    page.get_by_test_id("next-page-bottom").scroll_into_view_if_needed()
     row(page, "Item 01").get_by_test_id("item-open").click()
+    expect(page.get_by_test_id("item-name")).to_have_value("Item 01")
     editor = page.get_by_test_id("editor").bounding_box()
-    assert editor and editor["y"] == 0 and editor["height"] == 900  # the full height, whatever the list's length
-    assert editor["x"] + editor["width"] == 1280
+    table = page.locator(".item-table").bounding_box()
+    assert editor and table
+    assert editor["x"] >= table["x"] + table["width"]  # beside the list, not below it
+    assert editor["height"] <= 900  # its own scroll, never as long as the list
+    expect(page.get_by_test_id("item-name")).to_be_in_viewport()  # in view, wherever the list is scrolled to
+    expect(page.get_by_test_id("open-settings")).to_be_visible()
     page.keyboard.press("Escape")
     expect(page.get_by_test_id("editor")).to_be_hidden()
     expect(row(page, "Item 01").get_by_test_id("item-open")).to_be_focused()
