@@ -279,6 +279,7 @@ export function createItems({ api, attachments }) {
     starting = false;
     $('#editor').removeAttribute('data-state');
     if (route.id) {
+      if (first && wide.matches) openEditor(); // keeps the column laid out while the item loads
       if (editing?.item.id !== route.id) openItem(route.id);
     } else if (first && wide.matches) {
       startCreating();
@@ -410,6 +411,7 @@ export function createItems({ api, attachments }) {
       if (generation !== formGeneration) return;
       if (error.status === 404) {
         announce(`There is no item “${id}” (it may have been deleted).`, 'error');
+        closeEditor();
         navigate(listHash(), { replace: true });
         await loadPage();
       } else {
@@ -543,6 +545,7 @@ export function createItems({ api, attachments }) {
 
   async function itemGone(values) {
     const id = editing.item.id;
+    snapshot = formValues(); // the values are carried over below, not lost
     navigate(listHash(), { replace: true });
     startCreating();
     setFormValues(values);
