@@ -21,7 +21,7 @@ const IMAGES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 const RENEW_AT = 0.8;
 
 // When a presigned URL stops working, in ms since the epoch (null when it does not say).
-export function expiryOf(url) {
+function expiryOf(url) {
   try {
     const params = new URL(url).searchParams;
     const seconds = Number(params.get('X-Amz-Expires'));

@@ -326,7 +326,7 @@ function nameOf(entry) {
 }
 
 // The file-level reason of a failed import, in words.
-export function failureReason(entry) {
+function failureReason(entry) {
   const detail = (entry.errors ?? []).map((error) => error.detail).filter(Boolean).join('; ');
   if (!detail) return 'the service gave no reason.';
   if (/not valid UTF-8/.test(detail)) return `${detail}. Save the file as UTF-8 text and try again.`;
@@ -339,7 +339,7 @@ export function failureReason(entry) {
 
 // One row error ("/name must not be blank; /tags/1 is longer than 50 characters") as parts with
 // the column (or JSONL field) it is about and, when the row is at hand, the value found there.
-export function describeRowError(error, record) {
+function describeRowError(error, record) {
   const detail = String(error.detail ?? '');
   const parts = detail.split(/; (?=\/)/);
   return parts.map((part) => {

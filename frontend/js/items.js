@@ -18,7 +18,7 @@ const INPUTS = {
   expires_at: 'item-expires', data: 'item-data',
 };
 // The limits of docs/API.md, checked before sending.
-export const LIMITS = {
+const LIMITS = {
   name: 200, description: 4000, tags: 20, tag: 50, dataBytes: 16 * 1024, id: /^[A-Za-z0-9_-]{1,64}$/,
 };
 const SORTS = ['id', 'name', 'updated_at'];
@@ -28,7 +28,7 @@ const DEFAULTS = { q: '', tag: '', sort: 'id', order: 'desc', limit: 20 };
 const itemPath = (id) => `/items/${encodeURIComponent(id)}`;
 
 // The list's query from the URL's parameters; anything unknown falls back to the default.
-export function queryFromParams(params) {
+function queryFromParams(params) {
   const limit = Number(params.get('limit'));
   const q = (params.get('q') ?? '').trim().slice(0, 100);
   const tag = q ? '' : (params.get('tag') ?? '').trim();
