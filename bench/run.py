@@ -556,6 +556,13 @@ def mutation(_env: Environment, sizes: Sizes) -> dict[str, Any]:
     return {k: record[k] for k in ("mutants", "killed", "survived", "kill_ratio", "seconds")}
 
 
+def lighthouse(_env: Environment, sizes: Sizes) -> dict[str, Any]:
+    """The front end under Lighthouse, desktop and mobile (bench/lighthouse.py); not in the smoke run."""
+    from bench import lighthouse as lighthouse_run
+
+    return {} if sizes is SMOKE else lighthouse_run.measure()
+
+
 MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
     ("cold_start", cold_start),
     ("peers", peers),
@@ -567,6 +574,7 @@ MEASURES: list[tuple[str, Callable[[Environment, Sizes], dict[str, Any]]]] = [
     ("import_limits", import_limits),
     ("package", package),
     ("mutation", mutation),
+    ("lighthouse", lighthouse),
 ]
 
 
@@ -579,6 +587,10 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
             rows.append((f"{section}.{key}", value, f"{op} {bound}", ok))
     for name, value in results.get("calls_per_request", {}).items():
         rows.append((f"calls_per_request.{name}", value, "== 1", value == 1))
+    if results.get("lighthouse"):
+        from bench import lighthouse as lighthouse_run
+
+        rows.extend(lighthouse_run.verdicts(results["lighthouse"]))
     if results.get("peers"):
         from bench import compare
 

@@ -144,6 +144,9 @@ class ImportCreate(_Strict):
 
     format: ImportFormat
     size: Size
+    filename: Filename | None = Field(
+        default=None, description="Optional: the name of the file, kept with the import to tell imports apart."
+    )
 
 
 class ImportRowError(BaseModel):
@@ -157,6 +160,7 @@ class Import(BaseModel):
     id: str
     format: ImportFormat
     size: int
+    filename: str | None = Field(default=None, description="As given on create; null when none was.")
     status: ImportStatus
     rows_total: int | None
     rows_imported: int

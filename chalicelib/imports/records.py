@@ -25,6 +25,7 @@ class ImportRecord:
     status: str
     created_at: str
     updated_at: str
+    filename: str | None = None
     rows_total: int | None = None
     rows_imported: int = 0
     rows_failed: int = 0

@@ -87,6 +87,7 @@ class ImportService:
             id=ulid.new(),
             format=model.format,
             size=model.size,
+            filename=model.filename,
             status="pending_upload",
             created_at=created, updated_at=created,
         )
@@ -118,6 +119,7 @@ class ImportService:
             "id": record.id,
             "format": record.format,
             "size": record.size,
+            "filename": record.filename,
             "status": record.status,
             "rows_total": record.rows_total,
             "rows_imported": record.rows_imported,

@@ -1,6 +1,7 @@
-// The error banner (one at a time, announced to screen readers) and the polite status line.
+// The error banner (one at a time, announced to screen readers) and the toasts: stacked, each
+// dismissible, coloured by outcome, in a polite live region that never covers the work area.
 
-import { $ } from './dom.js';
+import { $, h } from './dom.js';
 
 let retryAction = null;
 
@@ -48,13 +49,24 @@ export function wireBanner(openSettings) {
   $('#error-settings').addEventListener('click', openSettings);
 }
 
-let statusTimer = 0;
+const TOAST_MS = { success: 6000, info: 8000 }; // errors stay until dismissed
+const MAX_TOASTS = 4;
 
-export function announce(message) {
-  const status = $('#status');
-  status.textContent = message;
-  clearTimeout(statusTimer);
-  statusTimer = setTimeout(() => {
-    status.textContent = '';
-  }, 8000);
+// kind: success | info | error
+export function announce(message, kind = 'success') {
+  const region = $('#toasts');
+  const toast = h('div', { className: `toast toast-${kind}`, 'data-testid': 'toast', 'data-kind': kind },
+    h('p', {}, message),
+    h('button', { type: 'button', className: 'toast-close', 'aria-label': 'Dismiss message', onclick: () => dismiss(toast) }, '×'));
+  region.append(toast);
+  while (region.children.length > MAX_TOASTS) region.firstElementChild.remove();
+  if (TOAST_MS[kind]) setTimeout(() => dismiss(toast), TOAST_MS[kind]);
+  return toast;
+}
+
+function dismiss(toast) {
+  if (!toast.isConnected) return;
+  const focused = toast.contains(document.activeElement);
+  toast.remove();
+  if (focused) $('#main').focus();
 }

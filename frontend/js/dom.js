@@ -45,8 +45,12 @@ export function formatDate(iso) {
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
 }
 
-export function timeElement(iso) {
-  return h('time', { datetime: iso, title: iso }, formatDate(iso));
+const SHORT = { dateStyle: 'medium', timeStyle: 'short' };
+
+export function timeElement(iso, { short = false } = {}) {
+  const date = new Date(iso);
+  const text = short && !Number.isNaN(date.getTime()) ? date.toLocaleString(undefined, SHORT) : formatDate(iso);
+  return h('time', { datetime: iso, title: formatDate(iso) }, text);
 }
 
 // <input type="datetime-local"> works in the user's local time without an offset; the API wants

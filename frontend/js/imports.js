@@ -1,12 +1,16 @@
 // Bulk imports: pick a CSV or JSON Lines file, register the import, upload the file with a progress
-// bar, then watch the status and row errors until the import completes or fails.
+// bar, then watch the status and row errors until the import completes or fails. `#/imports/<id>`
+// shows one import. Row errors name the column and, while the file is at hand, show its value.
 
 import { announce, showError } from './banner.js';
 import { $, formatBytes, h, timeElement } from './dom.js';
+import { rowsOf } from './importfiles.js';
+import { hashFor, navigate } from './router.js';
 import { uploadFile } from './upload.js';
 
 const FINAL = new Set(['completed', 'failed']);
 const STATUS_TEXT = {
+  loading: 'loading',
   pending_upload: 'waiting for the file',
   processing: 'processing',
   completed: 'completed',
@@ -34,6 +38,7 @@ export function createImports({ api, onItemsChanged }) {
   let history = [];
   let nextCursor = null;
   let loaded = false;
+  const files = new Map(); // import id → the rows of the file uploaded from this page, by line
 
   async function start(event) {
     event.preventDefault();
@@ -61,7 +66,7 @@ export function createImports({ api, onItemsChanged }) {
     try {
       let created;
       try {
-        ({ data: created } = await api.request('POST', '/imports', { body: { format, size: file.size } }));
+        ({ data: created } = await api.request('POST', '/imports', { body: { format, size: file.size, filename: [...file.name].slice(0, 255).join('') } }));
       } catch (error) {
         if (error.kind === 'client') {
           const fields = error.fieldErrors.map((entry) => `${entry.pointer.replace(/^\//, '')} ${entry.detail}`);
@@ -72,7 +77,9 @@ export function createImports({ api, onItemsChanged }) {
         return;
       }
       upload = { importId: created.id, phase: 'uploading', progress: 0, filename: file.name };
+      file.text().then((text) => files.set(created.id, rowsOf(format, text))).catch(() => {});
       showImport(created);
+      navigate(hashFor('imports', created.id), { replace: true });
       card.focus();
       try {
         await uploadFile(created.upload, file, {
@@ -89,7 +96,7 @@ export function createImports({ api, onItemsChanged }) {
         announce(`“${file.name}” uploaded; the import is running.`);
       } catch (error) {
         if (upload?.importId === created.id) upload = { ...upload, phase: 'failed', error: error.message };
-        if (mine === generation) showError({ kind: 'upload', message: `“${file.name}”: ${error.message}` });
+        if (mine === generation) announce(`Upload of “${file.name}” failed: ${error.message}`, 'error');
       }
       $('#import-form').reset();
       if (mine !== generation) return;
@@ -120,12 +127,15 @@ export function createImports({ api, onItemsChanged }) {
       return;
     }
     if (mine !== generation || current?.id !== id) return;
-    const finished = !FINAL.has(current.status) && FINAL.has(latest.status);
+    const finished = current.status !== 'loading' && !FINAL.has(current.status) && FINAL.has(latest.status);
     showImport(latest);
     if (finished) {
-      announce(latest.status === 'completed'
-        ? `Import finished: ${latest.rows_imported} imported, ${latest.rows_failed} failed.`
-        : 'The import failed.');
+      if (latest.status === 'completed') {
+        announce(`Import finished: ${latest.rows_imported} imported, ${latest.rows_failed} failed.`,
+          latest.rows_failed ? 'info' : 'success');
+      } else {
+        announce(`The import of ${nameOf(latest)} failed: ${failureReason(latest)}`, 'error');
+      }
       onItemsChanged();
       updateHistory(latest);
     }
@@ -148,7 +158,7 @@ export function createImports({ api, onItemsChanged }) {
     const errors = Array.isArray(entry.errors) ? entry.errors : [];
     const parts = [
       h('div', { className: 'panel-header' },
-        h('h3', {}, `Import ${entry.id}`),
+        h('h3', { 'data-testid': 'import-name' }, nameOf(entry)),
         h('span', { className: `badge status-${entry.status}`, 'data-testid': 'import-status', 'data-status': entry.status },
           STATUS_TEXT[entry.status] ?? entry.status)),
       uploading?.phase === 'uploading'
@@ -163,6 +173,7 @@ export function createImports({ api, onItemsChanged }) {
         ? h('p', { className: 'error-text' }, `The upload failed: ${uploading.error} Start a new import to try again.`)
         : null,
       h('dl', { className: 'facts' },
+        h('dt', {}, 'Import'), h('dd', {}, h('code', {}, entry.id)),
         h('dt', {}, 'Format'), h('dd', {}, entry.format === 'csv' ? 'CSV' : 'JSON Lines'),
         h('dt', {}, 'File size'), h('dd', {}, formatBytes(entry.size)),
         h('dt', {}, 'Rows'), h('dd', { 'data-testid': 'import-rows-total' }, total ?? 'not counted yet'),
@@ -175,24 +186,43 @@ export function createImports({ api, onItemsChanged }) {
         : null,
       entry.status === 'completed'
         ? h('p', {}, `${entry.rows_imported} ${entry.rows_imported === 1 ? 'item was' : 'items were'} created. `,
-          h('a', { href: '#items' }, 'Show the items'))
+          h('a', { href: '#/items' }, 'Show the items'))
         : null,
-      entry.status === 'failed' ? h('p', { className: 'error-text' }, 'The file could not be imported; nothing was created.') : null,
-      errors.length ? renderErrors(entry, errors) : null,
+      entry.status === 'failed' ? renderFailure(entry) : null,
+      errors.length && entry.status !== 'failed' ? renderErrors(entry, errors) : null,
     ];
     card.replaceChildren(...parts.filter(Boolean));
     card.hidden = false;
     card.setAttribute('tabindex', '-1');
   }
 
+  // A failed import says why, in words, and what to do next.
+  function renderFailure(entry) {
+    const created = entry.rows_imported ?? 0;
+    return h('div', { className: 'failure', 'data-testid': 'import-failure' },
+      h('p', { className: 'error-text' }, created
+        ? `The import stopped before the end: ${created} ${created === 1 ? 'item was' : 'items were'} created.`
+        : 'The file could not be imported; nothing was created.'),
+      h('p', {}, h('strong', {}, 'Why: '), failureReason(entry)),
+      h('p', { className: 'hint' }, 'Correct the file and start a new import with it.'),
+      entry.errors?.length ? renderErrors(entry, entry.errors) : null);
+  }
+
   function renderErrors(entry, errors) {
     const more = (entry.rows_failed ?? 0) > errors.length && entry.status !== 'failed';
+    const rows = files.get(entry.id);
+    const column = entry.format === 'csv' ? 'Column' : 'Field';
     return h('div', { className: 'table-scroll' },
-      h('table', { 'data-testid': 'import-errors' },
-        h('caption', {}, entry.status === 'failed' ? 'Why it failed' : `Row errors${more ? ` (the first ${errors.length})` : ''}`),
-        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Line'), h('th', { scope: 'col' }, 'Problem'))),
-        h('tbody', {}, errors.map((error) => h('tr', { 'data-testid': 'import-error' },
-          h('td', {}, error.line ?? '—'), h('td', {}, error.detail ?? ''))))));
+      h('table', { 'data-testid': 'import-errors', className: 'errors-table' },
+        h('caption', {}, entry.status === 'failed' ? 'Where' : `Row errors${more ? ` (the first ${errors.length})` : ''}`),
+        h('thead', {}, h('tr', {},
+          h('th', { scope: 'col', className: 'nowrap' }, 'Line'), h('th', { scope: 'col' }, column),
+          h('th', { scope: 'col' }, 'Value'), h('th', { scope: 'col' }, 'Problem'))),
+        h('tbody', {}, errors.flatMap((error) => describeRowError(error, rows?.get(error.line)).map((part) => h('tr', { 'data-testid': 'import-error' },
+          h('td', { className: 'nowrap' }, error.line ?? '\u2014'),
+          h('td', { 'data-testid': 'import-error-column' }, part.column ?? '\u2014'),
+          h('td', { 'data-testid': 'import-error-value' }, part.value === undefined ? '\u2014' : h('code', {}, part.value)),
+          h('td', { 'data-testid': 'import-error-detail' }, part.detail)))))));
   }
 
   async function loadHistory({ more = false } = {}) {
@@ -218,10 +248,10 @@ export function createImports({ api, onItemsChanged }) {
     $('#import-list').replaceChildren(...history.map((entry) => h('li', {
       className: 'import-row', 'data-testid': 'import-row', 'data-import-id': entry.id,
     },
-    h('button', { type: 'button', className: 'item-open', onclick: () => select(entry) },
-      `${entry.format === 'csv' ? 'CSV' : 'JSON Lines'} · ${formatBytes(entry.size)}`),
+    h('a', { href: hashFor('imports', entry.id), className: 'item-open', 'data-testid': 'import-open' }, nameOf(entry)),
     h('span', { className: `badge status-${entry.status}` }, STATUS_TEXT[entry.status] ?? entry.status),
     h('p', { className: 'item-meta' },
+      `${entry.format === 'csv' ? 'CSV' : 'JSON Lines'} · ${formatBytes(entry.size)} · `,
       timeElement(entry.created_at),
       entry.rows_total !== null && entry.rows_total !== undefined
         ? ` · ${entry.rows_imported} imported, ${entry.rows_failed} failed of ${entry.rows_total}` : ''))));
@@ -237,9 +267,11 @@ export function createImports({ api, onItemsChanged }) {
     }
   }
 
-  function select(entry) {
+  // `#/imports/<id>`: the import named in the URL, from the list or fetched.
+  function select(id) {
+    if (current?.id === id) return;
     polls = 0;
-    showImport(entry);
+    showImport(history.find((entry) => entry.id === id) ?? { id, status: 'loading', format: '', errors: [] });
     card.focus();
     refreshCurrent();
   }
@@ -275,11 +307,52 @@ export function createImports({ api, onItemsChanged }) {
       renderCard();
       renderHistory();
     },
-    activate() {
-      if (enabled && !loaded) loadHistory();
+    view: {
+      element: $('#imports-view'),
+      heading: $('#imports-heading'),
+      show(route) {
+        if (!loaded) loadHistory();
+        if (route.id) select(route.id);
+      },
     },
     setEnabled(value) {
       enabled = value;
     },
   };
+}
+
+function nameOf(entry) {
+  return entry.filename ?? `${entry.format === 'csv' ? 'CSV' : entry.format === 'jsonl' ? 'JSON Lines' : ''} import ${entry.id}`.trim();
+}
+
+// The file-level reason of a failed import, in words.
+function failureReason(entry) {
+  const detail = (entry.errors ?? []).map((error) => error.detail).filter(Boolean).join('; ');
+  if (!detail) return 'the service gave no reason.';
+  if (/not valid UTF-8/.test(detail)) return `${detail}. Save the file as UTF-8 text and try again.`;
+  if (/column/.test(detail) && entry.format === 'csv') {
+    return `${detail}. The header may only use the columns name, id, description, tags, data and expires_at.`;
+  }
+  if (/not uploaded|upload window|within/.test(detail)) return `${detail}. Start a new import and upload the file right away.`;
+  return `${detail}.`;
+}
+
+// One row error ("/name must not be blank; /tags/1 is longer than 50 characters") as parts with
+// the column (or JSONL field) it is about and, when the row is at hand, the value found there.
+function describeRowError(error, record) {
+  const detail = String(error.detail ?? '');
+  const parts = detail.split(/; (?=\/)/);
+  return parts.map((part) => {
+    const match = /^\/([^/\s]*)(\/\S*)? (.*)$/s.exec(part);
+    if (!match) return { detail: part };
+    const column = match[1].replaceAll('~1', '/').replaceAll('~0', '~');
+    const value = record && column in record ? shown(record[column]) : undefined;
+    return { column: column || undefined, value, detail: `${match[2] ? `at ${match[2].slice(1)}: ` : ''}${match[3]}` };
+  });
+}
+
+function shown(value) {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return value === '' ? '(empty)' : value;
+  return JSON.stringify(value);
 }

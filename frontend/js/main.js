@@ -1,4 +1,5 @@
-// Entry point: settings, the connection to the API, the two views (items, imports) and routing.
+// Entry point: settings, the connection to the API, and the views (items, imports) behind the
+// hash router (router.js).
 
 import { createAccount } from './account.js';
 import { ApiClient, ApiError } from './api.js';
@@ -7,6 +8,7 @@ import { announce, clearError, showError, wireBanner } from './banner.js';
 import { $ } from './dom.js';
 import { createImports } from './imports.js';
 import { createItems } from './items.js';
+import * as router from './router.js';
 import { createSession } from './session.js';
 import * as settings from './settings.js';
 
@@ -50,6 +52,9 @@ const account = createAccount({
   },
 });
 
+router.register('items', items.view, { isDefault: true });
+router.register('imports', imports.view);
+
 // The API describes itself: features this stage does not offer (yet) are left out of the page
 // instead of failing on use.
 async function detectCapabilities() {
@@ -90,7 +95,8 @@ async function connect() {
   attachments.setEnabled(capabilities.attachments);
   imports.setEnabled(capabilities.imports);
   $('[data-view-link="imports"]').hidden = !capabilities.imports;
-  route();
+  router.enabled('imports', capabilities.imports);
+  router.dispatch();
 }
 
 function renderConnection() {
@@ -102,23 +108,6 @@ function renderConnection() {
   }
   const who = session.active ? 'signed in' : config.apiKey ? 'API key' : 'not signed in';
   $('#connection-label').textContent = `API: ${where}${config.custom ? ' (from Settings)' : ''} · ${who}`;
-}
-
-function currentView() {
-  return location.hash === '#imports' && capabilities.imports ? 'imports' : 'items';
-}
-
-function route({ focus = false } = {}) {
-  const view = currentView();
-  $('#items-view').hidden = view !== 'items';
-  $('#imports-view').hidden = view !== 'imports';
-  for (const link of document.querySelectorAll('[data-view-link]')) {
-    if (link.dataset.viewLink === view) link.setAttribute('aria-current', 'page');
-    else link.removeAttribute('aria-current');
-  }
-  if (view === 'imports') imports.activate();
-  else items.activate();
-  if (focus) $(view === 'imports' ? '#imports-heading' : '#items-heading').focus();
 }
 
 // -- settings panel ---------------------------------------------------------------------------
@@ -212,12 +201,11 @@ $('#settings-dialog').addEventListener('close', () => {
 $('#open-settings').addEventListener('click', openSettings);
 wireBanner(openSettings);
 
-// The skip link moves focus without touching the URL fragment, which selects the view.
+// The skip link moves focus without touching the URL fragment, which holds the route.
 $('.skip-link').addEventListener('click', (event) => {
   event.preventDefault();
   $('#main').focus();
 });
 
-window.addEventListener('hashchange', () => route({ focus: true }));
-
+router.start();
 connect();

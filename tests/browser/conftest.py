@@ -179,8 +179,15 @@ def open_app(page: Page, stack: RunningStack, fragment: str = "") -> None:
     expect(page.get_by_test_id("item-list")).to_have_attribute("aria-busy", "false")
 
 
+def new_item(page: Page) -> None:
+    """Open the editor on an empty item."""
+    page.get_by_test_id("new-item").click()
+    expect(page.get_by_test_id("editor")).to_be_visible()
+    expect(page.get_by_test_id("item-name")).to_be_focused()
+
+
 def row(page: Page, name: str) -> Any:
-    return page.get_by_test_id("item-row").filter(has=page.get_by_role("button", name=f"Edit {name}", exact=True))
+    return page.get_by_test_id("item-row").filter(has=page.get_by_role("link", name=f"Edit {name}", exact=True))
 
 
 # Records, in the page, every value a progress bar takes (whatever re-renders it) and the part

@@ -7,6 +7,8 @@ These tests need the attachments routes of API.md. While the API has none (the g
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
 import requests
@@ -133,3 +135,100 @@ def test_an_unaccepted_file_type_is_refused_before_any_request(attachments_api, 
     expect(page.get_by_test_id("attachment-file")).to_have_attribute("aria-invalid", "true")
     assert sent == []
     assert attachments_api.request("GET", f"/items/{item['id']}/attachments").json()["attachments"] == []
+
+
+def upload_via_api(api, item_id, filename, content_type, content):
+    """An attachment stored through the API and storage, as another client would, until ready."""
+    created = api.request(
+        "POST", f"/items/{item_id}/attachments", json={"filename": filename, "content_type": content_type, "size": len(content)}
+    ).json()
+    form = created["upload"]
+    stored = requests.post(form["url"], data=form["fields"], files={"file": (filename, content, content_type)}, timeout=10)
+    assert stored.status_code in (200, 201, 204), stored.text
+    for _ in range(100):
+        record = api.request("GET", f"/items/{item_id}/attachments/{created['id']}").json()
+        if record["status"] != "pending":
+            return record
+        time.sleep(0.2)
+    raise AssertionError("the attachment never left pending")
+
+
+def test_images_show_a_thumbnail_and_other_files_their_type(attachments_api, page, local_stack, shot):
+    item = attachments_api.create("With pictures")
+    upload_via_api(attachments_api, item["id"], "scan.png", "image/png", PNG)
+    upload_via_api(attachments_api, item["id"], "notes.txt", "text/plain", b"hello")
+    open_item(page, local_stack, "With pictures")
+    image_row = page.get_by_test_id("attachment-row").filter(has_text="scan.png")
+    thumbnail = image_row.get_by_test_id("attachment-thumbnail")
+    expect(thumbnail).to_be_visible()
+    page.wait_for_function("(img) => img.complete && img.naturalWidth === 1", arg=thumbnail.element_handle())
+    text_row = page.get_by_test_id("attachment-row").filter(has_text="notes.txt")
+    expect(text_row.get_by_test_id("attachment-thumbnail")).to_have_count(0)
+    expect(text_row).to_contain_text("TXT")
+    shot("thumbnails")
+
+
+def test_an_upload_in_progress_can_be_cancelled_and_leaves_nothing(attachments_api, page, local_stack, shot):
+    item = attachments_api.create("Cancel me")
+    open_item(page, local_stack, "Cancel me")
+    throttle_uploads(page, 100_000)
+    page.get_by_test_id("attachment-file").set_input_files(
+        {"name": "big.png", "mimeType": "image/png", "buffer": PNG + bytes(2_000_000)}
+    )
+    attachment = page.get_by_test_id("attachment-row").filter(has_text="big.png")
+    expect(attachment.get_by_test_id("upload-progress")).to_be_visible()
+    shot("uploading")
+    with page.expect_response(lambda r: r.request.method == "DELETE" and "/attachments/" in r.url) as deleted:
+        attachment.get_by_role("button", name="Cancel the upload of big.png").click()
+    assert deleted.value.status == 204
+    expect(attachment).to_have_count(0)
+    expect(page.get_by_test_id("toast").filter(has_text="Upload of “big.png” cancelled.")).to_be_visible()
+    assert attachments_api.request("GET", f"/items/{item['id']}/attachments").json()["attachments"] == []
+
+
+def box_of(locator):
+    """The element's box, once it is laid out (a row is re-rendered while its status changes)."""
+    for _ in range(20):
+        box = locator.bounding_box(timeout=2_000)
+        if box:
+            return box
+        time.sleep(0.05)
+    raise AssertionError(f"{locator} has no box")
+
+
+def test_a_row_keeps_its_height_when_its_upload_ends(attachments_api, page, local_stack):
+    attachments_api.create("Steady")
+    open_item(page, local_stack, "Steady")
+    throttle_uploads(page, 200_000)
+    page.get_by_test_id("attachment-file").set_input_files(
+        {"name": "steady.png", "mimeType": "image/png", "buffer": PNG + bytes(400_000)}
+    )
+    attachment = page.get_by_test_id("attachment-row").filter(has_text="steady.png")
+    expect(attachment.get_by_test_id("upload-progress")).to_be_visible()
+    uploading = box_of(attachment)
+    expect(attachment.get_by_test_id("attachment-status")).to_have_text("ready", timeout=STATUS_TIMEOUT)
+    ready = box_of(attachment)
+    assert uploading and ready and uploading["height"] == ready["height"]
+
+
+def test_download_links_are_renewed_before_they_expire(attachments_api, page, local_stack):
+    item = attachments_api.create("Long visit")
+    record = upload_via_api(attachments_api, item["id"], "scan.png", "image/png", PNG)
+    lifetime = int(re.search(r"X-Amz-Expires=(\d+)", record["download_url"]).group(1))
+    page.clock.install()
+    open_item(page, local_stack, "Long visit")
+    link = page.get_by_test_id("attachment-download")
+    expect(link).to_be_visible()
+    first = link.get_attribute("href")
+    time.sleep(1.1)  # the next link is signed at another second, so it differs
+    fetches = []
+    page.on("request", lambda r: fetches.append(r.url) if r.url.endswith("/attachments") and r.method == "GET" else None)
+    # Nothing is fetched again early (two thirds of the lifetime on the page's clock) ...
+    page.clock.run_for(lifetime * 2 // 3 * 1000)
+    page.wait_for_timeout(300)
+    assert fetches == []
+    # ... but before the link expires, the list is fetched again with fresh links.
+    with page.expect_response(lambda r: r.url.endswith("/attachments") and r.request.method == "GET", timeout=5_000):
+        page.clock.run_for((lifetime * 5 // 6 - lifetime * 2 // 3) * 1000)
+    expect(link).not_to_have_attribute("href", first)
+    assert requests.get(link.get_attribute("href"), timeout=10).status_code == 200

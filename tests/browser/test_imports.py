@@ -6,6 +6,8 @@ These tests need the imports routes of API.md. While the API has none (the gatew
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -105,3 +107,60 @@ def test_a_file_is_required_and_its_format_detected(imports_api, page, local_sta
     page.get_by_test_id("import-start").click()
     expect(page.get_by_test_id("import-file-error")).to_contain_text("Cannot tell the format")
     expect(page.get_by_test_id("import-format")).to_be_focused()
+
+
+def test_history_and_the_card_show_the_file_name_and_the_url_keeps_the_import(imports_api, page, local_stack, shot):
+    open_imports(page, local_stack)
+    card = start_import(page, "groceries.csv", "text/csv", b"name\nMilk\n")
+    expect(card.get_by_test_id("import-status")).to_have_attribute("data-status", "completed", timeout=FINISH_TIMEOUT)
+    expect(card.get_by_test_id("import-name")).to_have_text("groceries.csv")
+    expect(page).to_have_url(re.compile(r"#/imports/[0-9A-Z]{26}$"))
+    expect(page.get_by_test_id("import-row").first.get_by_test_id("import-open")).to_have_text("groceries.csv")
+    shot("history")
+    shown = page.url.rsplit("/", 1)[-1]
+    stored = imports_api.request("GET", f"/imports/{shown}").json()
+    assert stored["filename"] == "groceries.csv"  # kept by the API: any browser shows it
+    page.reload()
+    expect(card.get_by_test_id("import-name")).to_have_text("groceries.csv")
+    expect(card.get_by_test_id("import-imported")).to_have_text("1")
+
+
+def test_row_errors_name_the_column_and_show_the_value(imports_api, page, local_stack, shot):
+    open_imports(page, local_stack)
+    long_tag = "t" * 51
+    csv = f'name,tags,expires_at\nGood,a,\n,b,\nTagged,ok|{long_tag},\nOld,c,2001-01-01T00:00:00Z\n'
+    card = start_import(page, "rows.csv", "text/csv", csv.encode())
+    expect(card.get_by_test_id("import-status")).to_have_attribute("data-status", "completed", timeout=FINISH_TIMEOUT)
+    errors = card.get_by_test_id("import-error")
+    expect(errors).to_have_count(3)
+    expect(card.get_by_test_id("import-errors").locator("thead")).to_contain_text("Column")
+    blank = errors.filter(has=page.locator("td", has_text="3"))
+    expect(blank.first.get_by_test_id("import-error-column")).to_have_text("name")
+    expect(blank.first.get_by_test_id("import-error-value")).to_have_text("(empty)")
+    tagged = errors.filter(has_text=long_tag)
+    expect(tagged.get_by_test_id("import-error-column")).to_have_text("tags")
+    expect(tagged.get_by_test_id("import-error-detail")).not_to_contain_text("/tags")
+    old = errors.filter(has_text="2001-01-01T00:00:00Z")
+    expect(old.get_by_test_id("import-error-column")).to_have_text("expires_at")
+    for detail in card.get_by_test_id("import-error-detail").all_text_contents():
+        assert not detail.startswith("/"), detail
+    # "Line" is never broken inside the word, even on a narrow screen.
+    page.set_viewport_size({"width": 320, "height": 700})
+    header = card.get_by_test_id("import-errors").locator("th", has_text="Line")
+    one_line = "(th) => { const r = document.createRange(); r.selectNodeContents(th); return r.getClientRects().length; }"
+    assert header.evaluate(one_line) == 1
+    shot("row-errors")
+
+
+def test_a_failed_import_explains_itself(imports_api, page, local_stack, shot):
+    open_imports(page, local_stack)
+    card = start_import(page, "colours.csv", "text/csv", b"name,colour\nA,red\n")
+    expect(card.get_by_test_id("import-status")).to_have_attribute("data-status", "failed", timeout=FINISH_TIMEOUT)
+    failure = card.get_by_test_id("import-failure")
+    expect(failure).to_contain_text("nothing was created")
+    expect(failure).to_contain_text("Why:")
+    expect(failure).to_contain_text("colour")
+    expect(failure).to_contain_text("The header may only use the columns name, id, description, tags, data and expires_at")
+    expect(failure).to_contain_text("Correct the file and start a new import")
+    expect(page.get_by_test_id("toast").filter(has_text="The import of colours.csv failed")).to_have_attribute("data-kind", "error")
+    shot("failed")

@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_app, row
+from tests.browser.conftest import new_item, open_app, row
 
 
 def test_create_item_shows_it_in_the_list(page, local_stack, api, shot):
     open_app(page, local_stack)
+    # A wide screen starts with the form for a new item beside the list (a phone with the list).
     expect(page.get_by_test_id("item-form")).to_be_visible()
+    new_item(page)
     page.get_by_test_id("item-name").fill("Train ticket")
     page.get_by_test_id("item-description").fill("Paris to Lyon")
     page.get_by_test_id("item-tags").fill("travel, receipts, travel")
@@ -64,37 +66,65 @@ def test_edit_saves_with_if_match_and_keeps_exact_numbers(page, local_stack, api
 def test_server_field_errors_appear_inline_next_to_their_fields(page, local_stack, api, console, shot):
     console.allow(r"status of 422")
     open_app(page, local_stack)
-    page.get_by_test_id("item-name").fill("   ")
-    page.get_by_test_id("item-tags").fill("ok, " + "x" * 51)
-    page.get_by_test_id("item-expires").fill("2020-01-01T10:00:00")
+    new_item(page)
+    page.get_by_test_id("item-name").fill("Huge number")
+    page.get_by_test_id("item-data").fill('{"n": 1e200}')  # valid JSON, but more than DynamoDB holds
     with page.expect_response(lambda r: r.request.method == "POST") as answered:
         page.get_by_test_id("item-save").click()
     assert answered.value.status == 422
 
-    expect(page.get_by_test_id("error-name")).to_have_text("Name must not be blank")
-    expect(page.get_by_test_id("error-tags")).to_contain_text("Tag 2 (“xxxxxxxx")
-    expect(page.get_by_test_id("error-expires_at")).to_contain_text("must be in the future")
-    expect(page.get_by_test_id("error-description")).to_be_hidden()
-    name = page.get_by_test_id("item-name")
-    expect(name).to_be_focused()
-    expect(name).to_have_attribute("aria-invalid", "true")
-    expect(name).to_have_attribute("aria-describedby", "item-name-error")
-    expect(page.get_by_test_id("form-error")).to_contain_text("3 problems")
+    expect(page.get_by_test_id("error-data")).to_contain_text("Data at /n:")
+    expect(page.get_by_test_id("error-name")).to_be_hidden()
+    data = page.get_by_test_id("item-data")
+    expect(data).to_be_focused()
+    expect(data).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_test_id("form-error")).to_contain_text("1 problem needs")
     shot("field-errors")
     assert api.all_items() == []
 
-    # Fixing the fields clears their errors and saves.
-    name.fill("Fixed")
-    page.get_by_test_id("item-tags").fill("ok")
-    page.get_by_test_id("item-expires").fill("")
+    # Fixing the field clears its error and saves.
+    data.fill('{"n": 2}')
     page.get_by_test_id("item-save").click()
-    expect(row(page, "Fixed")).to_be_visible()
-    expect(page.get_by_test_id("error-name")).to_be_hidden()
-    expect(name).not_to_have_attribute("aria-invalid", "true")
+    expect(row(page, "Huge number")).to_be_visible()
+    expect(page.get_by_test_id("error-data")).to_be_hidden()
+    expect(data).not_to_have_attribute("aria-invalid", "true")
+
+
+def test_client_side_checks_explain_before_anything_is_sent(page, local_stack, api, shot):
+    open_app(page, local_stack)
+    new_item(page)
+    sent = []
+    page.on("request", lambda r: sent.append(r) if r.method == "POST" else None)
+    page.get_by_test_id("item-id").fill("my receipt!")
+    page.get_by_test_id("item-name").fill("   ")
+    page.get_by_test_id("item-description").fill("d" * 4001)
+    page.get_by_test_id("item-tags").fill("ok, " + "x" * 51)
+    page.get_by_test_id("item-expires").fill("2020-01-01T10:00:00")
+    page.get_by_test_id("item-save").click()
+
+    expect(page.get_by_test_id("error-id")).to_contain_text("may only use letters (A–Z, a–z), digits, “-” and “_”")
+    expect(page.get_by_test_id("error-id")).not_to_contain_text("^[")  # words, not the pattern
+    expect(page.get_by_test_id("error-name")).to_have_text("Name is required")
+    expect(page.get_by_test_id("error-description")).to_contain_text("4001 characters, at most 4000")
+    expect(page.get_by_test_id("error-tags")).to_contain_text("Tag 2 (“xxxxxxxx")
+    expect(page.get_by_test_id("error-tags")).to_contain_text("longer than 50 characters")
+    expect(page.get_by_test_id("error-expires_at")).to_contain_text("must be in the future")
+    expect(page.get_by_test_id("form-error")).to_contain_text("5 problems")
+    expect(page.get_by_test_id("item-id")).to_be_focused()
+    shot("client-checks")
+
+    page.get_by_test_id("item-name").fill("n" * 201)
+    page.get_by_test_id("item-tags").fill(", ".join(f"t{n}" for n in range(21)))
+    page.get_by_test_id("item-save").click()
+    expect(page.get_by_test_id("error-name")).to_contain_text("201 characters, at most 200")
+    expect(page.get_by_test_id("error-tags")).to_contain_text("too many: 21, at most 20")
+    assert sent == []
+    assert api.all_items() == []
 
 
 def test_data_that_is_not_a_json_object_is_refused_before_sending(page, local_stack, api):
     open_app(page, local_stack)
+    new_item(page)
     page.get_by_test_id("item-name").fill("Broken data")
     page.get_by_test_id("item-data").fill('{"amount": 12.5,}')
     sent = []
@@ -112,6 +142,7 @@ def test_duplicate_id_is_reported_on_the_id_field(page, local_stack, api, consol
     console.allow(r"status of 409")
     api.create("Existing", id="receipt-1")
     open_app(page, local_stack)
+    new_item(page)
     page.get_by_test_id("item-id").fill("receipt-1")
     page.get_by_test_id("item-name").fill("Another")
     page.get_by_test_id("item-save").click()
@@ -143,7 +174,7 @@ def test_delete_asks_for_confirmation(page, local_stack, api, shot):
     assert sent.value.headers["if-match"] == '"1"'
     expect(row(page, "Delete me")).to_have_count(0)
     expect(row(page, "Keep me")).to_be_visible()
-    expect(page.get_by_test_id("status")).to_contain_text("Deleted “Delete me”")
+    expect(page.get_by_test_id("toast").filter(has_text="Deleted “Delete me”")).to_be_visible()
     assert api.get(doomed["id"]).status_code == 404
     assert api.get(keep["id"]).status_code == 200
 
@@ -161,29 +192,34 @@ def test_paging_next_previous_and_order(page, local_stack, api, shot):
 
     newest = [f"Item {n:02d}" for n in range(25, 0, -1)]
     next_page, previous_page = page.get_by_test_id("next-page"), page.get_by_test_id("previous-page")
+    label = page.get_by_test_id("page-label")
     expect(previous_page).to_be_disabled()
     assert names() == newest[:10]
+    expect(label).to_have_text("1–10")
     next_page.click()
-    expect(page.get_by_test_id("page-label")).to_have_text("Page 2")
+    expect(label).to_have_text("11–20")
+    expect(page.get_by_test_id("page-label-bottom")).to_have_text("11–20")
     assert names() == newest[10:20]
     shot("page-2")
     next_page.click()
-    expect(page.get_by_test_id("page-label")).to_have_text("Page 3")
+    expect(label).to_have_text("21–25")
     assert names() == newest[20:]
     expect(next_page).to_be_disabled()
+    expect(page.get_by_test_id("next-page-bottom")).to_be_disabled()
     previous_page.click()
-    expect(page.get_by_test_id("page-label")).to_have_text("Page 2")
+    expect(label).to_have_text("11–20")
     assert names() == newest[10:20]
-    previous_page.click()
-    expect(page.get_by_test_id("page-label")).to_have_text("Page 1")
+    page.get_by_test_id("previous-page-bottom").click()
+    expect(label).to_have_text("1–10")
     assert names() == newest[:10]
     expect(previous_page).to_be_disabled()
 
     with page.expect_response(lambda r: "order=asc" in r.url):
         page.get_by_test_id("order").select_option("asc")
     assert names() == [f"Item {n:02d}" for n in range(1, 11)]
+    assert "order=asc" in page.url and "limit=10" in page.url
     next_page.click()
-    expect(page.get_by_test_id("page-label")).to_have_text("Page 2")
+    expect(label).to_have_text("11–20")
     assert names() == [f"Item {n:02d}" for n in range(11, 21)]
 
 

@@ -92,6 +92,7 @@ def test_create_returns_a_pending_import_with_a_pinned_form(tenant, file_format,
     assert {k: v for k, v in created.items() if k not in ("id", "created_at", "updated_at", "upload")} == {
         "format": file_format,
         "size": 2048,
+        "filename": None,
         "status": "pending_upload",
         "rows_total": None,
         "rows_imported": 0,
@@ -118,12 +119,23 @@ def test_create_returns_a_pending_import_with_a_pinned_form(tenant, file_format,
         ({"format": "csv"}, "/size"),
         ({"format": "csv", "size": 1, "name": "x"}, "/name"),
         ({"format": "csv", "size": 100 * 1024 * 1024 + 1}, "/size"),
+        ({"format": "csv", "size": 1, "filename": "a/b.csv"}, "/filename"),
+        ({"format": "csv", "size": 1, "filename": ""}, "/filename"),
+        ({"format": "csv", "size": 1, "filename": 7}, "/filename"),
     ],
 )
 def test_invalid_import_declarations_are_422(tenant, body, pointer):
     response = tenant.request("POST", "/imports", body)
     assert response.status_code == 422
     assert [e["pointer"] for e in body_of(response)["errors"]] == [pointer]
+
+
+def test_an_import_keeps_the_file_name_it_was_given(tenant):
+    created = body_of(tenant.request("POST", "/imports", {"format": "csv", "size": 3, "filename": "Groceries 2026.csv"}))
+    assert created["filename"] == "Groceries 2026.csv"
+    assert body_of(tenant.request("GET", f"/imports/{created['id']}"))["filename"] == "Groceries 2026.csv"
+    (listed,) = body_of(tenant.request("GET", "/imports"))["imports"]
+    assert listed["filename"] == "Groceries 2026.csv"
 
 
 def test_import_size_limit_is_a_stage_setting(tenant, monkeypatch):
