@@ -44,11 +44,11 @@ const account = createAccount({
     const same = session.email === signedInAs;
     signedInAs = session.email;
     renderConnection();
-    if (!same) connect();
+    if (!same) startOver();
   },
   onSignedOut: () => {
     signedInAs = '';
-    connect();
+    startOver();
   },
 });
 
@@ -69,6 +69,13 @@ async function detectCapabilities() {
     if (error.kind === 'client') return { attachments: true, imports: true };
     throw error;
   }
+}
+
+// Another caller (signed out, or someone else signed in): what the page showed was the previous
+// caller's, so it starts again from the list, leaving no item of theirs open.
+function startOver() {
+  history.replaceState(null, '', '#/items');
+  connect();
 }
 
 async function connect() {
