@@ -84,7 +84,7 @@ def documents(outputs: Mapping[str, str], app: Any, stage: str) -> dict[str, dic
     return {
         handler: {
             "Version": "2012-10-17",
-            "Statement": [*(grants[sid] for sid in FUNCTION_GRANTS[handler]), _logs(outputs, function)],
+            "Statement": [*(grants[sid] for sid in FUNCTION_GRANTS[handler]), _logs(outputs, function), TRACES],
         }
         for handler, function in named.items()
     }
@@ -136,6 +136,15 @@ def _grants(outputs: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         _allow("CursorSecrets", ["ssm:GetParameter"], [parameter]),
     ]
     return {statement["Sid"]: statement for statement in statements}
+
+
+# Active tracing (.chalice/config.json "xray"): Lambda sends each invocation's segments with the
+# function's role. X-Ray's write actions support no resource-level permissions, hence "*"
+# ("Actions, resources, and condition keys for AWS X-Ray", Service Authorization Reference).
+TRACES: dict[str, Any] = {
+    "Sid": "FunctionTraces", "Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+    "Resource": ["*"],
+}
 
 
 def _logs(outputs: Mapping[str, str], function: str) -> dict[str, Any]:
