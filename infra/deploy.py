@@ -73,6 +73,7 @@ def log(message: str) -> None:
 class Options:
     stage: str
     frontend_origin: str | None = None
+    alarm_email: str | None = None
     throttle_rate: float = 100.0
     throttle_burst: int = 200
     log_retention_days: int = 30
@@ -106,14 +107,19 @@ class Clients:
 
 # -- 1. resources -----------------------------------------------------------------------------
 
-def resources(cloudformation: Any, stage: str, frontend_origin: str | None) -> dict[str, str]:
-    """Create or update the stack; an unset front-end origin keeps the stage's previous one."""
-    if frontend_origin is None:
+def resources(cloudformation: Any, stage: str, frontend_origin: str | None, alarm_email: str | None = None) -> dict[str, str]:
+    """Create or update the stack; an unset front-end origin or alarm e-mail keeps the stage's previous one."""
+    previous: dict[str, str] = {}
+    if frontend_origin is None or alarm_email is None:
         try:
-            frontend_origin = stack.outputs(cloudformation, stage).get("FrontendOrigin")
+            previous = stack.outputs(cloudformation, stage)
         except LookupError:
-            frontend_origin = None
-    return stack.deploy(cloudformation, stage, {"FrontendOrigin": frontend_origin or "*"}, notify=log)
+            previous = {}
+    parameters = {
+        "FrontendOrigin": (frontend_origin if frontend_origin is not None else previous.get("FrontendOrigin")) or "*",
+        "AlarmEmail": (alarm_email if alarm_email is not None else previous.get("AlarmEmail")) or "",
+    }
+    return stack.deploy(cloudformation, stage, parameters, notify=log)
 
 
 # -- 2. secrets -------------------------------------------------------------------------------
@@ -334,7 +340,7 @@ def configure(options: Options, clients: Clients, project: ChaliceProject, confi
     """Steps 1-4: resources, secrets, the stage's environment and its policy."""
     stage = options.stage
     log(f"resources stack {stack.stack_name(stage)}")
-    outputs = resources(clients.cloudformation, stage, options.frontend_origin)
+    outputs = resources(clients.cloudformation, stage, options.frontend_origin, options.alarm_email)
     cursor_secrets(clients.ssm, stage)  # the functions read it themselves
     environment = stage_environment(outputs, options.settings)
     if write_stage_config(config_path, stage, environment):
@@ -663,6 +669,7 @@ def options_from_environment(stage: str, environ: Mapping[str, str]) -> Options:
     return Options(
         stage=stage,
         frontend_origin=environ.get("FRONTEND_ORIGIN") or None,
+        alarm_email=environ.get("ALARM_EMAIL") or None,
         throttle_rate=float(number("API_THROTTLE_RATE", "100")),
         throttle_burst=int(float(number("API_THROTTLE_BURST", "200"))),
         log_retention_days=int(float(number("LOG_RETENTION_DAYS", "30"))),

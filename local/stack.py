@@ -113,6 +113,11 @@ class LocalStack:
         self.stage_env: dict[str, str] = {}
         self.runtime_env: dict[str, str] = {}
         self.package: Package | None = None
+        from local.operations import Operations
+
+        self.operations = Operations()
+        self.sampler: Any = None
+        self.queues: dict[str, str] = {}
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,6 +131,7 @@ class LocalStack:
         self._start_functions()
         self._create_keys()
         self._start_dispatcher()
+        self._start_sampler(outputs)
         self._serve_api()
         self._serve_ui()
         self._wait_ready()
@@ -149,6 +155,9 @@ class LocalStack:
         from local.emulator import Emulator
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # The emulator's CloudFormation creates no alarms (it says so once per alarm): locally the
+        # Operations page of the front end shows the same metrics instead (docs/LOCAL.md).
+        logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)
 
         self.emulator = Emulator(HOST, self.emulator_port)
         try:
@@ -253,7 +262,7 @@ class LocalStack:
         assert self.package is not None
         concurrency = _port(self.environ, "LOCAL_CONCURRENCY", 4) or 4
         for key, spec in self.package.functions.items():
-            self.pools[key] = FunctionPool(spec, self.runtime_env, max_workers=concurrency)
+            self.pools[key] = FunctionPool(spec, self.runtime_env, max_workers=concurrency, on_output=self.operations.feed)
         # The API's and the authorizer's cold starts happen now, side by side, not on the first request.
         first = [self.package.api_function, *self._authorizer_functions()]
         warming = [threading.Thread(target=self.pools[key].warm) for key in first if key in self.pools]
@@ -312,6 +321,23 @@ class LocalStack:
         schedules = ", ".join(f"{f.name} every {seconds:g} s" for f, seconds, _ in self.dispatcher.schedules)
         _log(f"events     storage, work queue, {schedules}")
 
+    def _start_sampler(self, outputs: dict[str, str]) -> None:
+        """Queue depths and imports in flight for the Operations page, every second."""
+        import boto3
+
+        from local import operations
+
+        sqs = boto3.client("sqs")
+        self.queues = {"work": outputs["WorkQueueUrl"], "dead-letter": outputs["DeadLetterQueueUrl"]}
+        table = self.stage_env["TABLE_NAME"]
+
+        def sample() -> None:
+            self.operations.sample_queues(operations.queue_depths(sqs, self.queues))
+            self.operations.set_imports(operations.imports_in_flight(table))
+
+        self.sampler = operations.Sampler(self.operations, sample)
+        self.sampler.start()
+
     def _serve_api(self) -> None:
         from local.gateway import Gateway
 
@@ -330,7 +356,8 @@ class LocalStack:
     def _serve_ui(self) -> None:
         from local import frontend
 
-        frontend.configure(self.ui_server, api_url=self.api_url, api_key=self.keys[0][1] if self.keys else "")
+        frontend.configure(self.ui_server, api_url=self.api_url, api_key=self.keys[0][1] if self.keys else "",
+                           operations=self.operations.snapshot)
         self._serve("frontend", self.ui_server)
 
     def _serve(self, name: str, server: Any) -> None:
@@ -379,6 +406,8 @@ class LocalStack:
             _log("stopping")
         if self.dispatcher is not None:
             self.dispatcher.stopping.set()  # its loops wind down while the rest stops
+        if self.sampler is not None:
+            self.sampler.stop()
         for server in (self.api_server, self.ui_server):
             if server is not None:
                 if any(t.is_alive() for t in self.threads):

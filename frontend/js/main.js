@@ -6,6 +6,7 @@ import { announce, clearError, showError, wireBanner } from './banner.js';
 import { $ } from './dom.js';
 import { createImports } from './imports.js';
 import { createItems } from './items.js';
+import { createOperations } from './operations.js';
 import * as settings from './settings.js';
 
 let config = settings.current();
@@ -14,6 +15,11 @@ const api = new ApiClient(() => config);
 const attachments = createAttachments({ api });
 const items = createItems({ api, attachments });
 const imports = createImports({ api, onItemsChanged: () => items.markStale() });
+const operations = createOperations({ container: $('#operations-view') });
+operations.available().then((local) => {
+  $('[data-view-link="operations"]').hidden = !local;
+  if (local && location.hash === '#operations') route();
+});
 
 // The API describes itself: features this stage does not offer (yet) are left out of the page
 // instead of failing on use.
@@ -65,6 +71,7 @@ function renderConnection() {
 }
 
 function currentView() {
+  if (location.hash === '#operations' && !$('[data-view-link="operations"]').hidden) return 'operations';
   return location.hash === '#imports' && capabilities.imports ? 'imports' : 'items';
 }
 
@@ -72,13 +79,16 @@ function route({ focus = false } = {}) {
   const view = currentView();
   $('#items-view').hidden = view !== 'items';
   $('#imports-view').hidden = view !== 'imports';
+  $('#operations-view').hidden = view !== 'operations';
   for (const link of document.querySelectorAll('[data-view-link]')) {
     if (link.dataset.viewLink === view) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
+  if (view === 'operations') operations.activate();
+  else operations.deactivate();
   if (view === 'imports') imports.activate();
-  else items.activate();
-  if (focus) $(view === 'imports' ? '#imports-heading' : '#items-heading').focus();
+  else if (view === 'items') items.activate();
+  if (focus) $(`#${view}-heading`).focus();
 }
 
 // -- settings panel ---------------------------------------------------------------------------
