@@ -84,7 +84,7 @@ def documents(outputs: Mapping[str, str], app: Any, stage: str) -> dict[str, dic
     return {
         handler: {
             "Version": "2012-10-17",
-            "Statement": [*(grants[sid] for sid in FUNCTION_GRANTS[handler]), _logs(outputs, function), TRACES],
+            "Statement": [*(grants[sid] for sid in FUNCTION_GRANTS[handler]), TRACES, _logs(outputs, function)],
         }
         for handler, function in named.items()
     }

@@ -449,3 +449,10 @@ def test_package_is_small_and_leaves_boto3_to_lambda(packaged):
         top_level = {name.split("/")[0] for name in archive.namelist()}
     assert {"app.py", "chalicelib", "pydantic", "aws_lambda_powertools"} <= top_level
     assert not top_level & {"boto3", "botocore", "s3transfer", "moto", "infra"}, "the Lambda runtime provides boto3"
+
+
+def test_package_traces_every_function(packaged):
+    """.chalice/config.json's "xray": every function of a deployed stage runs with X-Ray active tracing."""
+    functions = packaged["terraform"]["resource"]["aws_lambda_function"]
+    assert len(functions) == 6
+    assert {name: f.get("tracing_config") for name, f in functions.items()} == {name: {"mode": "Active"} for name in functions}
