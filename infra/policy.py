@@ -95,8 +95,9 @@ def documents(outputs: Mapping[str, str], app: Any, stage: str) -> dict[str, dic
 FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     API_HANDLER: ("ApiTableItems", "Objects", "ObjectListing", "CursorSecrets"),
     "bearer_authorizer": ("KeyRecords",),
-    "on_attachment_uploaded": ("UploadTableItems", "UploadedObjects", "ObjectListing"),
-    "on_import_uploaded": ("ImportTableItems", "UploadedObjects", "ImportCheckpoints", "ObjectListing", "WorkQueueSend"),
+    "on_attachment_uploaded": ("UploadTableItems", "UploadedObjects", "ObjectListing", "EventFailures"),
+    "on_import_uploaded": ("ImportTableItems", "UploadedObjects", "ImportCheckpoints", "ObjectListing", "WorkQueueSend",
+                           "EventFailures"),
     "on_work_message": ("ConsumerTableItems", "WorkQueueConsume"),
     "run_cleanup": ("CleanupTableItems", "DueIndex", "UploadedObjects", "ObjectListing"),
 }
@@ -131,6 +132,9 @@ def _grants(outputs: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         _allow("ImportCheckpoints", ["s3:PutObject"], [f"{bucket}/{IMPORTS_PREFIX}*", f"{bucket}/{IMPORT_WORK_PREFIX}*"]),
         _allow("ObjectListing", ["s3:ListBucket"], [bucket]),
         _allow("WorkQueueSend", ["sqs:SendMessage"], [queue]),
+        # Lambda sends a storage event that failed every attempt to the on-failure destination with
+        # the function's role (infra/deploy.py).
+        _allow("EventFailures", ["sqs:SendMessage"], [outputs["EventDeadLetterQueueArn"]]),
         _allow("WorkQueueConsume", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
                [queue]),
         _allow("CursorSecrets", ["ssm:GetParameter"], [parameter]),

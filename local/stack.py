@@ -118,12 +118,14 @@ class LocalStack:
         self.operations = Operations()
         self.sampler: Any = None
         self.queues: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
         self._bind()
         self._start_emulator()
         outputs = self._create_resources()
+        self.outputs = outputs
         self.stage_env = self._stage_environment(outputs)
         self._cursor_secrets()
         self._allow_browser_uploads(outputs["BucketName"], self.stage_env["CORS_ALLOW_ORIGIN"])
@@ -316,6 +318,7 @@ class LocalStack:
             boto3.client("s3"),
             cleanup_interval=float(interval) if interval else None,
             duplicate_deliveries=self.environ.get("LOCAL_DUPLICATE_DELIVERY", "") in ("1", "true"),
+            event_dead_letter_arn=self.outputs["EventDeadLetterQueueArn"],
         )
         self.dispatcher.start()
         schedules = ", ".join(f"{f.name} every {seconds:g} s" for f, seconds, _ in self.dispatcher.schedules)
@@ -328,7 +331,8 @@ class LocalStack:
         from local import operations
 
         sqs = boto3.client("sqs")
-        self.queues = {"work": outputs["WorkQueueUrl"], "dead-letter": outputs["DeadLetterQueueUrl"]}
+        self.queues = {"work": outputs["WorkQueueUrl"], "dead-letter": outputs["DeadLetterQueueUrl"],
+                       "events dead-letter": outputs["EventDeadLetterQueueUrl"]}
         table = self.stage_env["TABLE_NAME"]
 
         def sample() -> None:

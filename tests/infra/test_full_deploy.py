@@ -456,3 +456,12 @@ def test_package_traces_every_function(packaged):
     functions = packaged["terraform"]["resource"]["aws_lambda_function"]
     assert len(functions) == 6
     assert {name: f.get("tracing_config") for name, f in functions.items()} == {name: {"mode": "Active"} for name in functions}
+
+
+def test_package_sends_failed_storage_events_to_the_events_dead_letter_queue(packaged):
+    configs = packaged["terraform"]["resource"]["aws_lambda_function_event_invoke_config"]
+    assert {c["function_name"] for c in configs.values()} == {
+        "${aws_lambda_function.on_attachment_uploaded.function_name}", "${aws_lambda_function.on_import_uploaded.function_name}"}
+    for config in configs.values():
+        assert config["destination_config"] == {"on_failure": {"destination": packaged["outputs"]["EventDeadLetterQueueArn"]}}
+        assert config["maximum_retry_attempts"] == 2

@@ -17,7 +17,8 @@ CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
 # What the local stack, the unit tests and the deploy step read (infra/stack.py, local/stack.py).
 REQUIRED_OUTPUTS = {
     "TableName", "TableArn", "BucketName", "BucketArn", "WorkQueueUrl", "WorkQueueArn", "WorkQueueName",
-    "DeadLetterQueueUrl", "DeadLetterQueueArn", "FrontendBucketName", "FrontendBucketArn", "FrontendOrigin", "Stage",
+    "DeadLetterQueueUrl", "DeadLetterQueueArn", "EventDeadLetterQueueUrl", "EventDeadLetterQueueArn",
+    "FrontendBucketName", "FrontendBucketArn", "FrontendOrigin", "Stage",
 }
 
 
@@ -124,7 +125,7 @@ def test_data_bucket_accepts_browser_uploads_from_the_front_end_only(template):
 
 def test_queues_are_encrypted_and_failures_end_in_the_dead_letter_queue(template):
     queues = resources_of(template, "AWS::SQS::Queue")
-    assert set(queues) == {"WorkQueue", "DeadLetterQueue"}
+    assert set(queues) == {"WorkQueue", "DeadLetterQueue", "EventDeadLetterQueue"}
     for queue in queues.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
     redrive = queues["WorkQueue"]["Properties"]["RedrivePolicy"]
@@ -132,6 +133,7 @@ def test_queues_are_encrypted_and_failures_end_in_the_dead_letter_queue(template
     assert 1 < redrive["maxReceiveCount"] <= 10
     dlq_retention = queues["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
     assert dlq_retention > queues["WorkQueue"]["Properties"]["MessageRetentionPeriod"]
+    assert queues["EventDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == dlq_retention
 
 
 def sqs_handlers(app_source: str) -> list[str]:
@@ -246,6 +248,7 @@ def test_the_alarms_cover_the_issue_list_and_notify_the_topic(template):
     queues = {json.dumps(d["Value"]) for a in alarms.values() for ns, metric, dims in alarm_metrics(a) if ns == "AWS/SQS"
               for d in dims}
     assert json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}) in queues
+    assert json.dumps({"Fn::GetAtt": ["EventDeadLetterQueue", "QueueName"]}) in queues
     assert json.dumps({"Fn::GetAtt": ["WorkQueue", "QueueName"]}) in queues
     # Each deployed function's errors and throttles, by the names Chalice gives them.
     functions = set(policy.function_names(app.app, "${Stage}"))

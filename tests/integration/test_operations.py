@@ -65,7 +65,24 @@ def test_the_operations_data_counts_the_traffic_and_samples_the_queues(local_sta
     routes = {r["route"]: r for r in data["latency_by_route"]}
     assert routes["GET /items"]["count"] >= 3
     assert 0 < routes["GET /items"]["p50"] <= routes["GET /items"]["p95"] <= routes["GET /items"]["p99"]
-    assert set(data["queue_depths"][-1]) == {"at", "work", "dead-letter"}
+    assert set(data["queue_depths"][-1]) == {"at", "work", "dead-letter", "events dead-letter"}
     assert data["emf_lines"] > before["emf_lines"]
     # The data is the local stack's only: the API itself has no such route.
     assert session.get(f"{local_stack.api_url}/operations.json", timeout=30).status_code in (403, 404)
+
+
+def test_failed_storage_events_end_in_the_stages_events_dead_letter_queue(local_stack):
+    """As the deploy step wires it in AWS: the template's events DLQ, the one the alarm watches."""
+    import re
+
+    import boto3
+
+    endpoint = re.search(r"emulator\s+(http://\S+)", local_stack.log())
+    assert endpoint
+    sqs = boto3.client("sqs", endpoint_url=endpoint.group(1), region_name="us-east-1",
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    from local.dispatcher import NOTIFICATION_QUEUE
+
+    url = sqs.get_queue_url(QueueName=NOTIFICATION_QUEUE)["QueueUrl"]
+    redrive = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"].endswith(":items-local-events-dlq")

@@ -259,9 +259,13 @@ def platform_requirements(app: Any, functions: Mapping[str, str], outputs: Mappi
         if active_tracing():
             for action in ("xray:PutTraceSegments", "xray:PutTelemetryRecords"):
                 needed.add(Requirement(action, "*", f"lambda runtime, active tracing ({name})", handler))
-    from chalice.app import SQSEventConfig
+    from chalice.app import S3EventConfig, SQSEventConfig
 
     for source in app.event_sources:
+        if isinstance(source, S3EventConfig):
+            # Its on-failure destination (infra/deploy.py): Lambda sends a failed event there with the function's role.
+            needed.add(Requirement("sqs:SendMessage", outputs["EventDeadLetterQueueArn"], f"on-failure destination ({source.name})",
+                                   source.name))
         if isinstance(source, SQSEventConfig):
             # The stage has one consumed queue; the event source mapping polls it with the consumer's role.
             for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
