@@ -60,13 +60,15 @@ function bars(plot, rows, { unit = '' } = {}) {
   const max = niceMax(Math.max(0, ...rows.flatMap((r) => r.values.map((v) => v.value))));
   const rowHeight = Math.max(12, Math.min(36, (HEIGHT - PAD.top - PAD.bottom) / Math.max(1, rows.length)));
   plot.setAttribute('viewBox', `0 0 ${WIDTH} ${Math.max(HEIGHT, PAD.top + PAD.bottom + rows.length * rowHeight)}`);
-  const left = 170;
+  const left = 150;
   rows.forEach((row, index) => {
     const top = PAD.top + index * rowHeight;
-    plot.append(svg('text', { x: left - 6, y: top + rowHeight / 2 + 4, 'text-anchor': 'end', class: 'ops-tick' }, row.label));
+    // Long routes keep their end (the full label is in the chart's text alternative and data-label).
+    const shown = row.label.length > 20 ? `\u2026${row.label.slice(-19)}` : row.label;
+    plot.append(svg('text', { x: left - 6, y: top + rowHeight / 2 + 4, 'text-anchor': 'end', class: 'ops-tick' }, shown));
     const band = (rowHeight - 4) / row.values.length;
     row.values.forEach((v, i) => {
-      const width = (v.value / max) * (WIDTH - left - 60);
+      const width = (v.value / max) * (WIDTH - left - 130);
       plot.append(svg('rect', {
         x: left, y: top + i * band, width: Math.max(1, width).toFixed(1), height: Math.max(2, band - 1).toFixed(1),
         class: `ops-bar ${v.className}`, 'data-label': row.label, 'data-series': v.name, 'data-value': v.value,

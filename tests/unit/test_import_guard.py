@@ -56,7 +56,8 @@ POWERTOOLS_HEAVY = ("aws_lambda_powertools.event_handler", "aws_lambda_powertool
                     "aws_lambda_powertools.utilities.validation", "aws_lambda_powertools.utilities.idempotency")
 
 # Module count of each path over the floor's (a fresh botocore GetItem, 333 modules on Python 3.11).
-# Measured: authorizer 1.07, GET 1.19 (Powertools' Logger alone brings 40), POST 1.36 (pydantic 50).
+# Measured: authorizer 1.12 (372 modules; metrics and traces added one, chalicelib.util.metrics), GET 1.24
+# (Powertools' Logger alone brings 40), POST 1.41 (pydantic 50).
 # The bounds leave room for moving chalicelib into packages, not for another library.
 BUDGET = {"auth": 1.12, "get": 1.25, "post": 1.45}
 
