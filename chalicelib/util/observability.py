@@ -83,19 +83,23 @@ def aws_calls_traced() -> bool:
 
 def instrument(client: Any) -> Any:
     """Subsegments with annotations for ``client``'s calls, where the stage asks for them."""
-    if aws_calls_traced():
-        _patch_botocore()
+    if aws_calls_traced() and _patch_botocore():
         client.meta.events.register("before-call", _annotate, unique_id="trace-annotations")
     return client
 
 
 @functools.cache
-def _patch_botocore() -> None:
-    from aws_xray_sdk.core import patch, xray_recorder
-
+def _patch_botocore() -> bool:
+    """Patch botocore once; False (said once in the log) when the package lacks the X-Ray SDK."""
+    try:
+        from aws_xray_sdk.core import patch, xray_recorder
+    except ImportError:
+        logger().warning("TRACE_AWS_CALLS is on but the package has no aws-xray-sdk: AWS calls are not traced")
+        return False
     # Outside Lambda (a script, the local stack without a daemon) a call has no segment to join.
     xray_recorder.configure(context_missing="IGNORE_ERROR")
     patch(("botocore",))
+    return True
 
 
 def _annotate(**_kwargs: Any) -> None:

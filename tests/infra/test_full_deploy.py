@@ -225,7 +225,7 @@ def test_every_function_has_its_own_role_and_policy(deployed, state):
         assert list(function["policies"].values()) == [written], handler
         assert function["role"] == f"items-{STAGE}-{handler}"
     authorizer = next(iter(state["functions"][HANDLERS["bearer_authorizer"]]["policies"].values()))
-    data = [s for s in authorizer["Statement"] if s["Sid"] != "FunctionLogs"]
+    data = [s for s in authorizer["Statement"] if s["Sid"] not in ("FunctionLogs", "FunctionTraces")]
     assert data == [{"Sid": "KeyRecords", "Effect": "Allow", "Action": ["dynamodb:GetItem"],
                      "Resource": [deployed.outputs()["TableArn"]],
                      "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["KEY#*"]}}}]

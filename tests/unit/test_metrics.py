@@ -219,7 +219,7 @@ def test_cleanup_writes_its_run_its_lag_and_what_it_deleted(client, tenant, emit
     records = emitted()
     assert metric_values(records, "CleanupRuns") == [1.0]
     (lag,) = metric_values(records, "CleanupLag")
-    assert 20 <= lag <= 40
+    assert lag >= 20  # our item was due 28 s before the run (older records of other tests may be due too)
     assert metric_values(records, "CleanupDeleted", Kind="item") and sum(metric_values(records, "CleanupDeleted", Kind="item")) >= 1
     assert metric_values(records, "CleanupDuration")
 
@@ -261,10 +261,16 @@ TRACED_CALL = r"""
 import json, os, sys
 sys.path.insert(0, os.getcwd())
 os.environ.update({"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1",
-                   "TRACE_AWS_CALLS": sys.argv[1]})
+                   "TRACE_AWS_CALLS": "false" if sys.argv[1] == "false" else "true"})
 os.environ.pop("AWS_ENDPOINT_URL", None)
 from moto import mock_aws
 with mock_aws():
+    if sys.argv[1] == "no-sdk":  # a package without the SDK: the calls still work, untraced
+        sys.modules["aws_xray_sdk"] = None
+        from chalicelib.store import aws
+        aws.dynamodb().list_tables()
+        print("[]")
+        sys.exit(0)
     from aws_xray_sdk.core import xray_recorder
     from chalicelib.store import aws
     from chalicelib.util import observability
@@ -279,15 +285,17 @@ with mock_aws():
 """
 
 
-@pytest.mark.parametrize("setting", ["true", "false"])
+@pytest.mark.parametrize("setting", ["true", "false", "no-sdk"])
 def test_aws_calls_get_annotated_subsegments_where_the_stage_asks(setting):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     done = subprocess.run([sys.executable, "-c", TRACED_CALL, setting], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     subsegments = json.loads(done.stdout.strip().splitlines()[-1])
-    if setting == "false":
+    if setting != "true":
         assert subsegments == []
+        if setting == "no-sdk":
+            assert "the package has no aws-xray-sdk" in done.stdout + done.stderr
         return
     (get,) = [s for s in subsegments if s["name"] == "dynamodb" and s["namespace"] == "aws"][-1:]
     assert get["annotations"] == {"request_id": "req-1", "route": "/items/{item_id}"}
