@@ -180,11 +180,11 @@ class Sampler:
         while not self.stopping.is_set():
             try:
                 self.sample()
-            except Exception as exc:  # the emulator is stopping, or busy: the next sample tries again
-                print(f"[stack] operations sample skipped: {type(exc).__name__}: {exc}", flush=True)
+            except Exception as exc:  # the emulator is busy or stopping: the next sample tries again
+                if not self.stopping.is_set():
+                    print(f"[stack] operations sample skipped: {type(exc).__name__}: {exc}", flush=True)
             self.stopping.wait(self.interval)
 
     def stop(self) -> None:
+        """No wait: a sample under way ends by itself (the thread is a daemon), the stack stops now."""
         self.stopping.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=2)
