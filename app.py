@@ -13,7 +13,7 @@ from chalicelib.config.settings import cleanup_rate_minutes, get_settings, requi
 from chalicelib.items.records import ItemRecord, listing_to_api, to_api
 from chalicelib.items.service import ItemService
 from chalicelib.store import aws
-from chalicelib.util import jsonutil, observability
+from chalicelib.util import jsonutil, metrics, observability
 from chalicelib.web import conditional, ratelimit
 from chalicelib.web import cors as cors_policy
 from chalicelib.web import http as web
@@ -35,10 +35,20 @@ PATCH_BODY = [web.JSON, web.MERGE_PATCH]
 
 
 @app.authorizer(ttl_seconds=60)
+@metrics.flushing
 def bearer_authorizer(auth_request: Any) -> AuthResponse:
-    principal = callers.authenticate(auth_request.token, get_settings())
+    try:
+        principal = callers.authenticate(auth_request.token, get_settings())
+    except callers.Unauthorized:  # a bad or missing credential: API Gateway's 401, a denial
+        metrics.count(metrics.AUTHORIZER, "AuthorizerDeny")
+        raise
+    except Exception:
+        metrics.count(metrics.AUTHORIZER, "AuthorizerFailure")
+        raise
     if principal is None:
+        metrics.count(metrics.AUTHORIZER, "AuthorizerDeny")
         return AuthResponse(routes=[], principal_id="anonymous")
+    metrics.count(metrics.AUTHORIZER, "AuthorizerAllow")
     return AuthResponse(
         routes=["*"], principal_id=principal.tenant, context={"tenant": principal.tenant, "key_id": principal.key_id}
     )
@@ -49,9 +59,13 @@ route = routes(app, bearer_authorizer, cors)
 
 @app.middleware("http")
 def observe(request: Any, get_response: Any) -> Response:
+    """One log line and one set of metrics per request (docs/OPERATIONS.md), written before it returns."""
     started = time.perf_counter()
     request_id = web.new_request_id(request)
-    token = web.request_id_var.set(request_id)
+    route = (request.context or {}).get("resourcePath")
+    trace_id = observability.trace_id(request.headers.get("x-amzn-trace-id"))
+    tokens = (web.request_id_var.set(request_id), observability.current_trace_id.set(trace_id),
+              observability.call_annotations.set({"request_id": request_id, "route": route or "-"}))
     try:
         response = web.as_problem(get_response(request))
         response.headers["X-Request-Id"] = request_id
@@ -59,17 +73,23 @@ def observe(request: Any, get_response: Any) -> Response:
         authorizer = (request.context or {}).get("authorizer") or {}
         if authorizer.get("tenant"):
             response.headers["Cache-Control"] = "no-store"
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
         observability.request_line(
             request_id=request_id,
+            trace_id=trace_id,
             tenant=authorizer.get("tenant"),
             method=request.method,
-            route=(request.context or {}).get("resourcePath"),
+            route=route,
             status=response.status_code,
-            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            latency_ms=latency_ms,
         )
+        observability.request_metrics(route, request.method, response.status_code, latency_ms, response.body)
         return response
     finally:
-        web.request_id_var.reset(token)
+        metrics.flush()
+        web.request_id_var.reset(tokens[0])
+        observability.current_trace_id.reset(tokens[1])
+        observability.call_annotations.reset(tokens[2])
 
 
 def _request() -> Any:
@@ -107,6 +127,7 @@ def limit_rate(request: Any, get_response: Any) -> Response:
     if refused is None:
         admitted: Response = get_response(request)
         return admitted
+    metrics.count(metrics.RATE_LIMIT, "RateLimited")
     response = web.problem_response(refused)
     response.headers.update(cors.get_access_control_headers())
     return response
@@ -206,6 +227,7 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
     headers: dict[str, str | list[str]] = {"Content-Type": web.JSON, **outcome["headers"]}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
+        metrics.count(metrics.IDEMPOTENCY, "IdempotentReplays")
     return Response(body=outcome["body"], status_code=outcome["status"], headers=headers)
 
 
@@ -279,6 +301,7 @@ _QUEUE = (os.environ.get("QUEUE_URL") or "").rstrip("/").rsplit("/", 1)[-1] or "
 
 
 @app.on_s3_event(bucket=_BUCKET, events=["s3:ObjectCreated:*"], prefix="attachments/")
+@metrics.flushing
 def on_attachment_uploaded(event: Any) -> None:
     from chalicelib import events  # cold start: the API functions never load the event handlers
 
@@ -286,6 +309,7 @@ def on_attachment_uploaded(event: Any) -> None:
 
 
 @app.on_s3_event(bucket=_BUCKET, events=["s3:ObjectCreated:*"], prefix="imports/")
+@metrics.flushing
 def on_import_uploaded(event: Any) -> None:
     from chalicelib import events  # cold start: the API functions never load the event handlers
 
@@ -293,6 +317,7 @@ def on_import_uploaded(event: Any) -> None:
 
 
 @app.on_sqs_message(queue=_QUEUE, batch_size=10)
+@metrics.flushing
 def on_work_message(event: Any) -> dict[str, Any]:
     from chalicelib import events  # cold start: the API functions never load the event handlers
 
@@ -300,6 +325,7 @@ def on_work_message(event: Any) -> dict[str, Any]:
 
 
 @app.schedule(Rate(cleanup_rate_minutes(), unit=Rate.MINUTES), description="Removes expired and abandoned data")
+@metrics.flushing
 def run_cleanup(event: Any) -> dict[str, Any]:
     from chalicelib import events  # cold start: the API functions never load the event handlers
 

@@ -609,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)  # no alarms in the emulator
     os.environ["LOG_LEVEL"] = "WARNING"  # the request log line is not what is measured
     env = Environment()
     import moto

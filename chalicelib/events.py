@@ -15,7 +15,11 @@ from typing import Any
 
 from chalicelib.config.settings import get_settings
 from chalicelib.files import uploads
+from chalicelib.util import metrics
 from chalicelib.util.observability import logger
+
+# What an attachment's storage event ended in -> the metric counting it.
+ATTACHMENT_VERDICTS = {"ready": "AttachmentsReady", "rejected": "AttachmentsRejected"}
 
 
 class EventRecordsError(RuntimeError):
@@ -42,7 +46,16 @@ def _each_object(event: Any, kind: str, process: Callable[[str, str], str]) -> N
 def attachment_uploaded(event: Any) -> None:
     from chalicelib.attachments.service import AttachmentService
 
-    _each_object(event, "attachment", AttachmentService(get_settings()).process_upload)
+    process = AttachmentService(get_settings()).process_upload
+
+    def counted(bucket: str, key: str) -> str:
+        outcome = process(bucket, key)
+        verdict = outcome.split(":", 1)[0]
+        if verdict in ATTACHMENT_VERDICTS:
+            metrics.count(metrics.ATTACHMENTS, ATTACHMENT_VERDICTS[verdict])
+        return outcome
+
+    _each_object(event, "attachment", counted)
 
 
 def import_uploaded(event: Any, context: Any = None) -> None:

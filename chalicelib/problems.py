@@ -55,7 +55,8 @@ class Problem(Exception):
         self.errors = errors
         self.headers = headers or {}
 
-    def document(self, request_id: str) -> dict[str, Any]:
+    def document(self, request_id: str, trace_id: str | None = None) -> dict[str, Any]:
+        """The problem document; ``trace_id`` (the X-Ray trace, when traced) is an RFC 9457 extension member."""
         doc: dict[str, Any] = {
             "type": f"/problems/{self.slug}",
             "title": self.title,
@@ -65,6 +66,8 @@ class Problem(Exception):
         }
         if self.errors:
             doc["errors"] = self.errors
+        if trace_id:
+            doc["trace_id"] = trace_id
         return doc
 
 

@@ -15,7 +15,8 @@
 5. Chalice's own deployer (what ``chalice deploy --stage`` runs): role, functions, API, events.
 6. What Chalice cannot express: ``ReportBatchItemFailures`` on each SQS event source mapping
    (aws/chalice#2029), API Gateway's own answers as problem documents (infra/gateway_responses.py),
-   stage-wide throttling, and a retention period for every function's log group.
+   stage-wide throttling, a retention period for every function's log group, and the events
+   dead-letter queue as the storage-event functions' on-failure destination.
 7. The API's URL.
 8. ``publish``: frontend/ and its config.js in the front-end bucket, behind the stage's CloudFront
    distribution; the front end's URL.
@@ -37,6 +38,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -73,6 +75,7 @@ def log(message: str) -> None:
 class Options:
     stage: str
     frontend_origin: str | None = None
+    alarm_email: str | None = None
     throttle_rate: float = 100.0
     throttle_burst: int = 200
     log_retention_days: int = 30
@@ -106,14 +109,19 @@ class Clients:
 
 # -- 1. resources -----------------------------------------------------------------------------
 
-def resources(cloudformation: Any, stage: str, frontend_origin: str | None) -> dict[str, str]:
-    """Create or update the stack; an unset front-end origin keeps the stage's previous one."""
-    if frontend_origin is None:
+def resources(cloudformation: Any, stage: str, frontend_origin: str | None, alarm_email: str | None = None) -> dict[str, str]:
+    """Create or update the stack; an unset front-end origin or alarm e-mail keeps the stage's previous one."""
+    previous: dict[str, str] = {}
+    if frontend_origin is None or alarm_email is None:
         try:
-            frontend_origin = stack.outputs(cloudformation, stage).get("FrontendOrigin")
+            previous = stack.outputs(cloudformation, stage)
         except LookupError:
-            frontend_origin = None
-    return stack.deploy(cloudformation, stage, {"FrontendOrigin": frontend_origin or "*"}, notify=log)
+            previous = {}
+    parameters = {
+        "FrontendOrigin": (frontend_origin if frontend_origin is not None else previous.get("FrontendOrigin")) or "*",
+        "AlarmEmail": (alarm_email if alarm_email is not None else previous.get("AlarmEmail")) or "",
+    }
+    return stack.deploy(cloudformation, stage, parameters, notify=log)
 
 
 # -- 2. secrets -------------------------------------------------------------------------------
@@ -255,6 +263,29 @@ def enable_batch_item_failures(
     return changed
 
 
+EVENT_RETRIES = 2  # Lambda's default for asynchronous invocations, said explicitly
+
+
+def ensure_event_failure_destination(lambda_client: Any, deployed: Mapping[str, Any], dead_letter_arn: str) -> list[str]:
+    """Storage events a function failed on every attempt go to the events dead-letter queue, never
+    nowhere (docs/OPERATIONS.md); returns the functions changed."""
+    wanted = {"OnFailure": {"Destination": dead_letter_arn}}
+    changed = []
+    for function in sorted({source["lambda_arn"] for source in deployed_resources(deployed, "s3_event")}):
+        try:
+            current = lambda_client.get_function_event_invoke_config(FunctionName=function)
+        except lambda_client.exceptions.ResourceNotFoundException:
+            current = {}
+        if current.get("DestinationConfig", {}).get("OnFailure") == wanted["OnFailure"] and \
+                current.get("MaximumRetryAttempts") == EVENT_RETRIES:
+            continue
+        lambda_client.put_function_event_invoke_config(
+            FunctionName=function, MaximumRetryAttempts=EVENT_RETRIES, DestinationConfig=wanted
+        )
+        changed.append(function)
+    return changed
+
+
 def _retry_while_in_use(call: Callable[[], Any], busy: type[Exception], sleep: Callable[[float], None]) -> None:
     """A mapping Chalice just updated is briefly "Updating"; wait for it, boundedly."""
     for attempt in range(10):
@@ -334,7 +365,7 @@ def configure(options: Options, clients: Clients, project: ChaliceProject, confi
     """Steps 1-4: resources, secrets, the stage's environment and its policy."""
     stage = options.stage
     log(f"resources stack {stack.stack_name(stage)}")
-    outputs = resources(clients.cloudformation, stage, options.frontend_origin)
+    outputs = resources(clients.cloudformation, stage, options.frontend_origin, options.alarm_email)
     cursor_secrets(clients.ssm, stage)  # the functions read it themselves
     environment = stage_environment(outputs, options.settings)
     if write_stage_config(config_path, stage, environment):
@@ -360,6 +391,8 @@ def deploy(options: Options, clients: Clients, project: ChaliceProject, config_p
 
     for uuid in enable_batch_item_failures(clients.lambda_, deployed):
         log(f"event source mapping {uuid}: {BATCH_ITEM_FAILURES} on")
+    for function in ensure_event_failure_destination(clients.lambda_, deployed, configured.outputs["EventDeadLetterQueueArn"]):
+        log(f"{function}: failed storage events go to the events dead-letter queue")
     for api in deployed_resources(deployed, "rest_api"):
         rest_api_id, api_stage = api["rest_api_id"], config.api_gateway_stage
         origin = config.environment_variables.get("CORS_ALLOW_ORIGIN") or "*"
@@ -531,11 +564,14 @@ def package(options: Options, clients: Clients, project: ChaliceProject, out_dir
     project.package(configured.config, options.stage, out_dir)
     origin = configured.config.environment_variables.get("CORS_ALLOW_ORIGIN") or "*"
     terraform = out_dir / "chalice.tf.json"
-    terraform.write_text(json.dumps(finish_terraform(json.loads(terraform.read_text()), options.stage, origin), indent=2))
+    finished = finish_terraform(json.loads(terraform.read_text()), options.stage, origin,
+                                event_dead_letter_arn=configured.outputs["EventDeadLetterQueueArn"])
+    terraform.write_text(json.dumps(finished, indent=2))
     log(f"Terraform configuration and deployment package in {out_dir}")
 
 
-def finish_terraform(template: dict[str, Any], stage: str, origin: str, app_name: str = "items") -> dict[str, Any]:
+def finish_terraform(template: dict[str, Any], stage: str, origin: str, app_name: str = "items",
+                     event_dead_letter_arn: str | None = None) -> dict[str, Any]:
     """What the deploy step adds after Chalice, declared in Chalice's Terraform configuration.
 
     - Rule names: Chalice's Terraform names an event rule after its handler only
@@ -544,6 +580,7 @@ def finish_terraform(template: dict[str, Any], stage: str, origin: str, app_name
     - ``ReportBatchItemFailures`` on every SQS event source mapping (aws/chalice#2029).
     - The gateway responses (infra/gateway_responses.py); the API deployment depends on them and
       is redeployed when they change.
+    - The storage-event functions' on-failure destination, the events dead-letter queue.
     """
     resources = template.setdefault("resource", {})
     for key, rule in resources.get("aws_cloudwatch_event_rule", {}).items():
@@ -567,6 +604,17 @@ def finish_terraform(template: dict[str, Any], stage: str, origin: str, app_name
         deployment["depends_on"] = sorted({*deployment.get("depends_on", []), *names})
         digest = hashlib.sha256(json.dumps(gateway_responses.put_parameters(origin), sort_keys=True).encode()).hexdigest()
         deployment["stage_description"] = f"{deployment.get('stage_description', '')} {digest[:16]}".strip()
+    if event_dead_letter_arn:
+        configs = resources.setdefault("aws_lambda_function_event_invoke_config", {})
+        for notification in resources.get("aws_s3_bucket_notification", {}).values():
+            for target in notification.get("lambda_function", []):
+                function = re.fullmatch(r"\$\{aws_lambda_function\.([A-Za-z0-9_-]+)\.arn\}", str(target["lambda_function_arn"]))
+                if function:
+                    configs[f"{function.group(1)}_failures"] = {
+                        "function_name": f"${{aws_lambda_function.{function.group(1)}.function_name}}",
+                        "maximum_retry_attempts": EVENT_RETRIES,
+                        "destination_config": {"on_failure": {"destination": event_dead_letter_arn}},
+                    }
     return template
 
 
@@ -665,6 +713,7 @@ def options_from_environment(stage: str, environ: Mapping[str, str]) -> Options:
     return Options(
         stage=stage,
         frontend_origin=environ.get("FRONTEND_ORIGIN") or None,
+        alarm_email=environ.get("ALARM_EMAIL") or None,
         throttle_rate=float(number("API_THROTTLE_RATE", "100")),
         throttle_burst=int(float(number("API_THROTTLE_BURST", "200"))),
         log_retention_days=int(float(number("LOG_RETENTION_DAYS", "30"))),

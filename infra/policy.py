@@ -84,7 +84,7 @@ def documents(outputs: Mapping[str, str], app: Any, stage: str) -> dict[str, dic
     return {
         handler: {
             "Version": "2012-10-17",
-            "Statement": [*(grants[sid] for sid in FUNCTION_GRANTS[handler]), _logs(outputs, function)],
+            "Statement": [*(grants[sid] for sid in FUNCTION_GRANTS[handler]), TRACES, _logs(outputs, function)],
         }
         for handler, function in named.items()
     }
@@ -95,8 +95,9 @@ def documents(outputs: Mapping[str, str], app: Any, stage: str) -> dict[str, dic
 FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     API_HANDLER: ("ApiTableItems", "Objects", "ObjectListing", "CursorSecrets"),
     "bearer_authorizer": ("KeyRecords",),
-    "on_attachment_uploaded": ("UploadTableItems", "UploadedObjects", "ObjectListing"),
-    "on_import_uploaded": ("ImportTableItems", "UploadedObjects", "ImportCheckpoints", "ObjectListing", "WorkQueueSend"),
+    "on_attachment_uploaded": ("UploadTableItems", "UploadedObjects", "ObjectListing", "EventFailures"),
+    "on_import_uploaded": ("ImportTableItems", "UploadedObjects", "ImportCheckpoints", "ObjectListing", "WorkQueueSend",
+                           "EventFailures"),
     "on_work_message": ("ConsumerTableItems", "WorkQueueConsume"),
     "run_cleanup": ("CleanupTableItems", "DueIndex", "UploadedObjects", "ObjectListing"),
 }
@@ -131,11 +132,23 @@ def _grants(outputs: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         _allow("ImportCheckpoints", ["s3:PutObject"], [f"{bucket}/{IMPORTS_PREFIX}*", f"{bucket}/{IMPORT_WORK_PREFIX}*"]),
         _allow("ObjectListing", ["s3:ListBucket"], [bucket]),
         _allow("WorkQueueSend", ["sqs:SendMessage"], [queue]),
+        # Lambda sends a storage event that failed every attempt to the on-failure destination with
+        # the function's role (infra/deploy.py).
+        _allow("EventFailures", ["sqs:SendMessage"], [outputs["EventDeadLetterQueueArn"]]),
         _allow("WorkQueueConsume", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
                [queue]),
         _allow("CursorSecrets", ["ssm:GetParameter"], [parameter]),
     ]
     return {statement["Sid"]: statement for statement in statements}
+
+
+# Active tracing (.chalice/config.json "xray"): Lambda sends each invocation's segments with the
+# function's role. X-Ray's write actions support no resource-level permissions, hence "*"
+# ("Actions, resources, and condition keys for AWS X-Ray", Service Authorization Reference).
+TRACES: dict[str, Any] = {
+    "Sid": "FunctionTraces", "Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+    "Resource": ["*"],
+}
 
 
 def _logs(outputs: Mapping[str, str], function: str) -> dict[str, Any]:

@@ -257,8 +257,12 @@ class Dispatcher:
         cleanup_interval: float | None = None,
         duplicate_deliveries: bool = False,
         retry_delay: int = 1,
+        event_dead_letter_arn: str | None = None,
     ) -> None:
         self.package = package
+        # Where failed storage events end: the stage's events dead-letter queue (infra/template.yaml),
+        # as the deploy step makes it the functions' on-failure destination; a queue of its own if none.
+        self.event_dead_letter_arn = event_dead_letter_arn
         self.handlers = handlers
         self.sqs = sqs
         self.s3 = s3
@@ -303,8 +307,10 @@ class Dispatcher:
         )
 
     def _relay(self, notifications: list[StorageNotification]) -> StorageEventRelay:
-        dlq_url = self.sqs.create_queue(QueueName=f"{NOTIFICATION_QUEUE}-dlq")["QueueUrl"]
-        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq_arn = self.event_dead_letter_arn
+        if dlq_arn is None:
+            dlq_url = self.sqs.create_queue(QueueName=f"{NOTIFICATION_QUEUE}-dlq")["QueueUrl"]
+            dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": NOTIFICATION_MAX_RECEIVES})
         queue_url = self.sqs.create_queue(QueueName=NOTIFICATION_QUEUE, Attributes={"RedrivePolicy": redrive})[
             "QueueUrl"

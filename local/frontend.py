@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from typing import Any
 from local.hosts import REFUSAL, allowed
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
+OPERATIONS_PATH = "/operations.json"
 
 
 class _Handler(SimpleHTTPRequestHandler):
     config_js = b""
     port = 0
+    operations: Callable[[], Any] | None = None
 
     def parse_request(self) -> bool:
         """Only requests for this server's own names are answered (local/hosts.py)."""
@@ -45,6 +48,9 @@ class _Handler(SimpleHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == OPERATIONS_PATH:
+            self._operations()
+            return
         if self.path.split("?", 1)[0] == "/config.js":
             self.send_response(200)
             self.send_header("Content-Type", "text/javascript; charset=utf-8")
@@ -89,6 +95,19 @@ class _Handler(SimpleHTTPRequestHandler):
         self.send_header("ETag", etag)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Vary", "Accept-Encoding")
+
+    def _operations(self) -> None:
+        """The local stack's operations data (local/operations.py); a deployed front end has none (404)."""
+        if self.operations is None:
+            self.send_error(404)
+            return
+        body = json.dumps(self.operations()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def end_headers(self) -> None:
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -147,6 +166,8 @@ def bind(host: str, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def configure(server: ThreadingHTTPServer, *, api_url: str, api_key: str, user_pool: dict[str, str] | None = None) -> None:
+def configure(server: ThreadingHTTPServer, *, api_url: str, api_key: str, user_pool: dict[str, str] | None = None,
+              operations: Callable[[], Any] | None = None) -> None:
     handler = server.RequestHandlerClass
     handler.func.config_js = config_script(api_url, api_key, user_pool)  # type: ignore[attr-defined]
+    handler.func.operations = staticmethod(operations) if operations else None  # type: ignore[attr-defined]

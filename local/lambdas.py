@@ -21,11 +21,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from local.package import FunctionSpec
+
+OutputReader = Callable[[str], object]  # called with each line a function writes
 
 ROOT = Path(__file__).resolve().parent.parent
 INIT_TIMEOUT_SECONDS = 60.0  # a cold start on a busy machine; Lambda allows 10 s per init
@@ -47,7 +49,7 @@ class FunctionError(Exception):
 
 
 class _Worker:
-    def __init__(self, spec: FunctionSpec, environment: Mapping[str, str]) -> None:
+    def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], on_output: OutputReader | None = None) -> None:
         read_fd, write_fd = os.pipe()
         try:
             self.process = subprocess.Popen(
@@ -55,10 +57,13 @@ class _Worker:
                 cwd=ROOT,
                 env=dict(environment),
                 stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE if on_output else None,
                 pass_fds=(write_fd,),
             )
         finally:
             os.close(write_fd)
+        if on_output is not None:
+            threading.Thread(target=self._relay_output, args=(on_output,), name=f"{spec.name}-log", daemon=True).start()
         self.results: IO[bytes] = os.fdopen(read_fd, "rb")
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.results, selectors.EVENT_READ)
@@ -73,6 +78,17 @@ class _Worker:
             raise FunctionError("Runtime.ExitError", f"Runtime exited with error: exit status {code}")
         outcome: dict[str, Any] = json.loads(line)
         return outcome
+
+    def _relay_output(self, on_output: OutputReader) -> None:
+        """The function's log, as CloudWatch Logs would get it: each line to the stack's own output
+        and to ``on_output`` (the operations view reads the EMF lines among them)."""
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace")
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            with contextlib.suppress(Exception):  # a reader's bug must not stop the function's log
+                on_output(line.rstrip("\n"))
 
     def wait_ready(self, timeout: float) -> None:
         outcome = self._read(timeout)
@@ -114,8 +130,10 @@ class _Worker:
 class FunctionPool:
     """One packaged function: invoke it with an event, get its result or a ``FunctionError``."""
 
-    def __init__(self, spec: FunctionSpec, runtime_environment: Mapping[str, str], max_workers: int = 4) -> None:
+    def __init__(self, spec: FunctionSpec, runtime_environment: Mapping[str, str], max_workers: int = 4,
+                 on_output: OutputReader | None = None) -> None:
         self.spec = spec
+        self.on_output = on_output
         self.max_workers = max_workers
         self.environment = {
             **{name: os.environ[name] for name in INHERITED if name in os.environ},
@@ -151,7 +169,7 @@ class FunctionPool:
     def _start_worker(self) -> _Worker:
         """A new worker, counted in ``_starting`` until it is in ``_all`` (never in both)."""
         try:
-            worker = _Worker(self.spec, self.environment)
+            worker = _Worker(self.spec, self.environment, self.on_output)
         except BaseException:
             with self._condition:
                 self._starting -= 1

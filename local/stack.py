@@ -114,12 +114,19 @@ class LocalStack:
         self.runtime_env: dict[str, str] = {}
         self.package: Package | None = None
         self.demo_user: dict[str, str] = {}
+        from local.operations import Operations
+
+        self.operations = Operations()
+        self.sampler: Any = None
+        self.queues: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
         self._bind()
         self._start_emulator()
         outputs = self._create_resources()
+        self.outputs = outputs
         self.stage_env = self._stage_environment(outputs)
         self._cursor_secrets()
         self._allow_browser_uploads(outputs["BucketName"], self.stage_env["CORS_ALLOW_ORIGIN"])
@@ -128,6 +135,7 @@ class LocalStack:
         self._create_keys()
         self._create_demo_user(outputs)
         self._start_dispatcher()
+        self._start_sampler(outputs)
         self._serve_api()
         self._serve_ui()
         self._wait_ready()
@@ -151,6 +159,9 @@ class LocalStack:
         from local.emulator import Emulator
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # The emulator's CloudFormation creates no alarms (it says so once per alarm): locally the
+        # Operations page of the front end shows the same metrics instead (docs/LOCAL.md).
+        logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)
 
         self.emulator = Emulator(HOST, self.emulator_port, _log)
         try:
@@ -259,7 +270,7 @@ class LocalStack:
         assert self.package is not None
         concurrency = _port(self.environ, "LOCAL_CONCURRENCY", 4) or 4
         for key, spec in self.package.functions.items():
-            self.pools[key] = FunctionPool(spec, self.runtime_env, max_workers=concurrency)
+            self.pools[key] = FunctionPool(spec, self.runtime_env, max_workers=concurrency, on_output=self.operations.feed)
         # The API's and the authorizer's cold starts happen now, side by side, not on the first request.
         first = [self.package.api_function, *self._authorizer_functions()]
         warming = [threading.Thread(target=self.pools[key].warm) for key in first if key in self.pools]
@@ -326,10 +337,29 @@ class LocalStack:
             boto3.client("s3"),
             cleanup_interval=float(interval) if interval else None,
             duplicate_deliveries=self.environ.get("LOCAL_DUPLICATE_DELIVERY", "") in ("1", "true"),
+            event_dead_letter_arn=self.outputs["EventDeadLetterQueueArn"],
         )
         self.dispatcher.start()
         schedules = ", ".join(f"{f.name} every {seconds:g} s" for f, seconds, _ in self.dispatcher.schedules)
         _log(f"events     storage, work queue, {schedules}")
+
+    def _start_sampler(self, outputs: dict[str, str]) -> None:
+        """Queue depths and imports in flight for the Operations page, every second."""
+        import boto3
+
+        from local import operations
+
+        sqs = boto3.client("sqs")
+        self.queues = {"work": outputs["WorkQueueUrl"], "dead-letter": outputs["DeadLetterQueueUrl"],
+                       "events dead-letter": outputs["EventDeadLetterQueueUrl"]}
+        table = self.stage_env["TABLE_NAME"]
+
+        def sample() -> None:
+            self.operations.sample_queues(operations.queue_depths(sqs, self.queues))
+            self.operations.set_imports(operations.imports_in_flight(table))
+
+        self.sampler = operations.Sampler(self.operations, sample)
+        self.sampler.start()
 
     def _serve_api(self) -> None:
         from local.gateway import Gateway
@@ -352,8 +382,13 @@ class LocalStack:
         user_pool = {"region": self.runtime_env["AWS_REGION"], "clientId": self.stage_env.get("USER_POOL_CLIENT_ID", ""),
                      "endpoint": self.endpoint}
         frontend.configure(self.ui_server, api_url=self.api_url, api_key=self.keys[0][1] if self.keys else "",
-                           user_pool=user_pool)
+                           user_pool=user_pool, operations=self._operations_snapshot)
         self._serve("frontend", self.ui_server)
+
+    def _operations_snapshot(self) -> dict[str, Any]:
+        """The Operations page's data, with the codes the user pool would have e-mailed (local/userpool.py)."""
+        mail = self.emulator.mail if self.emulator is not None else None
+        return {**self.operations.snapshot(), "codes": mail.recent_codes() if mail is not None else []}
 
     def _serve(self, name: str, server: Any) -> None:
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True)
@@ -405,6 +440,8 @@ class LocalStack:
             _log("stopping")
         if self.dispatcher is not None:
             self.dispatcher.stopping.set()  # its loops wind down while the rest stops
+        if self.sampler is not None:
+            self.sampler.stop()
         for server in (self.api_server, self.ui_server):
             if server is not None:
                 if any(t.is_alive() for t in self.threads):

@@ -31,8 +31,13 @@ from chalicelib.imports import repository as imports
 from chalicelib.imports.records import FINAL
 from chalicelib.items.repository import ItemRepository
 from chalicelib.store import due, layout
-from chalicelib.util import clock
+from chalicelib.util import clock, metrics
 from chalicelib.util.observability import logger
+
+# Outcomes of a visit that removed the record it was due for (the others found nothing to do).
+REMOVALS = frozenset({
+    "expired item deleted", "tombstone cleared", "attachment removed", "import source removed", "import upload window closed",
+})
 
 
 class CleanupJob:
@@ -45,9 +50,12 @@ class CleanupJob:
         self.items = ItemRepository(self.table)
         self.attachments = AttachmentService(settings)
         self.report: Counter[str] = Counter()
+        self.deleted: Counter[str] = Counter()  # records removed, by kind (the CleanupDeleted metric)
+        self.oldest_due: str | None = None
 
     def run(self) -> dict[str, Any]:
         """One run; returns what it did, and whether it got through everything due."""
+        started = clock.monotonic()
         now = clock.now_text()
         shards = due.shards()
         start = random.randrange(len(shards))  # an interrupted run does not always favour shard 0
@@ -57,14 +65,21 @@ class CleanupJob:
                 complete = False
                 break
         result = {"complete": complete, **self.report}
-        logger().info("cleanup run", **result)
+        lag = clock.seconds_between(self.oldest_due, now) if self.oldest_due else 0.0
+        logger().info("cleanup run", lag_seconds=lag, **result)
+        metrics.record(metrics.CLEANUP, {"CleanupRuns": 1, "CleanupDuration": (clock.monotonic() - started) * 1000,
+                                         "CleanupLag": max(0.0, lag)})
+        for kind, deleted in sorted(self.deleted.items()):
+            metrics.count(metrics.CLEANUP_DELETED, "CleanupDeleted", deleted, Kind=kind)
         return result
 
     def _time_left(self) -> bool:
         return time.monotonic() < self.deadline
 
     def _shard(self, shard: str, now: str) -> bool:
-        for pk, sk in due.due_keys(self.table, shard, now):
+        for pk, sk, due_at in due.due_keys(self.table, shard, now):
+            if self.oldest_due is None or due_at < self.oldest_due:
+                self.oldest_due = due_at
             if not self._time_left():
                 return False
             self._visit(pk, sk)
@@ -90,6 +105,8 @@ class CleanupJob:
             logger().exception("cleanup step failed; the next run retries it", sk=sk, error=str(exc))
             outcome = "failed"
         self.report[outcome] += 1
+        if outcome in REMOVALS:
+            self.deleted[kind.name.lower()] += 1
 
     def _expired_item(self, tenant: str, item_id: str) -> str:
         now = clock.now_text()

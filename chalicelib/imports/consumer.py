@@ -45,7 +45,7 @@ from chalicelib.items.records import ItemFields
 from chalicelib.items.repository import ItemRepository, is_live, record_of
 from chalicelib.limits import ID_PATTERN
 from chalicelib.store.transactions import refused_for_contents
-from chalicelib.util import clock, jsonutil
+from chalicelib.util import clock, jsonutil, metrics
 
 # A transaction holds at most 100 actions: the rows (or their error records), the marker, the counters.
 MAX_ROWS = 98
@@ -194,6 +194,7 @@ class ImportConsumer:
             self.items.bury_attachments_of(tenant, record_of(old))
         imports.try_complete(self.table, tenant, import_id)
         imported = len(rows) + earlier
+        metrics.record(metrics.IMPORTS, {"ImportRowsImported": len(rows), "ImportRowsFailed": len(errors)})
         return f"chunk {message.chunk}: {imported} imported, {len(errors)} failed"
 
     def _apply_chunk(

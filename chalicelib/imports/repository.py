@@ -19,7 +19,7 @@ from chalicelib.store.codec import Expression, from_item, record_of, stored_fiel
 from chalicelib.store.layout import due_pk, import_key, import_sk, tenant_pk
 from chalicelib.store.transactions import ConditionsFailed
 from chalicelib.store.writes import applied
-from chalicelib.util import clock
+from chalicelib.util import clock, metrics
 
 # Row-error and chunk records outlive any redelivery (the queue keeps messages 4 days, the
 # dead-letter queue 14); DynamoDB's TTL removes them afterwards at no cost.
@@ -146,7 +146,10 @@ def fail(
     """Mark the import failed (from one of ``from_status``); False when it was in another state."""
     expr = Expression()
     condition = f"{expr.name('status')} IN ({', '.join(expr.value(s) for s in from_status)})"
-    return _finish(table, tenant, import_id, "failed", [RowError(line, detail)], expr, condition)
+    failed = _finish(table, tenant, import_id, "failed", [RowError(line, detail)], expr, condition)
+    if failed:
+        metrics.count(metrics.IMPORTS, "ImportsFailed")
+    return failed
 
 
 def try_complete(table: str, tenant: str, import_id: str) -> bool:
@@ -161,7 +164,10 @@ def try_complete(table: str, tenant: str, import_id: str) -> bool:
     condition = (
         f"{expr.name('status')} = {expr.value('processing')} AND {expr.name('rows_done')} = {expr.value(record.rows_total)}"
     )
-    return _finish(table, tenant, import_id, "completed", errors, expr, condition)
+    completed = _finish(table, tenant, import_id, "completed", errors, expr, condition)
+    if completed:
+        metrics.record(metrics.IMPORTS, {"ImportDuration": max(0.0, clock.seconds_between(record.created_at, clock.now_text()))})
+    return completed
 
 
 def settle(table: str, tenant: str, import_id: str, status: str) -> bool:

@@ -262,6 +262,9 @@ class ProblemDocument(BaseModel):
     status: int = Field(ge=400, le=599, description="Equals the HTTP status.")
     detail: str
     request_id: str = Field(description="The request id (X-Request-Id, or the gateway's) to quote.")
+    trace_id: str | None = Field(
+        default=None, description="The X-Ray trace id of the request, when it was traced (docs/OPERATIONS.md)."
+    )
     errors: list[ProblemError] | None = Field(
         default=None, description="For 400 and 422 about specific fields: JSON Pointers into the body, "
         "``/query/<name>`` or ``/header/<name>``."

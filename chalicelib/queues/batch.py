@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.store import aws
+from chalicelib.util import metrics
 from chalicelib.util.observability import logger
 
 
@@ -61,6 +62,7 @@ def process(event: dict[str, Any], handle: Callable[[str, int], str]) -> dict[st
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     with processor(records=records, handler=record_handler):
         processor.process()
+    metrics.record(metrics.QUEUE, {"QueueMessages": len(records), "QueueMessagesFailed": len(processor.fail_messages)})
     if processor.fail_messages:
         acknowledge(processor.success_messages)
         raise BatchFailedError(

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.util import clock
+from chalicelib.util import clock, observability
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -78,7 +78,7 @@ def _config() -> Any:
 def _bounded(client: Any) -> Any:
     service = client.meta.service_model.service_id.hyphenize()
     client.meta.events.register(f"before-send.{service}", _enforce_deadline, unique_id="request-deadline")
-    return client
+    return observability.instrument(client)
 
 
 @functools.cache

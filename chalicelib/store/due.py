@@ -22,8 +22,9 @@ def shards() -> list[str]:
     return all_due_pks()
 
 
-def due_keys(table: str, shard: str, now: str) -> Iterator[tuple[str, str]]:
-    """``(pk, sk)`` of each record of ``shard`` due at ``now``, a page of ``PAGE_SIZE`` at a time."""
+def due_keys(table: str, shard: str, now: str) -> Iterator[tuple[str, str, str]]:
+    """``(pk, sk, due_at)`` of each record of ``shard`` due at ``now``, oldest first, a page of
+    ``PAGE_SIZE`` at a time."""
     kwargs: dict[str, Any] = {}
     while True:
         response = aws.dynamodb().query(
@@ -35,7 +36,7 @@ def due_keys(table: str, shard: str, now: str) -> Iterator[tuple[str, str]]:
             **kwargs,
         )
         for key in response.get("Items", []):
-            yield str(key["pk"]["S"]), str(key["sk"]["S"])
+            yield str(key["pk"]["S"]), str(key["sk"]["S"]), str(key["due_at"]["S"])
         if "LastEvaluatedKey" not in response:
             return
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

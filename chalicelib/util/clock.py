@@ -61,3 +61,8 @@ def now_text() -> str:
 
 def epoch_seconds(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def seconds_between(earlier: str, later: str) -> float:
+    """Seconds from one stored timestamp to another (negative when ``earlier`` is later)."""
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()

@@ -18,7 +18,7 @@ from chalice import Response  # type: ignore[attr-defined]
 from chalicelib.limits import MAX_BODY_BYTES
 from chalicelib.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, SLUG_BY_STATUS, Problem
 from chalicelib.store.failures import from_aws_error
-from chalicelib.util import jsonutil
+from chalicelib.util import jsonutil, observability
 from chalicelib.util.observability import logger
 
 JSON = "application/json"
@@ -45,7 +45,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 def problem_response(problem: Problem) -> Response:
     headers: dict[str, str | list[str]] = {"Content-Type": PROBLEM_CONTENT_TYPE, **problem.headers}
     return Response(
-        body=jsonutil.dumps(problem.document(request_id_var.get())),
+        body=jsonutil.dumps(problem.document(request_id_var.get(), observability.current_trace_id.get())),
         status_code=problem.status,
         headers=headers,
     )

@@ -49,7 +49,7 @@ from chalicelib.store import aws
 from chalicelib.store.failures import from_aws_error
 from chalicelib.store.layout import Key, idempotency_key
 from chalicelib.store.writes import CompanionRefused, ConditionNotMet, applied, conditional
-from chalicelib.util import clock, jsonutil
+from chalicelib.util import clock, jsonutil, metrics
 
 EXPIRES_AFTER_SECONDS = 24 * 60 * 60
 # How long a claim lasts where no Lambda context says how long the invocation may run (the local
@@ -139,6 +139,7 @@ def _number(value: int) -> Value:
 
 
 def _in_progress() -> Problem:
+    metrics.count(metrics.IDEMPOTENCY, "IdempotencyConflicts")
     return Problem(
         "conflict",
         "a request with this Idempotency-Key is still in progress; retry later",
@@ -147,6 +148,7 @@ def _in_progress() -> Problem:
 
 
 def _reused() -> Problem:
+    metrics.count(metrics.IDEMPOTENCY, "IdempotencyConflicts")
     return Problem("idempotency-key-reused", "this Idempotency-Key was already used with a different request body")
 
 

@@ -10,6 +10,7 @@ import { createImports } from './imports.js';
 import { createItems } from './items.js';
 import * as router from './router.js';
 import { createSession } from './session.js';
+import { createOperations } from './operations.js';
 import * as settings from './settings.js';
 
 let config = settings.current();
@@ -54,6 +55,25 @@ const account = createAccount({
 
 router.register('items', items.view, { isDefault: true });
 router.register('imports', imports.view);
+
+// The operations view: only where the local stack serves its data (never in a deployed stage).
+const operations = createOperations({ container: $('#operations-view') });
+router.register('operations', {
+  element: $('#operations-view'),
+  get heading() {
+    return $('#operations-heading');
+  },
+  show: () => operations.activate(),
+});
+router.enabled('operations', false);
+window.addEventListener('hashchange', () => {
+  if (router.parse().view !== 'operations') operations.deactivate();
+});
+operations.available().then((local) => {
+  $('[data-view-link="operations"]').hidden = !local;
+  router.enabled('operations', local);
+  if (local && router.parse().view === 'operations') router.dispatch();
+});
 
 // The API describes itself: features this stage does not offer (yet) are left out of the page
 // instead of failing on use.

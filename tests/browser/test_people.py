@@ -159,3 +159,13 @@ def test_a_token_about_to_expire_is_refreshed_before_use(page: Page, local_stack
     after = json.loads(page.evaluate("sessionStorage.getItem('items-ui.session')"))
     assert after["accessToken"] != before["accessToken"]
     assert after["expiresAt"] > before["expiresAt"] - 5000
+
+
+def test_the_codes_the_pool_would_email_are_on_the_operations_page(page: Page, local_stack: RunningStack, api) -> None:
+    pool = pool_of(local_stack)
+    email = f"coded-{secrets.token_hex(3)}@example.com"
+    pool["cognito"].sign_up(ClientId=pool["client_id"], Username=email, Password=PASSWORD,
+                            UserAttributes=[{"Name": "email", "Value": email}])
+    code = code_for(local_stack, email, "sign-up")
+    page.goto(local_stack.ui_url + "#/operations")
+    expect(page.get_by_test_id("ops-codes")).to_contain_text(f"sign-up for {email}: {code}")

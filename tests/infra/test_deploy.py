@@ -411,6 +411,7 @@ FAKE_OUTPUTS = {
     "WorkQueueName": "items-ci-work",
     "WorkQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/items-ci-work",
     "WorkQueueArn": "arn:aws:sqs:us-east-1:123456789012:items-ci-work",
+    "EventDeadLetterQueueArn": "arn:aws:sqs:us-east-1:123456789012:items-ci-events-dlq",
     "FrontendOrigin": ORIGIN,
 }
 
@@ -519,3 +520,21 @@ def test_a_handler_without_a_policy_is_refused_not_guessed():
                                 builtin_auth_handlers=[types.SimpleNamespace(name="new_handler")])
     with pytest.raises(policy.UnknownFunction, match="no policy for new_handler: add its grants to FUNCTION_GRANTS"):
         policy.documents(FAKE_OUTPUTS, app, "ci")
+
+
+def test_storage_event_failures_go_to_the_events_dead_letter_queue_once(aws_env):
+    client = boto3.client("lambda")
+    function = "arn:aws:lambda:us-east-1:123456789012:function:items-ci-on_attachment_uploaded"
+    deployed = deployed_values()
+    deployed["resources"].append({"name": "on_attachment_uploaded-s3event", "resource_type": "s3_event",
+                                  "bucket": "items-ci-bucket", "lambda_arn": function})
+    dlq = FAKE_OUTPUTS["EventDeadLetterQueueArn"]
+    wanted = {"OnFailure": {"Destination": dlq}}
+    with Stubber(client) as stub:
+        stub.add_client_error("get_function_event_invoke_config", "ResourceNotFoundException")
+        stub.add_response("put_function_event_invoke_config", {},
+                          {"FunctionName": function, "MaximumRetryAttempts": 2, "DestinationConfig": wanted})
+        assert deploy.ensure_event_failure_destination(client, deployed, dlq) == [function]
+        stub.add_response("get_function_event_invoke_config", {"MaximumRetryAttempts": 2, "DestinationConfig": wanted})
+        assert deploy.ensure_event_failure_destination(client, deployed, dlq) == []
+        stub.assert_no_pending_responses()

@@ -226,7 +226,7 @@ def test_every_function_has_its_own_role_and_policy(deployed, state):
         assert list(function["policies"].values()) == [written], handler
         assert function["role"] == f"items-{STAGE}-{handler}"
     authorizer = next(iter(state["functions"][HANDLERS["bearer_authorizer"]]["policies"].values()))
-    data = [s for s in authorizer["Statement"] if s["Sid"] != "FunctionLogs"]
+    data = [s for s in authorizer["Statement"] if s["Sid"] not in ("FunctionLogs", "FunctionTraces")]
     assert data == [{"Sid": "KeyRecords", "Effect": "Allow", "Action": ["dynamodb:GetItem"],
                      "Resource": [deployed.outputs()["TableArn"]],
                      "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["KEY#*"]}}}]
@@ -450,3 +450,19 @@ def test_package_is_small_and_leaves_boto3_to_lambda(packaged):
         top_level = {name.split("/")[0] for name in archive.namelist()}
     assert {"app.py", "chalicelib", "pydantic", "aws_lambda_powertools", "cryptography"} <= top_level
     assert not top_level & {"boto3", "botocore", "s3transfer", "moto", "infra"}, "the Lambda runtime provides boto3"
+
+
+def test_package_traces_every_function(packaged):
+    """.chalice/config.json's "xray": every function of a deployed stage runs with X-Ray active tracing."""
+    functions = packaged["terraform"]["resource"]["aws_lambda_function"]
+    assert len(functions) == 6
+    assert {name: f.get("tracing_config") for name, f in functions.items()} == {name: {"mode": "Active"} for name in functions}
+
+
+def test_package_sends_failed_storage_events_to_the_events_dead_letter_queue(packaged):
+    configs = packaged["terraform"]["resource"]["aws_lambda_function_event_invoke_config"]
+    assert {c["function_name"] for c in configs.values()} == {
+        "${aws_lambda_function.on_attachment_uploaded.function_name}", "${aws_lambda_function.on_import_uploaded.function_name}"}
+    for config in configs.values():
+        assert config["destination_config"] == {"on_failure": {"destination": packaged["outputs"]["EventDeadLetterQueueArn"]}}
+        assert config["maximum_retry_attempts"] == 2

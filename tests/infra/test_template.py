@@ -17,7 +17,8 @@ CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
 # What the local stack, the unit tests and the deploy step read (infra/stack.py, local/stack.py).
 REQUIRED_OUTPUTS = {
     "TableName", "TableArn", "BucketName", "BucketArn", "WorkQueueUrl", "WorkQueueArn", "WorkQueueName",
-    "DeadLetterQueueUrl", "DeadLetterQueueArn", "FrontendBucketName", "FrontendBucketArn", "FrontendOrigin", "Stage",
+    "DeadLetterQueueUrl", "DeadLetterQueueArn", "EventDeadLetterQueueUrl", "EventDeadLetterQueueArn",
+    "FrontendBucketName", "FrontendBucketArn", "FrontendOrigin", "Stage",
 }
 
 
@@ -124,7 +125,7 @@ def test_data_bucket_accepts_browser_uploads_from_the_front_end_only(template):
 
 def test_queues_are_encrypted_and_failures_end_in_the_dead_letter_queue(template):
     queues = resources_of(template, "AWS::SQS::Queue")
-    assert set(queues) == {"WorkQueue", "DeadLetterQueue"}
+    assert set(queues) == {"WorkQueue", "DeadLetterQueue", "EventDeadLetterQueue"}
     for queue in queues.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
     redrive = queues["WorkQueue"]["Properties"]["RedrivePolicy"]
@@ -132,6 +133,7 @@ def test_queues_are_encrypted_and_failures_end_in_the_dead_letter_queue(template
     assert 1 < redrive["maxReceiveCount"] <= 10
     dlq_retention = queues["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
     assert dlq_retention > queues["WorkQueue"]["Properties"]["MessageRetentionPeriod"]
+    assert queues["EventDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == dlq_retention
 
 
 def sqs_handlers(app_source: str) -> list[str]:
@@ -180,3 +182,113 @@ def test_the_timeout_check_reads_per_function_settings():
         },
     }
     assert consumer_timeouts(config, ["consume"]) == {("dev", "consume"): 90, ("prod", "consume"): 20}
+
+
+# -- alarms and dashboard (issue: an alarm can never watch a metric nobody writes) -------------------
+
+# Metrics AWS publishes by itself, with the dimension each alarm uses: "Lambda function metrics"
+# (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html), "Available CloudWatch
+# metrics for Amazon SQS" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html),
+# "DynamoDB Metrics and dimensions" (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/metrics-dimensions.html).
+AWS_PUBLISHED = {
+    ("AWS/Lambda", "Errors"): {"FunctionName"},
+    ("AWS/Lambda", "Throttles"): {"FunctionName"},
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): {"QueueName"},
+    ("AWS/SQS", "ApproximateAgeOfOldestMessage"): {"QueueName"},
+    ("AWS/DynamoDB", "ReadThrottleEvents"): {"TableName"},
+    ("AWS/DynamoDB", "WriteThrottleEvents"): {"TableName"},
+}
+
+
+def alarm_metrics(alarm):
+    """(namespace, name, dimensions) of each metric an alarm reads, directly or in metric math."""
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        return [(props["Namespace"], props["MetricName"], props.get("Dimensions", []))]
+    return [(m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"],
+             m["MetricStat"]["Metric"].get("Dimensions", [])) for m in props["Metrics"] if "MetricStat" in m]
+
+
+def emitted_by_the_code():
+    """What chalicelib/util/metrics.py writes: (metric, dimension names, service value) per dimension set."""
+    from chalicelib.util import metrics
+
+    return {(name, frozenset(dims)) for family in metrics.FAMILIES for name in family.units for dims in family.dimension_sets}
+
+
+def test_every_alarm_watches_a_metric_the_code_writes_or_aws_publishes(template):
+    from chalicelib.util import metrics
+
+    emitted = emitted_by_the_code()
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 20
+    for name, alarm in alarms.items():
+        for namespace, metric, dimensions in alarm_metrics(alarm):
+            names = frozenset(d["Name"] for d in dimensions)
+            if namespace == {"Fn::Sub": f"{metrics.NAMESPACE_PREFIX}/${{Stage}}"}:
+                assert (metric, names) in emitted, (name, metric, names)
+                service = [d["Value"] for d in dimensions if d["Name"] == metrics.SERVICE_DIMENSION]
+                assert service == [metrics.SERVICE], name
+            else:
+                assert AWS_PUBLISHED.get((namespace, metric)) == names, (name, namespace, metric, names)
+
+
+def test_the_alarms_cover_the_issue_list_and_notify_the_topic(template):
+    import app
+    from infra import policy
+
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    watched = {(ns if isinstance(ns, str) else ns["Fn::Sub"], metric) for a in alarms.values() for ns, metric, _ in alarm_metrics(a)}
+    for metric in ("ServerErrors", "Latency", "AuthorizerFailure", "ImportsFailed", "CleanupLag"):
+        assert ("ItemsService/${Stage}", metric) in watched, metric
+    for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+        assert ("AWS/DynamoDB", metric) in watched
+    queues = {json.dumps(d["Value"]) for a in alarms.values() for ns, metric, dims in alarm_metrics(a) if ns == "AWS/SQS"
+              for d in dims}
+    assert json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}) in queues
+    assert json.dumps({"Fn::GetAtt": ["EventDeadLetterQueue", "QueueName"]}) in queues
+    assert json.dumps({"Fn::GetAtt": ["WorkQueue", "QueueName"]}) in queues
+    # Each deployed function's errors and throttles, by the names Chalice gives them.
+    functions = set(policy.function_names(app.app, "${Stage}"))
+    for metric in ("Errors", "Throttles"):
+        named = {d["Value"]["Fn::Sub"] for a in alarms.values() for ns, m, dims in alarm_metrics(a)
+                 if (ns, m) == ("AWS/Lambda", metric) for d in dims}
+        assert named == functions, metric
+    topic = template["Resources"]["AlarmTopic"]
+    assert topic["Type"] == "AWS::SNS::Topic"
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail" and subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+def test_every_alarm_has_a_runbook_line(template):
+    import re
+
+    guide = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+               for line in guide.splitlines() if line.startswith("#")}
+    for name, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items():
+        (anchor,) = re.findall(r"docs/OPERATIONS\.md#([a-z0-9-]+)", alarm["Properties"]["AlarmDescription"])
+        assert anchor in anchors, (name, anchor)
+
+
+def test_the_dashboard_shows_metrics_that_exist(template):
+    from chalicelib.util import metrics
+
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    dashboard = json.loads(body.replace("${Stage}", "ci").replace("${AWS::Region}", "us-east-1"))
+    names = {name for family in metrics.FAMILIES for name in family.units}
+    shown = set()
+    for widget in dashboard["widgets"]:
+        for row in widget["properties"]["metrics"]:
+            if isinstance(row[0], str):
+                namespace, metric = row[0], row[1]
+                if namespace == "ItemsService/ci":
+                    assert metric in names, metric
+                    shown.add(metric)
+                else:
+                    assert (namespace, metric) in AWS_PUBLISHED, (namespace, metric)
+            else:
+                shown.update(n for n in names if f'MetricName="{n}"' in row[0]["expression"])
+    assert shown == names, names - shown

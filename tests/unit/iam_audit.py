@@ -13,6 +13,7 @@ inspecting the table and bucket — stand for the operator's or a browser's, not
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -238,6 +239,12 @@ def _sqs(operation: str, params: Mapping[str, Any], region: str) -> list[tuple[s
 
 # -- what the platform does with the function's role -------------------------------------------
 
+def active_tracing() -> bool:
+    """Whether .chalice/config.json turns X-Ray active tracing on (then Lambda writes segments with the role)."""
+    config = json.loads((Path(__file__).resolve().parents[2] / ".chalice" / "config.json").read_text())
+    return bool(config.get("xray"))
+
+
 def platform_requirements(app: Any, functions: Mapping[str, str], outputs: Mapping[str, str]) -> set[Requirement]:
     """Calls Lambda makes with each function's role on its behalf: logging, polling the queue.
 
@@ -249,9 +256,16 @@ def platform_requirements(app: Any, functions: Mapping[str, str], outputs: Mappi
         needed.add(Requirement("logs:CreateLogGroup", group, f"lambda runtime ({name})", handler))
         for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
             needed.add(Requirement(action, f"{group}:log-stream:2026/01/01/[$LATEST]0", f"lambda runtime ({name})", handler))
-    from chalice.app import SQSEventConfig
+        if active_tracing():
+            for action in ("xray:PutTraceSegments", "xray:PutTelemetryRecords"):
+                needed.add(Requirement(action, "*", f"lambda runtime, active tracing ({name})", handler))
+    from chalice.app import S3EventConfig, SQSEventConfig
 
     for source in app.event_sources:
+        if isinstance(source, S3EventConfig):
+            # Its on-failure destination (infra/deploy.py): Lambda sends a failed event there with the function's role.
+            needed.add(Requirement("sqs:SendMessage", outputs["EventDeadLetterQueueArn"], f"on-failure destination ({source.name})",
+                                   source.name))
         if isinstance(source, SQSEventConfig):
             # The stage has one consumed queue; the event source mapping polls it with the consumer's role.
             for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):

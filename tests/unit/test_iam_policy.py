@@ -92,11 +92,15 @@ def test_only_the_consumer_receives_and_deletes_work(policies, outputs):
 def test_policy_is_scoped_to_the_stage(policies, outputs, functions):
     log_prefix = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/"
     parameter = f"arn:aws:ssm:us-east-1:123456789012:parameter{stage_policy.cursor_secrets_parameter('test')}"
-    own = (outputs["TableArn"], outputs["BucketArn"], outputs["WorkQueueArn"], parameter)
+    own = (outputs["TableArn"], outputs["BucketArn"], outputs["WorkQueueArn"], outputs["EventDeadLetterQueueArn"], parameter)
     for statement in [s for policy in policies.values() for s in policy["Statement"]]:
         assert statement["Effect"] == "Allow"
         for action in statement["Action"]:
             assert "*" not in action, action
+        if statement["Sid"] == "FunctionTraces":  # X-Ray's write actions take no resource: only these two may have "*"
+            assert statement["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+            assert statement["Resource"] == ["*"]
+            continue
         for resource in statement["Resource"]:
             assert resource != "*"
             if resource.startswith(log_prefix):

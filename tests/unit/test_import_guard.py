@@ -60,9 +60,11 @@ POWERTOOLS_HEAVY = ("aws_lambda_powertools.event_handler", "aws_lambda_powertool
                     "aws_lambda_powertools.utilities.validation", "aws_lambda_powertools.utilities.idempotency")
 
 # Module count of each path over the floor's (a fresh botocore GetItem, 333 modules on Python 3.11).
-# Measured: authorizer 1.07, GET 1.19 (Powertools' Logger alone brings 40), POST 1.36 (pydantic 50).
+# Measured: authorizer 1.12 (373 modules: chalicelib.util.metrics for its metrics and
+# chalicelib.auth.callers for the two kinds of caller added one each), the authorizer with a token
+# 0.68 (no AWS client), GET 1.24 (Powertools' Logger alone brings 40), POST 1.41 (pydantic 50).
 # The bounds leave room for moving chalicelib into packages, not for another library.
-BUDGET = {"auth": 1.12, "token": 1.12, "get": 1.25, "post": 1.45}
+BUDGET = {"auth": 1.13, "token": 1.13, "get": 1.25, "post": 1.45}
 POOL = "us-east-1_guard"
 CLIENT_ID = "guard-client"
 # What only a JWT library, or an AWS client, would bring to the token path.

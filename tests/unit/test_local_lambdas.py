@@ -109,3 +109,16 @@ def test_cold_concurrent_invocations_each_get_an_execution_environment(pools):
     for thread in threads:
         thread.join()
     assert len({r["pid"] for r in results}) == 4
+
+
+def test_a_functions_log_lines_reach_the_stacks_reader_and_its_output(pools, capsys):
+    seen: list[str] = []
+    pool = pools(spec("log"), {}, on_output=seen.append)
+    lines = ['{"_aws":{"Timestamp":1}}', "plain text"]
+    pool.invoke({"lines": lines})
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen == lines
+    out = capsys.readouterr().out
+    assert all(text in out for text in lines), out
