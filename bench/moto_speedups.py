@@ -135,16 +135,70 @@ def _replace(owner: Any, name: str, value: Any) -> Any:
     return original
 
 
-def _sorted_key_queries(index: SortKeyIndex, index_keys: IndexKeyIndex) -> None:
+def _index_candidates(index_keys: IndexKeyIndex, self: Any, index_name: str, hash_conditions: list[tuple[str, Any]],
+                      comparison: str | None, range_objs: list[Any], limit: int | None, start: dict[str, Any] | None,
+                      forward: bool) -> list[Any] | None:
+    """The window of an index query, for an index partitioned by the table's partition key."""
+    if [name for name, _ in hash_conditions] != [self.hash_key_attr]:
+        return None
+    hash_key = hash_conditions[0][1]
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import GlobalSecondaryIndex
+
+    index = next((i for i in self.global_indexes if i.name == index_name), None)
+    if not isinstance(index, GlobalSecondaryIndex) or hash_key is None or limit is None:
+        return None
+    hashes = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+    ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
+    if hashes != [self.hash_key_attr] or len(ranges) != 1 or getattr(self, "range_key_type", None) != "S":
+        return None
+    if comparison is not None and (comparison.upper() not in _BOUNDED or any(o.type != "S" for o in range_objs)):
+        return None
+    partition = self.items.get(hash_key)
+    if not isinstance(partition, dict):
+        return None
+    values, pairs = index_keys.pairs(self, index_name, ranges[0], hash_key, partition)
+    low, high = _bounds(values, comparison, [o.value for o in range_objs])
+    if start is not None:
+        at = (start.get(ranges[0], {}).get("S"), start.get(self.range_key_attr, {}).get("S"))
+        if at[0] is None or at[1] is None:
+            return None
+        if forward:
+            low = max(low, bisect.bisect_right(pairs, at))
+        else:
+            high = min(high, bisect.bisect_left(pairs, at))
+    if high - low > limit + 1:
+        low, high = (low, low + limit + 1) if forward else (high - limit - 1, high)
+    low, high = (low, min(high + 1, len(pairs))) if forward else (max(low - 1, 0), high)
+    return [partition[DynamoType({"S": range_value})] for _, range_value in pairs[low:high]]
+
+
+
+def _forget_on_update(index_keys: IndexKeyIndex) -> None:
+    """The backend's ``update_item`` changes an item in place: its partition's index keys go."""
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.table import GlobalSecondaryIndex, Table
+
+    original_update = DynamoDBBackend.update_item
+
+    def update_item(self: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_update(self, table_name, key, *args, **kwargs)
+        finally:
+            table = self.get_table(table_name)
+            if table.hash_key_attr in key:
+                index_keys.forget(table, DynamoType(key[table.hash_key_attr]))
+
+    _replace(DynamoDBBackend, "update_item", update_item)
+
+
+def _sorted_key_queries(index: SortKeyIndex, index_keys: IndexKeyIndex) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
 
     original_query = index.unpatched_query = Table.query
     original_put = Table.put_item
     original_delete = Table.delete_item
-
-    original_update = DynamoDBBackend.update_item
 
     def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         item = original_put(self, *args, **kwargs)
@@ -157,44 +211,6 @@ def _sorted_key_queries(index: SortKeyIndex, index_keys: IndexKeyIndex) -> None:
         index.removed(self, hash_key, range_key)
         index_keys.forget(self, hash_key)
         return item
-
-    def update_item(self: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return original_update(self, table_name, key, *args, **kwargs)
-        finally:
-            table = self.get_table(table_name)
-            if table.hash_key_attr in key:
-                index_keys.forget(table, DynamoType(key[table.hash_key_attr]))
-
-    def index_candidates(self: Any, index_name: str, hash_key: Any, comparison: str | None, range_objs: list[Any],
-                         limit: int | None, start: dict[str, Any] | None, forward: bool) -> list[Any] | None:
-        """The window of an index query, for an index partitioned by the table's partition key."""
-        index = next((i for i in self.global_indexes if i.name == index_name), None)
-        if not isinstance(index, GlobalSecondaryIndex) or hash_key is None or limit is None:
-            return None
-        hashes = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
-        ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
-        if hashes != [self.hash_key_attr] or len(ranges) != 1 or getattr(self, "range_key_type", None) != "S":
-            return None
-        if comparison is not None and (comparison.upper() not in _BOUNDED or any(o.type != "S" for o in range_objs)):
-            return None
-        partition = self.items.get(hash_key)
-        if not isinstance(partition, dict):
-            return None
-        values, pairs = index_keys.pairs(self, index_name, ranges[0], hash_key, partition)
-        low, high = _bounds(values, comparison, [o.value for o in range_objs])
-        if start is not None:
-            at = (start.get(ranges[0], {}).get("S"), start.get(self.range_key_attr, {}).get("S"))
-            if at[0] is None or at[1] is None:
-                return None
-            if forward:
-                low = max(low, bisect.bisect_right(pairs, at))
-            else:
-                high = min(high, bisect.bisect_left(pairs, at))
-        if high - low > limit + 1:
-            low, high = (low, low + limit + 1) if forward else (high - limit - 1, high)
-        low, high = (low, min(high + 1, len(pairs))) if forward else (max(low - 1, 0), high)
-        return [partition[DynamoType({"S": range_value})] for _, range_value in pairs[low:high]]
 
     def candidates(self: Any, hash_key: Any, comparison: str | None, range_objs: list[Any], limit: int | None,
                    start: dict[str, Any] | None, forward: bool) -> list[Any] | None:
@@ -238,10 +254,8 @@ def _sorted_key_queries(index: SortKeyIndex, index_keys: IndexKeyIndex) -> None:
         forward = scan_index_forward is not False
         if index_name is not None:
             hash_conditions = kwargs.get("hash_key_conditions") or [(self.hash_key_attr, hash_key)]
-            if [name for name, _ in hash_conditions] != [self.hash_key_attr]:
-                return run()
-            chosen = index_candidates(self, index_name, hash_conditions[0][1], range_comparison, range_objs, limit,
-                                      exclusive_start_key, forward)
+            chosen = _index_candidates(index_keys, self, index_name, hash_conditions, range_comparison,
+                                       range_objs, limit, exclusive_start_key, forward)
         else:
             chosen = candidates(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, forward)
         if chosen is None:
@@ -255,7 +269,7 @@ def _sorted_key_queries(index: SortKeyIndex, index_keys: IndexKeyIndex) -> None:
     _replace(Table, "query", query)
     _replace(Table, "put_item", put_item)
     _replace(Table, "delete_item", delete_item)
-    _replace(DynamoDBBackend, "update_item", update_item)
+    _forget_on_update(index_keys)
 
 
 def install() -> SortKeyIndex | None:

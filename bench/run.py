@@ -382,17 +382,14 @@ def write_cost(_env: Environment, _sizes: Sizes) -> dict[str, Any]:
         other = [f"other-{n:02d}" for n in range(count)]
         body = {"name": f"{count} tags", "tags": tags, "data": {"amount": 12.5, "currency": "EUR"}}
         costs: dict[str, Any] = {}
-        item_id = ""
-        steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-            ("create", lambda body=body: api("POST", "/items", "/items", tenant, body=body)),
-            ("update", lambda body=body: api("PUT", "/items/{item_id}", f"/items/{item_id}", tenant,
-                                             {"item_id": item_id}, body={**body, "name": "renamed"})),
-            ("retag", lambda body=body, other=other: api("PUT", "/items/{item_id}", f"/items/{item_id}", tenant,
-                                                         {"item_id": item_id}, body={**body, "tags": other})),
-        ]
-        for step, call in steps:
+        item_id: str | None = None
+        for step, changes in (("create", {}), ("update", {"name": "renamed"}), ("retag", {"tags": other})):
             with counting_calls() as calls, write_units() as units:
-                response = call()
+                if item_id is None:
+                    response = api("POST", "/items", "/items", tenant, body=body)
+                else:
+                    response = api("PUT", "/items/{item_id}", f"/items/{item_id}", tenant, {"item_id": item_id},
+                                   body={**body, **changes})
             assert response["statusCode"] < 300, (step, response)
             item_id = item_id or json.loads(response["body"])["id"]
             costs[f"{step}_calls"] = sum(calls.values())

@@ -256,6 +256,9 @@ def finding_of(params: dict[str, str]) -> Finding:
     if sort is not None and sort not in SORTS:
         raise query_error("sort", f"must be one of {', '.join(SORTS)}")
     tag, prefix = params.get("tag"), params.get("q")
+    for name, value in (("tag", tag), ("q", prefix)):
+        if value is not None and not _is_unicode_text(value):
+            raise query_error(name, "must be text (it holds a lone surrogate)")
     if tag is not None and prefix is not None:
         raise Problem(
             "bad-request",
@@ -274,6 +277,14 @@ def finding_of(params: dict[str, str]) -> Finding:
         _own_order_only(sort, "q", "name")
         return Finding("prefix", prefix)
     return Finding(sort or "id")
+
+
+def _is_unicode_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _own_order_only(sort: str | None, name: str, own: str) -> None:

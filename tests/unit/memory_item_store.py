@@ -2,7 +2,8 @@
 
 Same semantics, checked by test_item_store_contract.py against the repository on moto: writes only
 to live items at a matching version, an expired item is gone (its id free again), versions count
-every write, pages in id order both ways with a resume id, and an item deleted (or replaced after
+every write, pages in id order both ways with a resume id, findings (tag, name prefix, name,
+updated_at) paged as the repository reads its indexes, and an item deleted (or replaced after
 expiring) with attachments leaves a tombstone for the cleanup job. What it cannot have: the
 expression limits (it never raises ``ExpressionTooLarge``), and a real transaction for a create's
 ``completion`` entry, which it keeps in ``companions`` to show it was written with the item.

@@ -194,6 +194,16 @@ def test_unsupported_queries_are_400_saying_which(tenant, query, pointer):
     assert [error["pointer"] for error in problem["errors"]] == [pointer]
 
 
+@pytest.mark.parametrize("name", ["tag", "q"])
+def test_a_lone_surrogate_is_a_400_not_a_500(name):
+    from chalicelib.items.service import finding_of
+    from chalicelib.problems import Problem
+
+    with pytest.raises(Problem) as refused:
+        finding_of({name: "a\ud800"})
+    assert refused.value.status == 400
+
+
 def test_combination_problem_names_the_combination(tenant):
     problem = assert_problem(tenant.request("GET", "/items?tag=a&sort=name"), 400, "bad-request")
     assert "tag" in problem["detail"] and "sort=name" in problem["detail"]
