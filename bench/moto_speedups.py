@@ -252,12 +252,13 @@ def _sorted_key_queries(index: SortKeyIndex, index_keys: IndexKeyIndex) -> None:
         if not self.range_key_attr or legacy_filters or multi_attribute:
             return run()
         forward = scan_index_forward is not False
-        if index_name is not None:
-            hash_conditions = kwargs.get("hash_key_conditions") or [(self.hash_key_attr, hash_key)]
-            chosen = _index_candidates(index_keys, self, index_name, hash_conditions, range_comparison,
-                                       range_objs, limit, exclusive_start_key, forward)
-        else:
-            chosen = candidates(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, forward)
+        chosen = (
+            _index_candidates(index_keys, self, index_name,
+                              kwargs.get("hash_key_conditions") or [(self.hash_key_attr, hash_key)],
+                              range_comparison, range_objs, limit, exclusive_start_key, forward)
+            if index_name is not None
+            else candidates(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, forward)
+        )
         if chosen is None:
             return run()
         self.all_items = lambda: chosen  # moto's query evaluates exactly these items
