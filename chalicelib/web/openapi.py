@@ -184,9 +184,10 @@ FINDING = [
                      "than name (400)."),
      "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PREFIX_LENGTH}},
     {"name": "sort", "in": "query", "required": False,
-     "description": ("The order: id (default), name (case-folded, then id) or updated_at (then id; "
-                     "order=desc puts recent changes first)."),
-     "schema": {"type": "string", "enum": _SORTS, "default": "id"}},
+     # No schema default: a client that filled one in would send sort=id with q, which is refused.
+     "description": ("The order: id (when absent, unless q is given: then name), name (case-folded, then id) "
+                     "or updated_at (then id; order=desc puts recent changes first)."),
+     "schema": {"type": "string", "enum": _SORTS}},
 ]
 ITEM_PAGING = [
     *FINDING,

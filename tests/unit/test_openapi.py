@@ -252,6 +252,7 @@ def test_finding_parameters_are_the_services_rules(client, tenant):
     document = json.loads(client.http.get("/openapi.json").body)
     parameters = {p["name"]: p["schema"] for p in document["paths"]["/items"]["get"]["parameters"]}
     assert parameters["sort"]["enum"] == list(SORTS)
+    assert "default" not in parameters["sort"]  # a client filling it in would send sort=id with q (a 400)
     for name, longest in (("tag", 50), ("q", 100)):
         assert (parameters[name]["minLength"], parameters[name]["maxLength"]) == (1, longest)
         assert tenant.request("GET", f"/items?{name}={'x' * longest}").status_code == 200
