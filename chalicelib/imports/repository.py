@@ -267,6 +267,10 @@ def stored_at(table: str, key: layout.Key) -> dict[str, object] | None:
     return from_item(found[0]) if found else None
 
 
+# A transaction holds at most 100 actions: a chunk's row writes (each row's item and its tags'
+# index records, or its error record) at most this many, then its marker and the counters.
+MAX_ROW_WRITES = 98
+
 CHUNK_APPLIED = "ignored: chunk already applied"
 NOT_PROCESSING = "ignored: the import is no longer processing"
 

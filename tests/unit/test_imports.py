@@ -877,15 +877,29 @@ def test_imported_rows_are_found_by_tag_and_name(client, app_module, s3, tenant)
     assert len(body_of(tenant.request("GET", "/items?q=row%201&limit=100"))["items"]) == 11  # 1, 10-19
 
 
-def test_rows_with_many_tags_are_written_one_transaction_each(client, app_module, s3, tenant):
-    """50 rows of 20 tags are 1,050 writes: more than a transaction holds, so each row goes alone."""
-    tags = [f"tag{n}" for n in range(20)]
+@pytest.mark.parametrize(("tag_count", "chunks"), [(1, 2), (20, 13)])
+def test_messages_hold_as_many_rows_as_one_transaction_can_write(
+    client, app_module, s3, tenant, monkeypatch, tag_count, chunks
+):
+    """A row is its item and one index record per tag: 50 rows of 20 tags are 1,050 writes. The
+    storage handler fills each message up to what one transaction holds (``MAX_ROW_WRITES``), so
+    every chunk is still one transaction."""
+    real = aws.dynamodb().transact_write_items
+    transactions = []
+
+    def counting(**kwargs):
+        transactions.append(len(kwargs["TransactItems"]))
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", counting)
+    tags = [f"tag{n}" for n in range(tag_count)]
     data = b"".join(json.dumps({"id": f"r{n:02d}", "name": "n", "tags": tags}).encode() + b"\n" for n in range(50))
     result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert len(transactions) == chunks and max(transactions) <= 100, transactions
     assert_accounted(result)
     assert result["rows_imported"] == 50
     assert len(every_item(tenant)) == 50
-    page = body_of(tenant.request("GET", "/items?tag=tag19&limit=100"))
+    page = body_of(tenant.request("GET", f"/items?tag=tag{tag_count - 1}&limit=100"))
     assert len(page["items"]) == 50
 
 
