@@ -7,6 +7,7 @@ in the file fails the import before a single row is queued ("failed" means nothi
    and line lengths only, no row is parsed, so it runs at the speed of decoding);
 2. stream it again, parse and validate each row, and send valid rows to the work queue with
    ``SendMessageBatch`` in bounded messages (``MAX_ROWS_PER_MESSAGE`` rows, ``MAX_MESSAGE_BYTES``,
+   ``MAX_ROW_WRITES`` records written: each row's item and its tags' index records,
    at most 10 messages and ``MAX_BATCH_BYTES`` per call); row errors are stored; at the end
    ``rows_total`` is set.
 
