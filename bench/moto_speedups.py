@@ -20,6 +20,13 @@ with any other version ``install`` leaves moto alone and says so (the benchmark 
 moto's own scaling, and records which in ``bench/results.json``). ``tests/bench/
 test_moto_speedups.py`` checks on random data that the answers are moto's own.
 
+**Index queries** (same replacement of ``Table.query``): moto answers a query on a global
+secondary index by walking every item of the table and sorting the matches, O(table) again. For an
+index partitioned by the table's own partition key (``name-index``, ``updated-index``), the sorted
+(index key, sort key) pairs of each partition are kept per index, dropped whenever a write touches
+the partition (``put_item``, ``delete_item``, and the backend's ``update_item``, which changes items
+in place) and rebuilt at the next query; the chosen window is then evaluated by moto's own code.
+
 (Transactions need nothing here: the emulator applies ``TransactWriteItems`` as single-item
 writes at its HTTP layer, which costs what the items cost.)
 """
@@ -91,6 +98,31 @@ def _bounds(keys: list[str], comparison: str | None, values: list[str]) -> tuple
     return left(keys, prefix), left(keys, prefix[:-1] + chr(ord(prefix[-1]) + 1))
 
 
+class IndexKeyIndex:
+    """Sorted (index key, table sort key) pairs per (table, index, partition), dropped on writes."""
+
+    def __init__(self) -> None:
+        self._pairs: dict[tuple[int, str, Any], tuple[list[str], list[tuple[str, str]]]] = {}
+
+    def pairs(self, table: Any, index: str, attribute: str, hash_key: Any, partition: dict[Any, Any]) -> tuple[
+            list[str], list[tuple[str, str]]]:
+        slot = (id(table), index, hash_key)
+        found = self._pairs.get(slot)
+        if found is None:
+            pairs = sorted(
+                (item.attrs[attribute].value, range_key.value)
+                for range_key, item in partition.items()
+                if attribute in item.attrs and item.attrs[attribute].type == "S"
+            )
+            found = ([value for value, _ in pairs], pairs)
+            self._pairs[slot] = found
+        return found
+
+    def forget(self, table: Any, hash_key: Any) -> None:
+        for slot in [slot for slot in self._pairs if slot[0] == id(table) and slot[2] == hash_key]:
+            del self._pairs[slot]
+
+
 # What install() replaced, to put back: (owner, attribute name, original value).
 _replaced: list[tuple[Any, str, Any]] = []
 _index: list[SortKeyIndex] = []
@@ -103,7 +135,64 @@ def _replace(owner: Any, name: str, value: Any) -> Any:
     return original
 
 
-def _sorted_key_queries(index: SortKeyIndex) -> None:
+def _index_candidates(index_keys: IndexKeyIndex, self: Any, index_name: str, hash_conditions: list[tuple[str, Any]],
+                      comparison: str | None, range_objs: list[Any], limit: int | None, start: dict[str, Any] | None,
+                      forward: bool) -> list[Any] | None:
+    """The window of an index query, for an index partitioned by the table's partition key."""
+    if [name for name, _ in hash_conditions] != [self.hash_key_attr]:
+        return None
+    hash_key = hash_conditions[0][1]
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import GlobalSecondaryIndex
+
+    index = next((i for i in self.global_indexes if i.name == index_name), None)
+    if not isinstance(index, GlobalSecondaryIndex) or hash_key is None or limit is None:
+        return None
+    hashes = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+    ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
+    if hashes != [self.hash_key_attr] or len(ranges) != 1 or getattr(self, "range_key_type", None) != "S":
+        return None
+    if comparison is not None and (comparison.upper() not in _BOUNDED or any(o.type != "S" for o in range_objs)):
+        return None
+    partition = self.items.get(hash_key)
+    if not isinstance(partition, dict):
+        return None
+    values, pairs = index_keys.pairs(self, index_name, ranges[0], hash_key, partition)
+    low, high = _bounds(values, comparison, [o.value for o in range_objs])
+    if start is not None:
+        at = (start.get(ranges[0], {}).get("S"), start.get(self.range_key_attr, {}).get("S"))
+        if at[0] is None or at[1] is None:
+            return None
+        if forward:
+            low = max(low, bisect.bisect_right(pairs, at))
+        else:
+            high = min(high, bisect.bisect_left(pairs, at))
+    if high - low > limit + 1:
+        low, high = (low, low + limit + 1) if forward else (high - limit - 1, high)
+    low, high = (low, min(high + 1, len(pairs))) if forward else (max(low - 1, 0), high)
+    return [partition[DynamoType({"S": range_value})] for _, range_value in pairs[low:high]]
+
+
+
+def _forget_on_update(index_keys: IndexKeyIndex) -> None:
+    """The backend's ``update_item`` changes an item in place: its partition's index keys go."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    original_update = DynamoDBBackend.update_item
+
+    def update_item(self: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_update(self, table_name, key, *args, **kwargs)
+        finally:
+            table = self.get_table(table_name)
+            if table.hash_key_attr in key:
+                index_keys.forget(table, DynamoType(key[table.hash_key_attr]))
+
+    _replace(DynamoDBBackend, "update_item", update_item)
+
+
+def _sorted_key_queries(index: SortKeyIndex, index_keys: IndexKeyIndex) -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
@@ -114,11 +203,13 @@ def _sorted_key_queries(index: SortKeyIndex) -> None:
     def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         item = original_put(self, *args, **kwargs)
         index.added(self, item)
+        index_keys.forget(self, item.hash_key)
         return item
 
     def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
         item = original_delete(self, hash_key, range_key)
         index.removed(self, hash_key, range_key)
+        index_keys.forget(self, hash_key)
         return item
 
     def candidates(self: Any, hash_key: Any, comparison: str | None, range_objs: list[Any], limit: int | None,
@@ -158,10 +249,16 @@ def _sorted_key_queries(index: SortKeyIndex) -> None:
 
         legacy_filters = set(kwargs) - {"hash_key_conditions", "range_key_conditions"}
         multi_attribute = len(kwargs.get("range_key_conditions") or ()) > 1
-        if index_name is not None or not self.range_key_attr or legacy_filters or multi_attribute:
+        if not self.range_key_attr or legacy_filters or multi_attribute:
             return run()
-        chosen = candidates(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
-                            scan_index_forward is not False)
+        forward = scan_index_forward is not False
+        chosen = (
+            _index_candidates(index_keys, self, index_name,
+                              kwargs.get("hash_key_conditions") or [(self.hash_key_attr, hash_key)],
+                              range_comparison, range_objs, limit, exclusive_start_key, forward)
+            if index_name is not None
+            else candidates(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, forward)
+        )
         if chosen is None:
             return run()
         self.all_items = lambda: chosen  # moto's query evaluates exactly these items
@@ -173,6 +270,7 @@ def _sorted_key_queries(index: SortKeyIndex) -> None:
     _replace(Table, "query", query)
     _replace(Table, "put_item", put_item)
     _replace(Table, "delete_item", delete_item)
+    _forget_on_update(index_keys)
 
 
 def install() -> SortKeyIndex | None:
@@ -186,7 +284,7 @@ def install() -> SortKeyIndex | None:
               "not installed; list and import figures include moto's O(table) costs", file=sys.stderr)
         return None
     index = SortKeyIndex()
-    _sorted_key_queries(index)
+    _sorted_key_queries(index, IndexKeyIndex())
     _index.append(index)
     return index
 

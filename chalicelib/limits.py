@@ -12,6 +12,9 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_DATA_BYTES = 16 * 1024
 MAX_DATA_DEPTH = 16
 MAX_TAGS = 20
+MAX_TAG_LENGTH = 50
+# A name prefix to find (``GET /items?q=``).
+MAX_PREFIX_LENGTH = 100
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 _ID = re.compile(ID_PATTERN)

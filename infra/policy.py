@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.files.uploads import IMPORT_WORK_PREFIX, IMPORTS_PREFIX
-from chalicelib.store.layout import DUE_INDEX
+from chalicelib.store.layout import DUE_INDEX, NAME_INDEX, UPDATED_INDEX
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,7 @@ def documents(outputs: Mapping[str, str], app: Any, stage: str) -> dict[str, dic
 # What each function's code does (tests/unit/test_iam_policy.py checks every recorded call of a
 # function against its own policy, and that each grant is used by that function).
 FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
-    API_HANDLER: ("ApiTableItems", "Objects", "ObjectListing", "CursorSecrets"),
+    API_HANDLER: ("ApiTableItems", "FindIndexes", "Objects", "ObjectListing", "CursorSecrets"),
     "bearer_authorizer": ("KeyRecords",),
     "on_attachment_uploaded": ("UploadTableItems", "UploadedObjects", "ObjectListing", "EventFailures"),
     "on_import_uploaded": ("ImportTableItems", "UploadedObjects", "ImportCheckpoints", "ObjectListing", "WorkQueueSend",
@@ -117,7 +117,8 @@ def _grants(outputs: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         table_items("ApiTableItems", "BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"),
         table_items("UploadTableItems", "GetItem", "UpdateItem"),
         table_items("ImportTableItems", "BatchWriteItem", "GetItem", "UpdateItem"),
-        table_items("ConsumerTableItems", "BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"),
+        # DeleteItem: a row that replaces an expired item removes that item's tag index records.
+        table_items("ConsumerTableItems", "BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"),
         table_items("CleanupTableItems", "BatchWriteItem", "DeleteItem", "GetItem", "Query", "UpdateItem"),
         {
             **_allow("KeyRecords", ["dynamodb:GetItem"], [table]),
@@ -125,6 +126,7 @@ def _grants(outputs: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{KEY_RECORD_PREFIX}*"]}},
         },
         _allow("DueIndex", ["dynamodb:Query"], [f"{table}/index/{DUE_INDEX}"]),
+        _allow("FindIndexes", ["dynamodb:Query"], [f"{table}/index/{NAME_INDEX}", f"{table}/index/{UPDATED_INDEX}"]),
         _allow("Objects", ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], [f"{bucket}/*"]),
         _allow("UploadedObjects", ["s3:DeleteObject", "s3:GetObject"], [f"{bucket}/*"]),
         # A long import continues in a new invocation: its file is copied onto itself (a new

@@ -120,7 +120,7 @@ class CleanupJob:
         # Expired with attachments: their files and records first, then the item, so a run
         # interrupted in between leaves the item in the index for the next one.
         self.report["attachment files deleted"] += self.attachments.purge(tenant, item_id, old.created_at)
-        if not self.items.delete_expired_incarnation(tenant, item_id, old.created_at, now):
+        if not self.items.delete_expired_incarnation(tenant, old, now):
             return "expired item gone"
         return "expired item deleted"
 

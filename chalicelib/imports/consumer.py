@@ -31,7 +31,7 @@ Every chunk ends accounted for, whatever its rows do:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -49,10 +49,19 @@ from chalicelib.util import clock, jsonutil, metrics
 
 # A transaction holds at most 100 actions: the rows (or their error records), the marker, the counters.
 MAX_ROWS = 98
+MAX_TRANSACTION_ACTIONS = 100
 # Each round either applies the chunk or turns at least one row into a row error.
 MAX_ROUNDS = MAX_ROWS + 1
 # The work queue's ``maxReceiveCount`` (infra/template.yaml; a unit test keeps the two equal).
 MAX_RECEIVES = 5
+
+
+class Row(NamedTuple):
+    """A valid row: its item's id and fields, and the transaction actions that create it."""
+
+    item_id: str
+    fields: ItemFields
+    actions: list[dict[str, Any]]
 
 
 class RowCausedError(Exception):
@@ -126,9 +135,9 @@ class ImportConsumer:
 
     def _prepare(
         self, message: RowsMessage, now: str
-    ) -> tuple[dict[int, tuple[str, dict[str, Any]]], dict[int, str]]:
-        """Each row's id and create action, or its row error."""
-        rows: dict[int, tuple[str, dict[str, Any]]] = {}
+    ) -> tuple[dict[int, Row], dict[int, str]]:
+        """Each row's id, fields and create actions, or its row error."""
+        rows: dict[int, Row] = {}
         errors: dict[int, str] = {}
         for row in message.rows:
             checked = _validate(row)
@@ -137,13 +146,13 @@ class ImportConsumer:
                 continue
             item_id, fields = checked
             try:
-                action = self.items.create_action(
+                actions = self.items.create_actions(
                     message.tenant, item_id, fields, now, self._ref(message.import_id, row.line)
                 )
             except Exception as exc:  # one row's surprise is that row's error
                 errors[row.line] = unexpected(row.line, exc)
                 continue
-            rows[row.line] = (item_id, action)
+            rows[row.line] = Row(item_id, fields, actions)
         return rows, errors
 
     def _read(
@@ -161,7 +170,7 @@ class ImportConsumer:
         tenant, import_id = message.tenant, message.import_id
         now = clock.now_text()
         rows, errors = self._prepare(message, now)
-        record, applied, existing_items = self._read(message, [item_id for item_id, _ in rows.values()])
+        record, applied, existing_items = self._read(message, [row.item_id for row in rows.values()])
         if record is None:
             return "ignored: unknown import"
         if applied:
@@ -171,7 +180,7 @@ class ImportConsumer:
 
         replaced: list[dict[str, Any]] = []
         earlier = 0  # rows written one by one by an earlier delivery (already counted)
-        for line, (item_id, _) in list(rows.items()):
+        for line, (item_id, fields, _) in list(rows.items()):
             existing = existing_items.get(item_id)
             if existing is None:
                 continue
@@ -183,8 +192,15 @@ class ImportConsumer:
                 del rows[line]
             else:
                 replaced.append(existing)  # expired: its id is free, its attachments are not the row's
+                # ... and its tags' index records go with it, in the row's own write.
+                actions = self.items.create_actions(
+                    tenant, item_id, fields, now, self._ref(import_id, line), replacing=record_of(existing)
+                )
+                rows[line] = Row(item_id, fields, actions)
 
         try:
+            if sum(len(row.actions) for row in rows.values()) + len(errors) + 2 > MAX_TRANSACTION_ACTIONS:
+                raise RowCausedError()  # rows with many tags: one transaction each
             outcome = self._apply_chunk(tenant, import_id, message.chunk, rows, errors, now)
         except RowCausedError:
             outcome = self._apply_one_by_one(tenant, import_id, message.chunk, rows, errors, now)
@@ -199,7 +215,7 @@ class ImportConsumer:
 
     def _apply_chunk(
         self, tenant: str, import_id: str, chunk: int,
-        rows: dict[int, tuple[str, dict[str, Any]]], errors: dict[int, str], now: str,
+        rows: dict[int, Row], errors: dict[int, str], now: str,
     ) -> str | None:
         """The chunk in one transaction (the happy path); None when applied, else why it was ignored."""
         for _round in range(MAX_ROUNDS):
@@ -209,18 +225,18 @@ class ImportConsumer:
             if isinstance(outcome, str):
                 return outcome
             for line in outcome:  # ids taken by another writer since the read
-                errors[line] = f"an item with id '{rows.pop(line)[0]}' already exists"
+                errors[line] = f"an item with id '{rows.pop(line).item_id}' already exists"
         raise RuntimeError("import chunk could not be applied")  # pragma: no cover - every round removes a row
 
     def _apply_one_by_one(
         self, tenant: str, import_id: str, chunk: int,
-        rows: dict[int, tuple[str, dict[str, Any]]], errors: dict[int, str], now: str,
+        rows: dict[int, Row], errors: dict[int, str], now: str,
     ) -> str | None:
         """Each row in a transaction of its own (its item and the import's counters), then the
         chunk's row errors and marker: a row the database refuses costs only itself."""
-        for line, (item_id, action) in list(rows.items()):
+        for line, (item_id, _, actions) in list(rows.items()):
             try:
-                outcome = imports.apply_row(self.table, tenant, import_id, action, now)
+                outcome = imports.apply_row(self.table, tenant, import_id, actions, now)
             except ClientError as exc:
                 if not refused_for_contents(exc):
                     raise
@@ -252,10 +268,10 @@ class ImportConsumer:
         now = clock.now_text()
         try:
             rows, errors = self._prepare(message, now)
-            record, applied, existing_items = self._read(message, [item_id for item_id, _ in rows.values()])
+            record, applied, existing_items = self._read(message, [row.item_id for row in rows.values()])
             if record is None or applied or record.status != "processing":
                 return "ignored: nothing to account for"
-            for line, (item_id, _) in rows.items():
+            for line, (item_id, _, _) in rows.items():
                 if existing_items.get(item_id, {}).get("import_ref") != self._ref(import_id, line):
                     errors[line] = reason
             outcome = self._apply_chunk(tenant, import_id, message.chunk, {}, errors, now)
@@ -271,13 +287,13 @@ class ImportConsumer:
 
     def _transact(
         self, tenant: str, import_id: str, chunk: int,
-        rows: dict[int, tuple[str, dict[str, Any]]], errors: dict[int, str], now: str,
+        rows: dict[int, Row], errors: dict[int, str], now: str,
     ) -> str | list[int] | None:
         """One attempt: None when applied, a reason to ignore the chunk, or the rows whose ids were taken."""
         lines = list(rows)
         try:
             outcome = imports.apply_chunk(
-                self.table, tenant, import_id, chunk, [action for _, action in rows.values()], errors, now
+                self.table, tenant, import_id, chunk, [row.actions for row in rows.values()], errors, now
             )
         except ParamValidationError as exc:
             raise RowCausedError() from exc

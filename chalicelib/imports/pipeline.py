@@ -7,6 +7,7 @@ in the file fails the import before a single row is queued ("failed" means nothi
    and line lengths only, no row is parsed, so it runs at the speed of decoding);
 2. stream it again, parse and validate each row, and send valid rows to the work queue with
    ``SendMessageBatch`` in bounded messages (``MAX_ROWS_PER_MESSAGE`` rows, ``MAX_MESSAGE_BYTES``,
+   ``MAX_ROW_WRITES`` records written: each row's item and its tags' index records,
    at most 10 messages and ``MAX_BATCH_BYTES`` per call); row errors are stored; at the end
    ``rows_total`` is set.
 
@@ -49,6 +50,7 @@ from chalicelib.imports import parser as import_parser
 from chalicelib.imports import repository as imports
 from chalicelib.imports.records import ImportRecord
 from chalicelib.imports.service import row_ids
+from chalicelib.limits import MAX_TAGS
 from chalicelib.store import aws
 from chalicelib.store import transactions as dynamo_batch
 from chalicelib.util import clock, jsonutil
@@ -94,6 +96,7 @@ class ChunkSender:
         self.head = jsonutil.dumps({"kind": "import_rows", "tenant": tenant, "import_id": import_id})[:-1]
         self.rows: list[str] = []
         self.rows_bytes = 0
+        self.rows_writes = 0
         self.batch: list[str] = []
         self.batch_bytes = 0
         self.chunks = first_chunk
@@ -106,14 +109,25 @@ class ChunkSender:
             return json.dumps({"line": line, "fields": fields}, ensure_ascii=False, separators=(",", ":"))
         return jsonutil.dumps({"line": line, "fields": fields})
 
-    def fits(self, text: str) -> bool:
-        """Whether a row fits in the message being filled (an empty message takes any row)."""
-        return not self.rows or self.rows_bytes + len(text.encode("utf-8")) + 1 <= MAX_MESSAGE_BYTES
+    @staticmethod
+    def writes(fields: dict[str, Any]) -> int:
+        """At most how many records the row's item takes (itself and its tags' index records), so
+        that a message's rows fit in the consumer's one transaction (``MAX_ROW_WRITES``)."""
+        tags = fields.get("tags")
+        return 1 + (min(len(tags), MAX_TAGS) if isinstance(tags, list) else 0)
 
-    def append(self, text: str) -> bool:
+    def fits(self, text: str, writes: int = 1) -> bool:
+        """Whether a row fits in the message being filled (an empty message takes any row)."""
+        return not self.rows or (
+            self.rows_bytes + len(text.encode("utf-8")) + 1 <= MAX_MESSAGE_BYTES
+            and self.rows_writes + writes <= imports.MAX_ROW_WRITES
+        )
+
+    def append(self, text: str, writes: int = 1) -> bool:
         """Add an encoded row (``fits`` was checked); True when that completed a message."""
         self.rows.append(text)
         self.rows_bytes += len(text.encode("utf-8")) + 1
+        self.rows_writes += writes
         if len(self.rows) >= MAX_ROWS_PER_MESSAGE:
             self.seal()
             return True
@@ -121,9 +135,10 @@ class ChunkSender:
 
     def add(self, line: int, fields: dict[str, Any]) -> None:
         text = self.encode(line, fields)
-        if not self.fits(text):
+        writes = self.writes(fields)
+        if not self.fits(text, writes):
             self.seal()
-        self.append(text)
+        self.append(text, writes)
 
     def close(self) -> int:
         """Send what is left; returns the number of messages (chunks) of the whole file."""
@@ -135,7 +150,7 @@ class ChunkSender:
     def seal(self) -> None:
         body = f'{self.head},"chunk":{self.chunks},"rows":[{",".join(self.rows)}]}}'
         self.chunks += 1
-        self.rows, self.rows_bytes = [], 0
+        self.rows, self.rows_bytes, self.rows_writes = [], 0, 0
         size = len(body.encode("utf-8"))
         if self.batch and (len(self.batch) >= MAX_BATCH_MESSAGES or self.batch_bytes + size > MAX_BATCH_BYTES):
             self.flush()
@@ -399,11 +414,12 @@ class ImportPipeline:
                 if not sender.rows:
                     boundary = at(sender.chunks)
                 continue
-            if not sender.fits(text):
+            writes = sender.writes(row.fields or {})
+            if not sender.fits(text, writes):
                 sender.seal()
                 boundary = at(sender.chunks)  # before this row: it starts the next message
             offset, line, valid = row.end, row.next_line, valid + 1
-            if sender.append(text):
+            if sender.append(text, writes):
                 boundary = at(sender.chunks)
         state = at(sender.chunks)
         if errors:

@@ -273,22 +273,29 @@ def stored_at(table: str, key: layout.Key) -> dict[str, object] | None:
     return from_item(found[0]) if found else None
 
 
+# A transaction holds at most 100 actions: a chunk's row writes (each row's item and its tags'
+# index records, or its error record) at most this many, then its marker and the counters.
+MAX_ROW_WRITES = 98
+
 CHUNK_APPLIED = "ignored: chunk already applied"
 NOT_PROCESSING = "ignored: the import is no longer processing"
 
 
 def apply_chunk(
     table: str, tenant: str, import_id: str, chunk: int,
-    row_actions: list[dict[str, object]], errors: dict[int, str], now: str,
+    row_actions: list[list[dict[str, object]]], errors: dict[int, str], now: str,
 ) -> str | list[int] | None:
-    """One transaction: the rows' writes, the row errors, the chunk's marker and the counters.
+    """One transaction: the rows' writes (each row's item and its tags' index records), the row
+    errors, the chunk's marker and the counters.
 
     None when applied; ``CHUNK_APPLIED`` or ``NOT_PROCESSING`` when the chunk is to be ignored;
     else the positions (in ``row_actions``) of the rows whose conditions failed. Other failures
     are raised as they come.
     """
     ttl = work_record_ttl()
-    actions = [*row_actions]
+    actions = [action for row in row_actions for action in row]
+    # The position in ``actions`` of each row's first action (its item's conditional put).
+    starts = {sum(len(row) for row in row_actions[:position]): position for position in range(len(row_actions))}
     actions += [
         {"Put": {"TableName": table, "Item": row_error_item(tenant, import_id, line, detail, ttl)}}
         for line, detail in errors.items()
@@ -303,18 +310,18 @@ def apply_chunk(
             return CHUNK_APPLIED
         if len(actions) - 1 in refused.failed:
             return NOT_PROCESSING
-        taken = [i for i in refused.failed if i < len(row_actions)]
+        taken = [starts[i] for i in refused.failed if i in starts]
         if not taken:
             raise
         return taken
     return None
 
 
-def apply_row(table: str, tenant: str, import_id: str, action: dict[str, object], now: str) -> str | None:
-    """One row's write with the import's counters: None when applied, ``NOT_PROCESSING``, or
+def apply_row(table: str, tenant: str, import_id: str, actions: list[dict[str, object]], now: str) -> str | None:
+    """One row's writes with the import's counters: None when applied, ``NOT_PROCESSING``, or
     ``"taken"`` when the row's own condition failed."""
     try:
-        dynamo_batch.transact_with([action, counters_action(table, tenant, import_id, 1, 0, now)])
+        dynamo_batch.transact_with([*actions, counters_action(table, tenant, import_id, 1, 0, now)])
     except ConditionsFailed as refused:
-        return NOT_PROCESSING if 1 in refused.failed else "taken"
+        return NOT_PROCESSING if len(actions) in refused.failed else "taken"
     return None

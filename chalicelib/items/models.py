@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_TAGS
+from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_TAG_LENGTH, MAX_TAGS
 from chalicelib.util import clock, jsonutil
 
 READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
@@ -143,7 +143,7 @@ def _check_patch_data(data: dict[str, Any] | None) -> dict[str, Any] | None:
 
 Name = Annotated[str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=200)]
 Description = Annotated[str | None, Field(max_length=4000)]
-Tag = Annotated[str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=50)]
+Tag = Annotated[str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_dedupe)]
 Data = Annotated[dict[str, Any], AfterValidator(_check_data)]
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]

@@ -71,10 +71,21 @@ class ItemRecord:
 
 @dataclass(frozen=True)
 class ItemPage:
-    """One page of a listing, and the id to resume after (None on the last page)."""
+    """One page of a listing, and the key to resume after (None on the last page): an id, or for
+    ``name`` and ``updated_at`` the item's key in that index (``layout.name_key``/``updated_key``)."""
 
     items: tuple[ItemRecord, ...]
     last_id: str | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What ``GET /items`` looks for (API.md "Finding items"): ``by`` is ``id`` (all items by id),
+    ``name`` or ``updated_at`` (all items in that order), ``tag`` (items carrying ``value``, by id)
+    or ``prefix`` (items whose name starts with ``value``, case-insensitively, by name)."""
+
+    by: str = "id"
+    value: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,17 +132,25 @@ class ItemStore(Protocol):
         """A new item at version 1 (an expired item's id is free), else ``ItemExists``; the
         ``completion``'s entry, if any, is written atomically with it."""
 
-    def replace(self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition) -> ItemRecord:
-        """All writable fields replaced; the version goes up by one."""
+    def replace(
+        self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition, current: ItemRecord | None = None
+    ) -> ItemRecord:
+        """All writable fields replaced; the version goes up by one. ``current``, when the caller has
+        just read the item, saves finding out its tags (whose index records change with them)."""
 
     def patch_in_place(self, tenant: str, item_id: str, patch: InPlacePatch, precondition: Precondition) -> ItemRecord:
-        """The patch applied in one write (see ``InPlacePatch``)."""
+        """The patch applied in one write (see ``InPlacePatch``). Tags are not patched in place
+        (their index records depend on the tags stored): a patch of ``tags`` goes through ``replace``
+        (``ValueError`` here)."""
 
     def delete(self, tenant: str, item_id: str, precondition: Precondition) -> ItemRecord:
         """The item removed (its attachments left to the cleanup job); returns it as it was."""
 
     def list_page(self, tenant: str, limit: int, after_id: str | None, descending: bool) -> ItemPage:
         """Live items in id order after ``after_id``, at most ``limit``."""
+
+    def find_page(self, tenant: str, finding: Finding, limit: int, after: str | None, descending: bool) -> ItemPage:
+        """Live items matching ``finding`` in its order after the key ``after``, at most ``limit``."""
 
 
 def to_api(record: ItemRecord) -> JsonObject:

@@ -13,6 +13,7 @@ retry would apply an update twice, or report a create as a conflict with itself.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from chalicelib.items.records import (
     Completion,
     ConditionFailed,
     ExpressionTooLarge,
+    Finding,
     InPlacePatch,
     ItemExists,
     ItemFields,
@@ -42,7 +44,6 @@ from chalicelib.store.writes import (
     CompanionRefused,
     ConditionNotMet,
     Precondition,
-    applied,
     cancellation_reasons,
     conditional,
 )
@@ -72,6 +73,9 @@ MAX_EXPRESSION_OPERATORS = 300
 # above for ordinary keys, and within what the local emulator's recursive expression parser can
 # take (it fails near 150 clauses), so local and deployed stacks take the same path.
 MAX_UPDATE_ACTIONS = 100
+# A replacement that changes tags is conditional on the version whose tags it read; a concurrent
+# write sends it round again, each time with the newer item the failed condition returned.
+REPLACE_ATTEMPTS = 8
 # Counted generously: comparators, arithmetic, logical keywords, functions, and the "=" of every
 # SET action. Placeholders (#n1, :v1) hold none of these characters.
 _OPERATOR = re.compile(r"<>|<=|>=|=|<|>|\+|-|\b(?:AND|OR|NOT|IN|BETWEEN)\b|\b[a-z_]+\(")
@@ -160,6 +164,31 @@ def _live_condition(expr: Expression, now_text: str) -> str:
     return _LIVE.format(now=expr.value(now_text))
 
 
+def _version_ok(record: ItemRecord, precondition: Precondition) -> bool:
+    return precondition is None or precondition == "*" or record.version in precondition
+
+
+class _Moved(Exception):
+    """The item changed since it was read (its version moved on): read ``current`` and retry."""
+
+    def __init__(self, current: ItemRecord) -> None:
+        super().__init__("the item moved on")
+        self.current = current
+
+
+class _ExpiredWithTags(Exception):
+    """An expired item with tags holds the id: replacing it takes its index records too."""
+
+    def __init__(self, old: ItemRecord) -> None:
+        super().__init__("an expired item with tags holds the id")
+        self.old = old
+
+
+def _no_tags_condition(expr: Expression) -> str:
+    tags = expr.name("tags")
+    return f" AND (attribute_not_exists({tags}) OR size({tags}) = {expr.value(0)})"
+
+
 def _old_record(old: Mapping[str, object] | None) -> ItemRecord | None:
     """The item a failed condition returned (already decoded), as a record; None for none."""
     return record_of(old) if old else None
@@ -196,6 +225,8 @@ class ItemRepository:
             "created_at": now,
             "updated_at": now,
             WRITE_TOKEN: _new_write_token(),
+            layout.NAME_KEY: layout.name_key(fields.name, item_id),
+            layout.UPDATED_KEY: layout.updated_key(now, item_id),
         }
         if fields.description is not None:
             record["description"] = fields.description
@@ -210,12 +241,30 @@ class ItemRepository:
         """An id is free when no item holds it, or its item has expired (an expired item is gone)."""
         return f"attribute_not_exists(pk) OR {expr.name('expires_at')} <= {expr.value(now)}"
 
-    def create_action(self, tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str) -> Request:
-        """The create as one ``TransactWriteItems`` action (bulk imports write rows this way)."""
+    def create_actions(
+        self, tenant: str, item_id: str, fields: ItemFields, now: str, import_ref: str, replacing: ItemRecord | None = None
+    ) -> list[Request]:
+        """The create as ``TransactWriteItems`` actions: the item's ``Put`` first, then its tags' index
+        records, and the removal of the index records of ``replacing`` (the expired item that holds
+        the id, if any) that the new item does not carry (bulk imports write rows this way)."""
         expr = Expression()
         condition = self.free_id_condition(expr, now)
         record = self.new_record(tenant, item_id, fields, now, import_ref)
-        return {"Put": {"TableName": self.table, "Item": to_item(record), "ConditionExpression": condition, **expr.kwargs()}}
+        put: Request = {
+            "Put": {"TableName": self.table, "Item": to_item(record), "ConditionExpression": condition, **expr.kwargs()}
+        }
+        old_tags = replacing.tags if replacing is not None else ()
+        return [put, *self.tag_changes(tenant, item_id, old_tags, fields.tags)]
+
+    def tag_changes(self, tenant: str, item_id: str, old: tuple[str, ...], new: tuple[str, ...]) -> list[Request]:
+        """The index-record writes that take an item from tags ``old`` to tags ``new``."""
+        changes: list[Request] = [
+            {"Put": {"TableName": self.table, "Item": layout.tag_key(tenant, tag, item_id)}} for tag in new if tag not in old
+        ]
+        changes += [
+            {"Delete": {"TableName": self.table, "Key": layout.tag_key(tenant, tag, item_id)}} for tag in old if tag not in new
+        ]
+        return changes
 
     def create(
         self, tenant: str, item_id: str, fields: ItemFields, completion: Completion | None = None
@@ -226,7 +275,13 @@ class ItemRepository:
         stored = self.new_record(tenant, item_id, fields, now)
         record = record_of(stored)
         also = completion(to_api(record)) if completion is not None else None
-        replaced = self._put_new(stored, record, now) if also is None else self._create_in_transaction(stored, record, also, now)
+        if also is None and not fields.tags:
+            try:
+                replaced = self._put_new(stored, record, now)
+            except _ExpiredWithTags as found:
+                replaced = self._create_in_transaction(tenant, stored, record, None, now, found.old)
+        else:
+            replaced = self._create_in_transaction(tenant, stored, record, also, now)
         if replaced:
             # An expired item held this id; its attachments are not the new item's.
             self.bury_attachments_of(tenant, replaced)
@@ -254,9 +309,12 @@ class ItemRepository:
             aws.dynamodb().put_item(TableName=self.table, Item=to_item(record))
 
     def _put_new(self, stored: Request, record: ItemRecord, now: str) -> ItemRecord | None:
-        """One conditional ``PutItem``; returns the expired item it replaced, if any."""
+        """One conditional ``PutItem`` of an item without tags; returns the expired item it replaced,
+        if any. An expired item with tags is not replaced here (``_ExpiredWithTags``): its index
+        records must go in the same write."""
         expr = Expression()
-        condition = self.free_id_condition(expr, now)
+        tags = expr.name("tags")
+        condition = f"({self.free_id_condition(expr, now)}) AND (attribute_not_exists({tags}) OR size({tags}) = {expr.value(0)})"
         try:
             response = conditional(
                 aws.dynamodb().put_item,
@@ -271,13 +329,22 @@ class ItemRepository:
             old = _old_record(failed.old)
             if _written_by(old, str(record.write_token)):
                 return None  # an earlier attempt of this call wrote it; its response was lost
+            if old is not None and not old.is_live(now):
+                raise _ExpiredWithTags(old) from failed
             raise ItemExists(record.id, old) from failed
         return _record_or_none(response.get("Attributes"))
 
     def _create_in_transaction(
-        self, stored: Request, record: ItemRecord, also: Mapping[str, object], now: str
+        self,
+        tenant: str,
+        stored: Request,
+        record: ItemRecord,
+        also: Mapping[str, object] | None,
+        now: str,
+        expired: ItemRecord | None = None,
     ) -> ItemRecord | None:
-        """The item's ``Put`` and ``also``, both or neither; returns the expired item replaced, if any.
+        """The item's ``Put``, its tags' index records and ``also``, all or nothing; returns the
+        expired item replaced, if any (whose index records the new item does not carry go with it).
 
         botocore gives the call one ``ClientRequestToken`` for all its attempts, so DynamoDB applies
         a retried transaction once; the write token covers emulators that ignore that token. A
@@ -285,8 +352,7 @@ class ItemRepository:
         expired item holds it (known from the failed condition) a second transaction replaces
         exactly that item.
         """
-        expired: ItemRecord | None = None
-        for _attempt in range(2):
+        for _attempt in range(3):
             expr = Expression()
             if expired is None:
                 condition = "attribute_not_exists(pk)"
@@ -302,8 +368,11 @@ class ItemRepository:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 **expr.kwargs(),
             }
+            old_tags = expired.tags if expired is not None else ()
+            entries: Any = [{"Put": put}, *self.tag_changes(tenant, record.id, old_tags, record.tags)]
+            if also is not None:
+                entries.append(also)
             try:
-                entries: Any = [{"Put": put}, also]
                 aws.dynamodb().transact_write_items(TransactItems=entries)
             except ClientError as exc:
                 reasons = cancellation_reasons(exc)
@@ -314,7 +383,7 @@ class ItemRepository:
                     old = _record_or_none(item_reason.get("Item"))
                     if _written_by(old, str(record.write_token)):
                         return expired
-                    if old is not None and not old.is_live(now) and expired is None:
+                    if old is not None and not old.is_live(now) and (expired is None or old.created_at != expired.created_at):
                         expired = old
                         continue
                     raise ItemExists(record.id, old) from exc
@@ -323,6 +392,46 @@ class ItemRepository:
                 raise
             return expired
         raise ItemExists(record.id, expired)
+
+    def _update_request(
+        self,
+        tenant: str,
+        item_id: str,
+        expr: Expression,
+        sets: list[str],
+        removes: list[str],
+        condition: str,
+        token: str,
+        now: str,
+    ) -> Request:
+        """An ``UpdateItem`` request (or transaction entry) that also counts the version, stamps
+        ``updated_at`` (and its index key) and the write token, if the item is live and ``condition``
+        holds."""
+        sets = [
+            *sets,
+            f"{expr.name('version')} = {expr.name('version')} + {expr.value(1)}",
+            f"{expr.name('updated_at')} = {expr.value(now)}",
+            f"{expr.name(layout.UPDATED_KEY)} = {expr.value(layout.updated_key(now, item_id))}",
+            f"{expr.name(WRITE_TOKEN)} = {expr.value(token)}",
+        ]
+        update = "SET " + ", ".join(sets)
+        if removes:
+            update += " REMOVE " + ", ".join(removes)
+        condition = (
+            _live_condition(expr, now)
+            + condition
+            + f" AND (attribute_not_exists({expr.name(WRITE_TOKEN)}) OR {expr.name(WRITE_TOKEN)} <> {expr.value(token)})"
+        )
+        if len(sets) + len(removes) > MAX_UPDATE_ACTIONS or not within_expression_limits(update, condition):
+            raise ExpressionTooLarge()
+        return {
+            "TableName": self.table,
+            "Key": self.key(tenant, item_id),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **expr.kwargs(),
+        }
 
     def _update(
         self,
@@ -336,34 +445,10 @@ class ItemRepository:
     ) -> ItemRecord:
         now = clock.now_text()
         token = _new_write_token()
-        sets = [
-            *sets,
-            f"{expr.name('version')} = {expr.name('version')} + {expr.value(1)}",
-            f"{expr.name('updated_at')} = {expr.value(now)}",
-            f"{expr.name(WRITE_TOKEN)} = {expr.value(token)}",
-        ]
-        update = "SET " + ", ".join(sets)
-        if removes:
-            update += " REMOVE " + ", ".join(removes)
-        condition = (
-            _live_condition(expr, now)
-            + _version_condition(expr, precondition)
-            + extra_condition
-            + f" AND (attribute_not_exists({expr.name(WRITE_TOKEN)}) OR {expr.name(WRITE_TOKEN)} <> {expr.value(token)})"
-        )
-        if len(sets) + len(removes) > MAX_UPDATE_ACTIONS or not within_expression_limits(update, condition):
-            raise ExpressionTooLarge()
+        condition = _version_condition(expr, precondition) + extra_condition
+        request = self._update_request(tenant, item_id, expr, sets, removes, condition, token, now)
         try:
-            response = conditional(
-                aws.dynamodb().update_item,
-                TableName=self.table,
-                Key=self.key(tenant, item_id),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **expr.kwargs(),
-            )
+            response = conditional(aws.dynamodb().update_item, ReturnValues="ALL_NEW", **request)
         except ConditionNotMet as failed:
             old = _old_record(failed.old)
             if old is not None and old.write_token == token:
@@ -389,15 +474,44 @@ class ItemRepository:
                     raise TypeError("expires_at must be a datetime or None")
             elif field == "description" and value is None:
                 removes.append(expr.name("description"))
+            elif field == "name":
+                sets.append(f"{expr.name('name')} = {expr.value(value)}")
+                sets.append(f"{expr.name(layout.NAME_KEY)} = {expr.value(layout.name_key(str(value), item_id))}")
             else:
                 sets.append(f"{expr.name(field)} = {expr.value(list(value) if isinstance(value, tuple) else value)}")
         return sets, removes
 
     def replace(
-        self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition
+        self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition, current: ItemRecord | None = None
     ) -> ItemRecord:
-        """Full replacement of the writable fields (PUT), or the write-back of a merged PATCH."""
-        expr = Expression()
+        """Full replacement of the writable fields (PUT), or the write-back of a merged PATCH.
+
+        Tags unchanged (the usual case): one ``UpdateItem``, conditional on the stored tags being
+        the new ones. Tags changed: one transaction of the update, conditional on the version whose
+        tags were seen, and the index records added and removed. When the tags are not known
+        (no ``current``), the first attempt finds them out: its failed condition returns the item.
+        """
+        known = current
+        for _attempt in range(REPLACE_ATTEMPTS):
+            if known is None or known.tags == fields.tags:
+                expr = Expression()
+                sets, removes = self._replacement(tenant, item_id, expr, fields)
+                same_tags = f" AND {expr.name('tags')} = {expr.value(list(fields.tags))}"
+                try:
+                    return self._update(tenant, item_id, expr, sets, removes, precondition, same_tags)
+                except ConditionFailed as failed:
+                    old = failed.current
+                    if old is None or not _version_ok(old, precondition) or old.tags == fields.tags:
+                        raise
+                    known = old
+                    continue
+            try:
+                return self._replace_tags(tenant, item_id, fields, precondition, known)
+            except _Moved as moved:
+                known = moved.current
+        raise ConditionFailed(known)
+
+    def _replacement(self, tenant: str, item_id: str, expr: Expression, fields: ItemFields) -> tuple[list[str], list[str]]:
         values = {
             "name": fields.name,
             "description": fields.description,
@@ -406,8 +520,46 @@ class ItemRepository:
             "data_size": jsonutil.compact_size(fields.data),
             "expires_at": fields.expires_at,
         }
-        sets, removes = self._field_updates(tenant, item_id, expr, values)
-        return self._update(tenant, item_id, expr, sets, removes, precondition)
+        return self._field_updates(tenant, item_id, expr, values)
+
+    def _replace_tags(
+        self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition, known: ItemRecord
+    ) -> ItemRecord:
+        """The replacement and its tags' index records in one transaction, if the item is still at
+        ``known``'s version; ``_Moved`` when another write came first."""
+        now = clock.now_text()
+        token = _new_write_token()
+        expr = Expression()
+        sets, removes = self._replacement(tenant, item_id, expr, fields)
+        condition = _version_condition(expr, precondition) + f" AND {expr.name('version')} = {expr.value(known.version)}"
+        update = self._update_request(tenant, item_id, expr, sets, removes, condition, token, now)
+        try:
+            dynamo_batch.transact([{"Update": update}, *self.tag_changes(tenant, item_id, known.tags, fields.tags)])
+        except ClientError as exc:
+            reasons = cancellation_reasons(exc)
+            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+            old = _record_or_none(reasons[0].get("Item"))
+            if old is not None and old.write_token == token:
+                return old  # an earlier attempt of this call applied it; its response was lost
+            if old is None or not old.is_live(now):
+                raise ConditionFailed(None) from exc
+            if not _version_ok(old, precondition):
+                raise ConditionFailed(old) from exc
+            raise _Moved(old) from exc
+        expires_at = fields.expires_at
+        return dataclasses.replace(
+            known,
+            name=fields.name,
+            description=fields.description,
+            tags=fields.tags,
+            data=fields.data,
+            data_size=jsonutil.compact_size(fields.data),
+            expires_at=None if expires_at is None else clock.format_timestamp(expires_at),
+            version=known.version + 1,
+            updated_at=now,
+            write_token=token,
+        )
 
     def patch_in_place(self, tenant: str, item_id: str, patch: InPlacePatch, precondition: Precondition) -> ItemRecord:
         """Apply a merge patch whose ``data`` part only sets or removes top-level keys.
@@ -420,6 +572,8 @@ class ItemRepository:
         the limit. When the condition fails for that reason alone, the caller merges locally
         (exact size) and writes with ``replace``.
         """
+        if "tags" in patch.top_level:
+            raise ValueError("tags are replaced, not patched in place: their index records depend on the stored tags")
         expr = Expression()
         sets, removes = self._field_updates(tenant, item_id, expr, patch.top_level)
         extra = ""
@@ -434,7 +588,8 @@ class ItemRepository:
         return self._update(tenant, item_id, expr, sets, removes, precondition, extra)
 
     def delete(self, tenant: str, item_id: str, precondition: Precondition) -> ItemRecord:
-        """One ``DeleteItem`` for an item without attachments; otherwise see ``_delete_with_attachments``."""
+        """One ``DeleteItem`` for an item without attachments or tags; otherwise see
+        ``_delete_with_companions``."""
         now = clock.now_text()
         expr = Expression()
         count = expr.name("attachment_count")
@@ -442,6 +597,7 @@ class ItemRepository:
             _live_condition(expr, now)
             + _version_condition(expr, precondition)
             + f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
+            + _no_tags_condition(expr)
         )
         try:
             response = conditional(
@@ -456,51 +612,60 @@ class ItemRepository:
         except ConditionNotMet as failed:
             old = _old_record(failed.old)
             current = old if old is not None and old.is_live(now) else None
-            if current is not None and current.attachment_count > 0:
-                return self._delete_with_attachments(tenant, current, precondition)
+            if current is not None and (current.attachment_count > 0 or current.tags):
+                return self._delete_with_companions(tenant, current, precondition)
             raise ConditionFailed(current) from failed
         return record_of(from_item(response["Attributes"]))
 
-    def _delete_with_attachments(self, tenant: str, current: ItemRecord, precondition: Precondition) -> ItemRecord:
-        """Delete the item and leave a tombstone for its attachments, atomically.
+    def _delete_with_companions(self, tenant: str, current: ItemRecord, precondition: Precondition) -> ItemRecord:
+        """Delete the item with its tags' index records and, if it has attachments, leave a
+        tombstone for them, atomically.
 
         The attachments vanish from the API with the item (they belong to its ``created_at``);
         the tombstone is due at once in ``due-index``, so the next cleanup run removes their
-        records and stored files.
+        records and stored files. The write is conditional on the version read (whose tags it
+        removes); when another write came first, it goes again from the item that write left.
         """
-        now = clock.now_text()
-        expr = Expression()
-        condition = (
-            _live_condition(expr, now)
-            + _version_condition(expr, precondition)
-            + f" AND {expr.name('created_at')} = {expr.value(current.created_at)}"
-        )
-        tombstone = self.tombstone(tenant, current.id, current.created_at)
-        try:
-            dynamo_batch.transact(
-                [
-                    {
-                        "Delete": {
-                            "TableName": self.table,
-                            "Key": self.key(tenant, current.id),
-                            "ConditionExpression": condition,
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                            **expr.kwargs(),
-                        }
-                    },
-                    {"Put": {"TableName": self.table, "Item": to_item(tombstone)}},
-                ]
+        for _attempt in range(REPLACE_ATTEMPTS):
+            now = clock.now_text()
+            expr = Expression()
+            condition = (
+                _live_condition(expr, now)
+                + _version_condition(expr, precondition)
+                + f" AND {expr.name('created_at')} = {expr.value(current.created_at)}"
+                + f" AND {expr.name('version')} = {expr.value(current.version)}"
             )
-        except ClientError as exc:
-            reasons = cancellation_reasons(exc)
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                record = _record_or_none(reasons[0].get("Item"))
-                raise ConditionFailed(record if record is not None and record.is_live(now) else None) from exc
-            raise
-        return current
+            companions = self.tag_changes(tenant, current.id, current.tags, ())
+            if current.attachment_count > 0:
+                tombstone = self.tombstone(tenant, current.id, current.created_at)
+                companions.append({"Put": {"TableName": self.table, "Item": to_item(tombstone)}})
+            else:
+                count = expr.name("attachment_count")
+                condition += f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
+            delete = {
+                "TableName": self.table,
+                "Key": self.key(tenant, current.id),
+                "ConditionExpression": condition,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                **expr.kwargs(),
+            }
+            try:
+                dynamo_batch.transact([{"Delete": delete}, *companions])
+            except ClientError as exc:
+                reasons = cancellation_reasons(exc)
+                if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                    raise
+                old = _record_or_none(reasons[0].get("Item"))
+                if old is None or not old.is_live(now) or not _version_ok(old, precondition):
+                    raise ConditionFailed(old if old is not None and old.is_live(now) else None) from exc
+                current = old
+                continue
+            return current
+        raise ConditionFailed(current)
 
     def delete_if_expired(self, tenant: str, item_id: str, now: str) -> tuple[bool, ItemRecord | None]:
-        """Delete an item expired at ``now`` that has no attachments (the cleanup job).
+        """Delete an item expired at ``now`` that has no attachments, with its tags' index records
+        (the cleanup job).
 
         Returns whether it was deleted and, if not, the record as it was (None when gone).
         """
@@ -509,6 +674,7 @@ class ItemRepository:
         condition = (
             f"{expr.name('expires_at')} <= {expr.value(now)}"
             f" AND (attribute_not_exists({count}) OR {count} <= {expr.value(0)})"
+            + _no_tags_condition(expr)
         )
         try:
             conditional(
@@ -520,21 +686,26 @@ class ItemRepository:
                 **expr.kwargs(),
             )
         except ConditionNotMet as failed:
-            return False, _old_record(failed.old)
+            old = _old_record(failed.old)
+            if old is not None and not old.is_live(now) and old.attachment_count <= 0 and old.tags:
+                return self.delete_expired_incarnation(tenant, old, now), None
+            return False, old
         return True, None
 
-    def delete_expired_incarnation(self, tenant: str, item_id: str, created_at: str, now: str) -> bool:
-        """Delete the expired item created at ``created_at``, attachments or not; False if it is not there."""
+    def delete_expired_incarnation(self, tenant: str, old: ItemRecord, now: str) -> bool:
+        """Delete the expired item ``old`` (that incarnation, at that version), attachments or not,
+        with its tags' index records; False if it is not there."""
         expr = Expression()
-        return applied(
-            aws.dynamodb().delete_item,
-            TableName=self.table,
-            Key=self.key(tenant, item_id),
-            ConditionExpression=(
-                f"{expr.name('expires_at')} <= {expr.value(now)} AND {expr.name('created_at')} = {expr.value(created_at)}"
-            ),
-            **expr.kwargs(),
+        condition = (
+            f"{expr.name('expires_at')} <= {expr.value(now)} AND {expr.name('created_at')} = {expr.value(old.created_at)}"
+            f" AND {expr.name('version')} = {expr.value(old.version)}"
         )
+        delete = {"TableName": self.table, "Key": self.key(tenant, old.id), "ConditionExpression": condition, **expr.kwargs()}
+        try:
+            dynamo_batch.transact_with([{"Delete": delete}, *self.tag_changes(tenant, old.id, old.tags, ())])
+        except dynamo_batch.ConditionsFailed:
+            return False
+        return True
 
     def tombstone_at(self, tenant: str, sort_key: str) -> Tombstone | None:
         response = aws.dynamodb().get_item(
@@ -581,3 +752,85 @@ class ItemRepository:
         if last_key:
             return ItemPage(tuple(records), str(last_key["sk"]["S"])[len(ITEM_PREFIX):])
         return ItemPage(tuple(records), None)
+
+    def find_page(self, tenant: str, finding: Finding, limit: int, after: str | None, descending: bool) -> ItemPage:
+        """One page of ``GET /items`` finding (API.md "Finding items"): a ``Query`` on the index of
+        the finding; a page of a tag also reads its items with one ``BatchGetItem``."""
+        if finding.by == "tag":
+            return self._tag_page(tenant, str(finding.value), limit, after, descending)
+        if finding.by == "name":
+            return self._index_page(tenant, layout.NAME_INDEX, layout.NAME_KEY, None, limit, after, descending)
+        if finding.by == "prefix":
+            return self._index_page(tenant, layout.NAME_INDEX, layout.NAME_KEY, str(finding.value), limit, after, descending)
+        if finding.by == "updated_at":
+            return self._index_page(tenant, layout.UPDATED_INDEX, layout.UPDATED_KEY, None, limit, after, descending)
+        return self.list_page(tenant, limit, after, descending)
+
+    def _index_page(
+        self,
+        tenant: str,
+        index: str,
+        attribute: str,
+        prefix: str | None,
+        limit: int,
+        after: str | None,
+        descending: bool,
+    ) -> ItemPage:
+        """A page of ``name-index`` or ``updated-index`` (projecting whole items): one ``Query``.
+
+        ``prefix`` (a name prefix) narrows the query to keys starting with its case folding; the
+        names themselves are then compared too, for names longer than their key holds.
+        """
+        now = clock.now_text()
+        expr = Expression()
+        key_condition = f"{expr.name('pk')} = {expr.value(tenant_pk(tenant))}"
+        if prefix is not None:
+            key_condition += f" AND begins_with({expr.name(attribute)}, {expr.value(layout.folded(prefix))})"
+        kwargs: dict[str, Any] = {}
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = layout.index_start_key(tenant, attribute, after)
+        response = aws.dynamodb().query(
+            TableName=self.table,
+            IndexName=index,
+            KeyConditionExpression=key_condition,
+            FilterExpression=(
+                f"attribute_not_exists({expr.name('expires_at')}) OR {expr.name('expires_at')} > {expr.value(now)}"
+            ),
+            Limit=limit + 1,
+            ScanIndexForward=not descending,
+            **expr.kwargs(),
+            **kwargs,
+        )
+        stored = [from_item(item) for item in response.get("Items", [])]
+        folded = None if prefix is None else prefix.casefold()
+        keep = [
+            record_of(item) for item in stored[:limit] if folded is None or str(item["name"]).casefold().startswith(folded)
+        ]
+        if len(stored) > limit:
+            return ItemPage(tuple(keep), str(stored[limit - 1][attribute]))
+        last_key = response.get("LastEvaluatedKey")
+        return ItemPage(tuple(keep), str(last_key[attribute]["S"]) if last_key else None)
+
+    def _tag_page(self, tenant: str, tag: str, limit: int, after: str | None, descending: bool) -> ItemPage:
+        """A page of one tag's index records (one ``Query``), then their items (one ``BatchGetItem``)."""
+        expr = Expression()
+        kwargs: dict[str, Any] = {}
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = layout.tag_key(tenant, tag, after)
+        response = aws.dynamodb().query(
+            TableName=self.table,
+            KeyConditionExpression=f"{expr.name('pk')} = {expr.value(layout.tag_pk(tenant, tag))}",
+            Limit=limit + 1,
+            ScanIndexForward=not descending,
+            **expr.kwargs(),
+            **kwargs,
+        )
+        ids = [str(item["sk"]["S"])[len(ITEM_PREFIX):] for item in response.get("Items", [])]
+        last_key = response.get("LastEvaluatedKey")
+        resume = ids[limit - 1] if len(ids) > limit else (str(last_key["sk"]["S"])[len(ITEM_PREFIX):] if last_key else None)
+        ids = ids[:limit]
+        found = dynamo_batch.get(self.table, [self.key(tenant, item_id) for item_id in ids]) if ids else []
+        now = clock.now_text()
+        records = {record.id: record for record in (record_of(from_item(item)) for item in found)}
+        page = [records[i] for i in ids if i in records and records[i].is_live(now) and tag in records[i].tags]
+        return ItemPage(tuple(page), resume)

@@ -15,6 +15,7 @@ from chalicelib.items.records import (
     Completion,
     ConditionFailed,
     ExpressionTooLarge,
+    Finding,
     InPlacePatch,
     ItemExists,
     ItemFields,
@@ -24,9 +25,9 @@ from chalicelib.items.records import (
     writable,
 )
 from chalicelib.items.repository import ItemRepository
-from chalicelib.limits import MAX_DATA_BYTES, MAX_DATA_DEPTH, is_valid_id
-from chalicelib.problems import Problem, field_errors, not_found
-from chalicelib.store import paging
+from chalicelib.limits import MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_PREFIX_LENGTH, MAX_TAG_LENGTH, is_valid_id
+from chalicelib.problems import Problem, field_errors, not_found, query_error
+from chalicelib.store import layout, paging
 from chalicelib.store.writes import Precondition
 from chalicelib.util import jsonutil, ulid
 from chalicelib.util.jsontypes import JsonObject, JsonValue
@@ -148,7 +149,8 @@ class ItemService:
             raise field_errors("validation-error", [{"pointer": "/name", "detail": "is required and cannot be removed"}])
         data_patch = body.get("data")
         in_place = not isinstance(data_patch, dict) or not any(isinstance(v, dict) for v in data_patch.values())
-        if in_place:
+        # New tags change their index records, which depend on the tags stored: read, merge, replace.
+        if in_place and "tags" not in body:
             try:
                 return self._patch_in_place(tenant, item_id, body, patch, precondition)
             except ConditionFailed as exc:
@@ -221,7 +223,7 @@ class ItemService:
             model = _replace_model(merged)
             expected = frozenset({current.version})
             try:
-                return self.repository.replace(tenant, item_id, _fields(model), expected)
+                return self.repository.replace(tenant, item_id, _fields(model), expected, current)
             except ConditionFailed as exc:
                 if exc.current is None:
                     raise not_found() from exc
@@ -232,9 +234,73 @@ class ItemService:
         raise Problem("conflict", "the item is being changed by other requests; retry", headers={"Retry-After": "1"})
 
     def list(self, tenant: str, params: dict[str, str]) -> ItemListing:
-        page = paging.page_request(params, tenant=tenant, listing=LISTING, secrets=self.settings.cursor_secrets)
-        found = self.repository.list_page(tenant, page.limit, page.after, page.descending)
+        """A page of ``GET /items``: all items by id, or found as ``tag``, ``q`` and ``sort`` say.
+
+        The cursor is bound to the tenant, the finding (the listing's name says which) and the order.
+        """
+        finding = finding_of(params)
+        listing = LISTING if finding.by == "id" else f"{LISTING}?{finding.by}={finding.value or ''}"
+        page = paging.page_request(params, tenant=tenant, listing=listing, secrets=self.settings.cursor_secrets)
+        if page.after is not None and not _resumable(finding, page.after):
+            raise query_error("cursor", "is not a cursor issued by this listing")
+        found = self.repository.find_page(tenant, finding, page.limit, page.after, page.descending)
         return ItemListing(found.items, paging.next_cursor(page, found.last_id, self.settings.cursor_signing_secret))
+
+
+SORTS = ("id", "name", "updated_at")
+
+
+def finding_of(params: dict[str, str]) -> Finding:
+    """What ``tag``, ``q`` and ``sort`` ask for; an unsupported value or combination is a 400."""
+    sort = params.get("sort")
+    if sort is not None and sort not in SORTS:
+        raise query_error("sort", f"must be one of {', '.join(SORTS)}")
+    tag, prefix = params.get("tag"), params.get("q")
+    for name, value in (("tag", tag), ("q", prefix)):
+        if value is not None and not _is_unicode_text(value):
+            raise query_error(name, "must be text (it holds a lone surrogate)")
+    if tag is not None and prefix is not None:
+        raise Problem(
+            "bad-request",
+            "query parameters 'tag' and 'q' cannot be combined",
+            errors=[{"pointer": "/query/q", "detail": "cannot be combined with 'tag'"}],
+        )
+    if tag is not None:
+        tag = tag.strip()  # as tags are trimmed on write
+        if not 1 <= len(tag) <= MAX_TAG_LENGTH:
+            raise query_error("tag", f"must be 1 to {MAX_TAG_LENGTH} characters after trimming")
+        _own_order_only(sort, "tag", "id")
+        return Finding("tag", tag)
+    if prefix is not None:
+        if not 1 <= len(prefix) <= MAX_PREFIX_LENGTH:
+            raise query_error("q", f"must be 1 to {MAX_PREFIX_LENGTH} characters")
+        _own_order_only(sort, "q", "name")
+        return Finding("prefix", prefix)
+    return Finding(sort or "id")
+
+
+def _is_unicode_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _own_order_only(sort: str | None, name: str, own: str) -> None:
+    if sort is not None and sort != own:
+        raise Problem(
+            "bad-request",
+            f"query parameter '{name}' cannot be combined with sort={sort}: its items come ordered by {own}",
+            errors=[{"pointer": "/query/sort", "detail": f"must be {own} (or absent) with '{name}'"}],
+        )
+
+
+def _resumable(finding: Finding, after: str) -> bool:
+    """Whether ``after`` (from a valid cursor of this listing) is a key its index can resume at."""
+    if finding.by in ("id", "tag"):
+        return is_valid_id(after)
+    return is_valid_id(layout.id_of_index_key(after))
 
 
 def _check_id(item_id: str) -> None:

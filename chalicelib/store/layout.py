@@ -11,6 +11,7 @@ One table holds everything, partitioned by tenant so isolation is structural, no
 | import row error  | ``T#<tenant>``   | ``IMPERR#<import id>#<line, 10 digits>`` |
 | import chunk done | ``T#<tenant>``   | ``IMPCHUNK#<import id>#<chunk, 8 digits>`` |
 | idempotency entry | ``T#<tenant>``   | ``IDEMPOTENCY#<hash>``      |
+| tag of an item    | ``TAG#<tenant>#<tag>`` | ``ITEM#<item id>``    |
 | API key (lookup)  | ``KEY#<sha256>`` | ``KEY``                     |
 | API key (listing) | ``T#<tenant>``   | ``APIKEY#<key id>``         |
 | rate-limit bucket | ``RATE#<key id>``| ``RATE``                    |
@@ -19,6 +20,18 @@ Work for the cleanup job is found through the sparse ``due-index`` GSI: a record
 cleaning carries ``due_pk`` (one of a few shards, so no single index partition gets hot) and
 ``due_at`` (when). Records without them are not in the index, so a cleanup run reads only what
 is due: O(expired), never a ``Scan``.
+
+Finding items (API.md "Finding items") reads indexes kept with the item in the same write:
+
+- ``name-index`` (GSI, sparse): partition ``pk`` (the tenant), sort ``name_key``: the case-folded
+  name, ``NAME_KEY_SEPARATOR`` and the id, so names order case-insensitively, then by id. A GSI sort
+  key holds at most 1024 bytes: the name part is cut at ``NAME_KEY_BYTES`` (a prefix search longer
+  than that is finished by comparing the names themselves).
+- ``updated-index`` (GSI, sparse): partition ``pk``, sort ``updated_key``: ``updated_at#<id>``.
+- tags: one small record per (tenant, tag, item), ``TAG#<tenant>#<tag>`` / ``ITEM#<id>``, written and
+  removed in the same transaction as the item. Each tag has a partition of its own, so a popular tag
+  does not share one with the tenant's items. Tenant names hold no ``#`` (``ID_PATTERN``), so the
+  partition names exactly one (tenant, tag).
 
 Keys are returned as attribute-value maps (``{"pk": {"S": ...}, "sk": {"S": ...}}``), ready for a
 request.
@@ -30,6 +43,14 @@ import zlib
 from enum import Enum
 
 DUE_INDEX = "due-index"
+NAME_INDEX = "name-index"
+UPDATED_INDEX = "updated-index"
+NAME_KEY = "name_key"
+UPDATED_KEY = "updated_key"
+# Sorts before every character a name can hold, so "ab" (and its ids) comes before "ab c".
+NAME_KEY_SEPARATOR = "\x00"
+# 1024 bytes (DynamoDB's limit on a GSI sort key) less the separator and the longest id (64 bytes).
+NAME_KEY_BYTES = 1024 - 1 - 64
 DUE_SHARDS = 8
 
 _TENANT = "T#"
@@ -40,6 +61,7 @@ IMPORT_PREFIX = "IMPORT#"
 IMPORT_ERROR_PREFIX = "IMPERR#"
 IMPORT_CHUNK_PREFIX = "IMPCHUNK#"
 IDEMPOTENCY_PREFIX = "IDEMPOTENCY"
+TAG_PREFIX = "TAG#"
 API_KEY_PREFIX = "APIKEY#"
 
 Key = dict[str, dict[str, str]]
@@ -64,6 +86,40 @@ def item_sk(item_id: str) -> str:
 
 def item_key(tenant: str, item_id: str) -> Key:
     return key(tenant_pk(tenant), item_sk(item_id))
+
+
+def folded(text: str, max_bytes: int = NAME_KEY_BYTES) -> str:
+    """``text`` case-folded (Unicode), cut to at most ``max_bytes`` of UTF-8 on a character boundary."""
+    return text.casefold().encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+
+
+def name_key(name: str, item_id: str) -> str:
+    """The item's sort key in ``name-index``."""
+    return f"{folded(name)}{NAME_KEY_SEPARATOR}{item_id}"
+
+
+def updated_key(updated_at: str, item_id: str) -> str:
+    """The item's sort key in ``updated-index`` (``updated_at`` has a fixed width)."""
+    return f"{updated_at}#{item_id}"
+
+
+def id_of_index_key(index_key: str) -> str:
+    """The item id at the end of a ``name_key`` or ``updated_key``."""
+    return index_key.rsplit(NAME_KEY_SEPARATOR if NAME_KEY_SEPARATOR in index_key else "#", 1)[-1]
+
+
+def index_start_key(tenant: str, attribute: str, index_key: str) -> dict[str, dict[str, str]]:
+    """``ExclusiveStartKey`` of a page of ``name-index`` or ``updated-index`` after ``index_key``."""
+    return {**item_key(tenant, id_of_index_key(index_key)), attribute: {"S": index_key}}
+
+
+def tag_pk(tenant: str, tag: str) -> str:
+    return f"{TAG_PREFIX}{tenant}#{tag}"
+
+
+def tag_key(tenant: str, tag: str, item_id: str) -> Key:
+    """The index record saying that ``item_id`` carries ``tag``."""
+    return key(tag_pk(tenant, tag), item_sk(item_id))
 
 
 def attachment_sk(item_id: str, attachment_id: str) -> str:

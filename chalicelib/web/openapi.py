@@ -18,7 +18,7 @@ from chalicelib import __version__
 from chalicelib.attachments.models import Attachment, AttachmentCreate, AttachmentList, Import, ImportCreate, ImportPage
 from chalicelib.config.settings import get_settings
 from chalicelib.items.models import Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument
-from chalicelib.limits import ID_PATTERN
+from chalicelib.limits import ID_PATTERN, MAX_PREFIX_LENGTH, MAX_TAG_LENGTH
 from chalicelib.problems import PROBLEM_TYPES
 
 _MODELS: list[type[BaseModel]] = [Health, Item, ItemCreate, ItemPage, ItemPatch, ItemReplace, ProblemDocument]
@@ -172,6 +172,30 @@ PAGING = [
     {"name": "order", "in": "query", "required": False, "description": "By id, ascending (default) or descending.",
      "schema": {"type": "string", "enum": ["asc", "desc"], "default": "asc"}},
 ]
+_SORTS = ["id", "name", "updated_at"]
+FINDING = [
+    {"name": "tag", "in": "query", "required": False,
+     "description": (f"Only items carrying this tag (trimmed, as on write; 1-{MAX_TAG_LENGTH} characters), by id. "
+                     "Not with q, nor with a sort other than id (400)."),
+     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH}},
+    {"name": "q", "in": "query", "required": False,
+     "description": (f"Only items whose name starts with this text, compared case-insensitively (Unicode case folding), "
+                     f"1-{MAX_PREFIX_LENGTH} characters; ordered by name, then id. Not with tag, nor with a sort other "
+                     "than name (400)."),
+     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PREFIX_LENGTH}},
+    {"name": "sort", "in": "query", "required": False,
+     # No schema default: a client that filled one in would send sort=id with q, which is refused.
+     "description": ("The order: id (when absent, unless q is given: then name), name (case-folded, then id) "
+                     "or updated_at (then id; order=desc puts recent changes first)."),
+     "schema": {"type": "string", "enum": _SORTS}},
+]
+ITEM_PAGING = [
+    *FINDING,
+    *[{**p, "description": "The previous page's next_cursor; bound to the tenant, the query (tag, q, sort) and order."}
+      if p["name"] == "cursor" else
+      {**p, "description": "Ascending (default) or descending, in the order sort (or tag, q) gives."}
+      if p["name"] == "order" else p for p in PAGING],
+]
 
 _TIME = "2026-11-24T03:41:05.123Z"
 ITEM_EXAMPLE = {"id": "01JD2Q6J9G8V3M4N5P6Q7R8S9T", "name": "Receipt", "description": None, "tags": ["travel"],
@@ -261,11 +285,13 @@ def _item_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listItems",
                 "summary": "List items",
-                "description": "A page of the tenant's live items ordered by id; follow next_cursor until it is null.",
+                "description": ("A page of the tenant's live items, all of them by id, or found by tag or name "
+                                "prefix, or sorted by name or last change; each a Query on an index. Follow "
+                                "next_cursor until it is null."),
                 "tags": ["items"],
-                "parameters": PAGING,
+                "parameters": ITEM_PAGING,
                 "responses": {
-                    "200": _ok("ItemPage", "A page of items, ordered by id",
+                    "200": _ok("ItemPage", "A page of items, in the order asked for",
                                {"items": [ITEM_EXAMPLE], "next_cursor": None}, links=_next_page("listItems")),
                     **errors(400, *_AUTHED),
                 },

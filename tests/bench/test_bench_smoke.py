@@ -19,7 +19,10 @@ KEYS = {
     "package": {"zip_bytes"},
     "import_limits": {"seconds_per_1m_rows", "invocation_peak_rss_mb", "projected_lambda_seconds",
                       "invocations_needed", "tmp_mb_per_1m_ids"},
-    "calls_per_request": {"get", "create", "put", "patch", "delete", "list_page"},
+    "calls_per_request": {"get", "create", "put", "patch", "delete", "list_page", "find_page"},
+    "finding_scaling": {"small_items", "large_items", "tag", "q", "sort_name", "sort_updated_at", "sort_id",
+                        "worst_ratio"},
+    "write_cost": {"tags_0", "tags_5", "tags_20"},
     "peers": {"rounds", "machine", "floor", "ours", "seed", "powertools", "fastapi"},
 }
 PEER_KEYS = {
@@ -47,6 +50,13 @@ def test_smoke_benchmark_reports_every_measure(tmp_path):
     assert results["calls_per_request"] == dict.fromkeys(KEYS["calls_per_request"], 1)
     assert results["cleanup"]["items_read"] <= 2 * results["cleanup"]["expired"]
     assert results["import"]["rows_per_write_call"] >= 20
+    # A create is one call whatever its tags; changing tags costs one transaction more than keeping them.
+    for tags in ("tags_0", "tags_5", "tags_20"):
+        cost = results["write_cost"][tags]
+        assert (cost["create_calls"], cost["update_calls"]) == (1, 1), cost
+        assert cost["retag_calls"] == (1 if tags == "tags_0" else 2), cost
+    assert results["write_cost"]["tags_0"]["create_wcu"] < results["write_cost"]["tags_5"]["create_wcu"] < (
+        results["write_cost"]["tags_20"]["create_wcu"])
     assert results["package"]["zip_bytes"] <= PACKAGE_BUDGET_BYTES
     # The smoke run never starts mutmut; it reports the last `make mutation` when there is one.
     assert set(results["mutation"]) in (set(), {"mutants", "killed", "survived", "kill_ratio", "seconds"})

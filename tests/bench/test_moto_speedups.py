@@ -29,8 +29,14 @@ def table():
             TableName=NAME,
             BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
+                                  {"AttributeName": "sk", "AttributeType": "S"},
+                                  {"AttributeName": "g", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[{
+                "IndexName": "gsi",
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "g", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }],
         )
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.dynamodb.models import dynamodb_backends
@@ -67,6 +73,47 @@ def test_queries_match_moto_for_random_data_and_conditions(table):
             got = moto_table.query(*args)
             expected = index.unpatched_query(moto_table, *args)
             assert [i.range_key.value for i in got[0]] == [i.range_key.value for i in expected[0]], (comparison, values)
+            assert got[1:] == expected[1:]
+
+
+def test_index_queries_match_moto_through_puts_updates_and_deletes(table):
+    """An index partitioned by the table's partition key (as name-index and updated-index are)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    client, moto_table, index = table
+    rng = random.Random(20261129)
+    keys: set[str] = set()
+    values = ["a", "ab", "abc", "b", "ba", "c", "a\x00x", "a\x00y"]
+    for _round in range(30):
+        for _ in range(rng.randint(1, 20)):
+            sk = f"ITEM#{rng.randint(0, 40):02d}"
+            action = rng.random()
+            key = {"pk": {"S": "p"}, "sk": {"S": sk}}
+            if sk in keys and action < 0.3:
+                client.delete_item(TableName=NAME, Key=key)
+                keys.discard(sk)
+            elif sk in keys and action < 0.6:
+                client.update_item(TableName=NAME, Key=key, UpdateExpression="SET g = :g",
+                                   ExpressionAttributeValues={":g": {"S": rng.choice(values)}})
+            else:
+                item = {**key, **({"g": {"S": rng.choice(values)}} if rng.random() < 0.8 else {})}
+                client.put_item(TableName=NAME, Item=item)
+                keys.add(sk)
+        stored = {i["sk"]["S"]: i for i in client.scan(TableName=NAME)["Items"] if "g" in i and i["pk"]["S"] == "p"}
+        for _ in range(20):
+            comparison, bounds = rng.choice([(None, []), ("BEGINS_WITH", [rng.choice(values)]), ("GT", ["ab"])])
+            limit = rng.choice([1, 2, 5, 21])
+            forward = rng.random() < 0.5
+            start = None
+            if stored and rng.random() < 0.5:
+                at = stored[rng.choice(sorted(stored))]
+                start = {"pk": at["pk"], "sk": at["sk"], "g": at["g"]}
+            args = (DynamoType({"S": "p"}), comparison, [DynamoType({"S": v}) for v in bounds], limit, start, forward,
+                    None, "gsi")
+            conditions = {"hash_key_conditions": [("pk", DynamoType({"S": "p"}))]}
+            got = moto_table.query(*args, **conditions)
+            expected = index.unpatched_query(moto_table, *args, **conditions)
+            assert [i.range_key.value for i in got[0]] == [i.range_key.value for i in expected[0]], (comparison, bounds)
             assert got[1:] == expected[1:]
 
 

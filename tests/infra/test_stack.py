@@ -26,7 +26,7 @@ def test_template_deploys_and_builds_what_it_declares(cloudformation):
     assert table["TableArn"] == outputs["TableArn"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert table["DeletionProtectionEnabled"] is True
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["due-index"]
+    assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == ["due-index", "name-index", "updated-index"]
     attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=outputs["WorkQueueUrl"], AttributeNames=["All"])
     attributes = attributes["Attributes"]
     assert attributes["VisibilityTimeout"] == "360"

@@ -73,18 +73,28 @@ def test_table_is_on_demand_indexed_recoverable_encrypted_and_retained(template)
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert props["DeletionProtectionEnabled"] is True
-    (index,) = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "due-index"
-    assert [k["AttributeName"] for k in index["KeySchema"]] == ["due_pk", "due_at"]
+    indexes = {index["IndexName"]: index for index in props["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"due-index", "name-index", "updated-index"}
+    assert [k["AttributeName"] for k in indexes["due-index"]["KeySchema"]] == ["due_pk", "due_at"]
+    assert indexes["due-index"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    # Finding items: partitioned by tenant, whole items projected (a page is one Query).
+    for name, sort_key in (("name-index", "name_key"), ("updated-index", "updated_key")):
+        assert [k["AttributeName"] for k in indexes[name]["KeySchema"]] == ["pk", sort_key]
+        assert indexes[name]["Projection"] == {"ProjectionType": "ALL"}
 
 
 def test_the_code_uses_the_keys_and_index_the_template_declares(template):
     from chalicelib.store import layout
 
     props = template["Resources"]["Table"]["Properties"]
-    assert props["GlobalSecondaryIndexes"][0]["IndexName"] == layout.DUE_INDEX
+    indexes = {index["IndexName"]: index for index in props["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {layout.DUE_INDEX, layout.NAME_INDEX, layout.UPDATED_INDEX}
+    assert indexes[layout.NAME_INDEX]["KeySchema"][1]["AttributeName"] == layout.NAME_KEY
+    assert indexes[layout.UPDATED_INDEX]["KeySchema"][1]["AttributeName"] == layout.UPDATED_KEY
     assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
-    assert {a["AttributeName"] for a in props["AttributeDefinitions"]} == {"pk", "sk", "due_pk", "due_at"}
+    assert {a["AttributeName"] for a in props["AttributeDefinitions"]} == {
+        "pk", "sk", "due_pk", "due_at", layout.NAME_KEY, layout.UPDATED_KEY
+    }
 
 
 @pytest.mark.parametrize("name", ["Bucket", "FrontendBucket"])

@@ -2,7 +2,8 @@
 
 Same semantics, checked by test_item_store_contract.py against the repository on moto: writes only
 to live items at a matching version, an expired item is gone (its id free again), versions count
-every write, pages in id order both ways with a resume id, and an item deleted (or replaced after
+every write, pages in id order both ways with a resume id, findings (tag, name prefix, name,
+updated_at) paged as the repository reads its indexes, and an item deleted (or replaced after
 expiring) with attachments leaves a tombstone for the cleanup job. What it cannot have: the
 expression limits (it never raises ``ExpressionTooLarge``), and a real transaction for a create's
 ``completion`` entry, which it keeps in ``companions`` to show it was written with the item.
@@ -19,6 +20,7 @@ from datetime import datetime
 from chalicelib.items.records import (
     Completion,
     ConditionFailed,
+    Finding,
     InPlacePatch,
     ItemExists,
     ItemFields,
@@ -27,6 +29,7 @@ from chalicelib.items.records import (
     Tombstone,
     to_api,
 )
+from chalicelib.store import layout
 from chalicelib.store.writes import Precondition
 from chalicelib.util import clock, jsonutil
 
@@ -64,6 +67,41 @@ class InMemoryItemStore:
             return ItemPage(tuple(live[:limit]), live[limit - 1].id)
         return ItemPage(tuple(live), evaluated[-1] if len(evaluated) > limit else None)
 
+    def find_page(self, tenant: str, finding: Finding, limit: int, after: str | None, descending: bool) -> ItemPage:
+        """As the repository reads its indexes: ``Limit=limit + 1`` entries in the finding's order
+        (index keys as ``layout`` spells them), expired items filtered after the read."""
+        if finding.by == "id":
+            return self.list_page(tenant, limit, after, descending)
+        now = clock.now_text()
+        records = [record for (owner, _), record in self.items.items() if owner == tenant]
+        if finding.by == "tag":
+            ids = sorted((r.id for r in records if finding.value in r.tags), reverse=descending)
+            if after is not None:
+                ids = [i for i in ids if (i < after if descending else i > after)]
+            resume = ids[limit - 1] if len(ids) > limit else None
+            page = [self.items[(tenant, i)] for i in ids[:limit]]
+            return ItemPage(tuple(r for r in page if r.is_live(now)), resume)
+        if finding.by == "updated_at":
+            entries = [(layout.updated_key(r.updated_at, r.id), r) for r in records]
+        else:
+            entries = [(layout.name_key(r.name, r.id), r) for r in records]
+        if finding.by == "prefix":
+            prefix = str(finding.value).casefold()
+            entries = [(k, r) for k, r in entries if k.startswith(layout.folded(prefix))]
+        entries.sort(key=lambda entry: entry[0], reverse=descending)
+        if after is not None:
+            entries = [(k, r) for k, r in entries if (k < after if descending else k > after)]
+        evaluated = entries[: limit + 1]
+        live = [(k, r) for k, r in evaluated if r.is_live(now)]
+        if finding.by == "prefix":
+            wanted = str(finding.value).casefold()
+            matching = [r for _, r in live[:limit] if r.name.casefold().startswith(wanted)]
+        else:
+            matching = [r for _, r in live[:limit]]
+        if len(live) > limit:
+            return ItemPage(tuple(matching), live[limit - 1][0])
+        return ItemPage(tuple(matching), evaluated[-1][0] if len(evaluated) > limit else None)
+
     # -- writes ---------------------------------------------------------------------------
     def create(
         self, tenant: str, item_id: str, fields: ItemFields, completion: Completion | None = None
@@ -93,7 +131,9 @@ class InMemoryItemStore:
             self._bury(tenant, old)
         return record
 
-    def replace(self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition) -> ItemRecord:
+    def replace(
+        self, tenant: str, item_id: str, fields: ItemFields, precondition: Precondition, current: ItemRecord | None = None
+    ) -> ItemRecord:
         current = self._writable(tenant, item_id, precondition)
         return self._write(
             tenant,
@@ -107,13 +147,13 @@ class InMemoryItemStore:
         )
 
     def patch_in_place(self, tenant: str, item_id: str, patch: InPlacePatch, precondition: Precondition) -> ItemRecord:
+        if "tags" in patch.top_level:
+            raise ValueError("tags are replaced, not patched in place")
         current = self._writable(tenant, item_id, precondition)
         changes: dict[str, object] = {}
         for field, value in patch.top_level.items():
             if field == "expires_at":
                 changes[field] = _expiry(value) if isinstance(value, datetime) or value is None else value
-            elif field == "tags":
-                changes[field] = tuple(value) if isinstance(value, (list, tuple)) else ()
             else:
                 changes[field] = value
         data = dict(changes.get("data", current.data))  # type: ignore[call-overload]

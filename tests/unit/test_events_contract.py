@@ -65,11 +65,31 @@ def table_calls():
 def test_item_calls_stay_single_round_trips_without_attachments(tenant):
     item = json.loads(tenant.request("POST", "/items", {"name": "cheap"}).body)
     path = f"/items/{item['id']}"
-    for method, body in (("GET", None), ("PUT", {"name": "b"}), ("PATCH", {"tags": ["t"]}), ("DELETE", None)):
+    for method, body in (("GET", None), ("PUT", {"name": "b"}), ("PATCH", {"description": "d"}), ("DELETE", None)):
         with table_calls() as calls:
             response = tenant.request(method, path, body)
         assert response.status_code in (200, 204), (method, response.body)
         assert len(calls) == 1, (method, calls)
+
+
+def test_changing_tags_costs_a_read_and_one_transaction(tenant):
+    """A tag's index record changes with the item (API.md "Finding items"), and which records to
+    remove depends on the tags stored: learnt from a read, or from a failed condition's old item."""
+    with table_calls() as calls:
+        item = json.loads(tenant.request("POST", "/items", {"name": "tagged", "tags": ["a"]}).body)
+    assert calls == ["TransactWriteItems"]
+    path = f"/items/{item['id']}"
+    for method, body, expected in (
+        ("PUT", {"name": "b", "tags": ["a"]}, ["UpdateItem"]),
+        ("PUT", {"name": "b", "tags": ["b"]}, ["UpdateItem", "TransactWriteItems"]),
+        ("PATCH", {"tags": ["c"]}, ["GetItem", "TransactWriteItems"]),
+        ("PATCH", {"name": "c"}, ["UpdateItem"]),
+        ("DELETE", None, ["DeleteItem", "TransactWriteItems"]),
+    ):
+        with table_calls() as calls:
+            response = tenant.request(method, path, body)
+        assert response.status_code in (200, 204), (method, response.body)
+        assert calls == expected, (method, body)
 
 
 def test_deleting_an_item_with_attachments_costs_one_transaction_more(tenant):

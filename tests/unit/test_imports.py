@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -616,14 +617,14 @@ def test_an_unexpected_exception_in_the_consumer_is_a_row_error_and_spares_its_n
 ):
     from chalicelib.items.repository import ItemRepository
 
-    real = ItemRepository.create_action
+    real = ItemRepository.create_actions
 
-    def faulty(self, tenant_name, item_id, fields, now, import_ref):
+    def faulty(self, tenant_name, item_id, fields, now, import_ref, replacing=None):
         if fields.name == "boom":
             raise RuntimeError("injected consumer fault")
-        return real(self, tenant_name, item_id, fields, now, import_ref)
+        return real(self, tenant_name, item_id, fields, now, import_ref, replacing)
 
-    monkeypatch.setattr(ItemRepository, "create_action", faulty)
+    monkeypatch.setattr(ItemRepository, "create_actions", faulty)
     data = (
         b'{"name": "first"}\n'
         b'{"name": "boom"}\n'
@@ -873,3 +874,63 @@ def test_of_two_runs_from_one_checkpoint_only_one_goes_on(client, app_module, s3
         client.lambda_.invoke("on_import_uploaded", s3_event(key))
     drain(work_queue_poller(app_module))
     assert_accounted(body_of(tenant.request("GET", f"/imports/{created['id']}")))
+
+
+def test_imported_rows_are_found_by_tag_and_name(client, app_module, s3, tenant):
+    """Each row's item is written with its tags' index records and index keys, in one transaction."""
+    data = b"".join(
+        json.dumps({"id": f"r{n:02d}", "name": f"Row {n}", "tags": ["imported", f"t{n % 2}"]}).encode() + b"\n"
+        for n in range(30)
+    )
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert result["rows_imported"] == 30
+    tagged = body_of(tenant.request("GET", "/items?tag=t1&limit=100"))["items"]
+    assert [item["id"] for item in tagged] == [f"r{n:02d}" for n in range(1, 30, 2)]
+    assert len(body_of(tenant.request("GET", "/items?q=row%201&limit=100"))["items"]) == 11  # 1, 10-19
+
+
+@pytest.mark.parametrize(("tag_count", "chunks"), [(1, 2), (20, 13)])
+def test_messages_hold_as_many_rows_as_one_transaction_can_write(
+    client, app_module, s3, tenant, monkeypatch, tag_count, chunks
+):
+    """A row is its item and one index record per tag: 50 rows of 20 tags are 1,050 writes. The
+    storage handler fills each message up to what one transaction holds (``MAX_ROW_WRITES``), so
+    every chunk is still one transaction."""
+    real = aws.dynamodb().transact_write_items
+    transactions = []
+
+    def counting(**kwargs):
+        transactions.append(len(kwargs["TransactItems"]))
+        return real(**kwargs)
+
+    monkeypatch.setattr(aws.dynamodb(), "transact_write_items", counting)
+    tags = [f"tag{n}" for n in range(tag_count)]
+    data = b"".join(json.dumps({"id": f"r{n:02d}", "name": "n", "tags": tags}).encode() + b"\n" for n in range(50))
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert len(transactions) == chunks and max(transactions) <= 100, transactions
+    assert_accounted(result)
+    assert result["rows_imported"] == 50
+    assert len(every_item(tenant)) == 50
+    page = body_of(tenant.request("GET", f"/items?tag=tag{tag_count - 1}&limit=100"))
+    assert len(page["items"]) == 50
+
+
+def test_a_row_replacing_an_expired_item_takes_its_tag_records(client, app_module, s3, tenant, monkeypatch):
+    from chalicelib.util import clock
+
+    soon = clock.format_timestamp(clock.now() + timedelta(seconds=60))
+    created = tenant.request("POST", "/items", {"id": "x", "name": "old", "tags": ["old", "both"], "expires_at": soon})
+    assert created.status_code == 201
+    real_now = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real_now() + timedelta(seconds=120))
+    data = json.dumps({"id": "x", "name": "new", "tags": ["both", "new"]}).encode() + b"\n"
+    result = run_import(client, app_module, s3, tenant, "jsonl", data)
+    assert result["rows_imported"] == 1
+    for tag, expected in (("old", []), ("both", ["x"]), ("new", ["x"])):
+        assert [i["id"] for i in body_of(tenant.request("GET", f"/items?tag={tag}"))["items"]] == expected
+    records = aws.dynamodb().query(
+        TableName=os.environ["TABLE_NAME"],
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": layout.tag_pk(tenant.name, "old")}},
+    )["Items"]
+    assert records == []

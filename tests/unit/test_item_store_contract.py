@@ -15,6 +15,7 @@ import pytest
 
 from chalicelib.items.records import (
     ConditionFailed,
+    Finding,
     InPlacePatch,
     ItemExists,
     ItemFields,
@@ -204,3 +205,93 @@ def test_tenants_are_isolated(store: ItemStore, tenant: str) -> None:
     assert theirs.version == 1
     mine = store.get(tenant, "a1")
     assert mine is not None and mine.name == "mine"
+
+
+def _walk(store: ItemStore, tenant: str, finding: Finding, limit: int, descending: bool) -> list[list[str]]:
+    pages: list[list[str]] = []
+    after: str | None = None
+    for _ in range(50):
+        page = store.find_page(tenant, finding, limit, after, descending)
+        pages.append([r.id for r in page.items])
+        if page.last_id is None:
+            return pages
+        after = page.last_id
+    raise AssertionError("the walk did not end")
+
+
+FINDINGS = [
+    (Finding("id"), ["a1", "a2", "a3", "a4", "a5"]),
+    (Finding("tag", "t"), ["a1", "a3", "a5"]),
+    (Finding("name"), ["a3", "a5", "a2", "a4", "a1"]),
+    (Finding("prefix", "B"), ["a3", "a5", "a2"]),
+    (Finding("updated_at"), ["a5", "a4", "a3", "a2", "a1"]),
+]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize(("finding", "expected"), FINDINGS, ids=[f.by for f, _ in FINDINGS])
+def test_find_pages_in_the_findings_order_with_resume(
+    store: ItemStore, tenant: str, finding: Finding, expected: list[str], descending: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = {"a5": "b", "a4": "c", "a3": "B", "a2": "bz", "a1": "Ca"}
+    for seconds, item_id in enumerate(["a5", "a4", "a3", "a2", "a1"]):
+        later(monkeypatch, seconds)  # distinct updated_at, in the order created
+        store.create(tenant, item_id, fields(names[item_id], tags=("t",) if item_id in ("a1", "a3", "a5") else ()))
+    if descending:
+        expected = list(reversed(expected))
+    pages = _walk(store, tenant, finding, 2, descending)
+    assert [i for page in pages for i in page] == expected
+    assert all(len(page) <= 2 for page in pages)
+    assert [r.id for r in store.find_page(tenant, finding, 5, None, descending).items] == expected
+
+
+def test_find_omits_expired_items(store: ItemStore, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.create(tenant, "a1", fields("b", tags=("t",), expires_at=clock.now() + timedelta(seconds=60)))
+    store.create(tenant, "a2", fields("b", tags=("t",)))
+    later(monkeypatch, 120)
+    for finding, _ in FINDINGS:
+        assert [i for page in _walk(store, tenant, finding, 1, False) for i in page] == ["a2"], finding
+
+
+def test_find_follows_replaced_names_and_tags(store: ItemStore, tenant: str) -> None:
+    store.create(tenant, "a1", fields("alpha", tags=("x", "y")))
+    store.replace(tenant, "a1", fields("omega", tags=("y", "z")), None)
+    assert store.find_page(tenant, Finding("tag", "x"), 10, None, False).items == ()
+    assert [r.id for r in store.find_page(tenant, Finding("tag", "z"), 10, None, False).items] == ["a1"]
+    assert store.find_page(tenant, Finding("prefix", "al"), 10, None, False).items == ()
+    assert [r.id for r in store.find_page(tenant, Finding("prefix", "OM"), 10, None, False).items] == ["a1"]
+    store.delete(tenant, "a1", None)
+    assert store.find_page(tenant, Finding("tag", "z"), 10, None, False).items == ()
+
+
+def test_replace_with_new_tags_honours_the_precondition(store: ItemStore, tenant: str) -> None:
+    created = store.create(tenant, "a1", fields(tags=("x",)))
+    with pytest.raises(ConditionFailed) as stale:
+        store.replace(tenant, "a1", fields(tags=("y",)), frozenset({5}), created)
+    assert stale.value.current is not None and stale.value.current.tags == ("x",)
+    replaced = store.replace(tenant, "a1", fields(tags=("y",)), frozenset({1}), created)
+    assert (replaced.version, replaced.tags) == (2, ("y",))
+    got = store.get(tenant, "a1")
+    assert got is not None and to_api(got) == to_api(replaced)
+
+
+def test_replace_with_a_stale_current_still_applies_to_the_item_as_it_is(store: ItemStore, tenant: str) -> None:
+    stale = store.create(tenant, "a1", fields(tags=("x",)))
+    store.replace(tenant, "a1", fields(tags=("w",)), None)
+    replaced = store.replace(tenant, "a1", fields(tags=("y",)), None, stale)
+    assert (replaced.version, replaced.tags) == (3, ("y",))
+    assert store.find_page(tenant, Finding("tag", "w"), 10, None, False).items == ()
+
+
+def test_tags_are_not_patched_in_place(store: ItemStore, tenant: str) -> None:
+    store.create(tenant, "a1", fields(tags=("x",)))
+    with pytest.raises(ValueError):
+        store.patch_in_place(tenant, "a1", InPlacePatch({"tags": ["y"]}, {}, (), 0, 100), None)
+    got = store.get(tenant, "a1")
+    assert got is not None and (got.version, got.tags) == (1, ("x",))
+
+
+def test_find_is_tenant_isolated(store: ItemStore, tenant: str) -> None:
+    store.create(tenant, "a1", fields("n", tags=("t",)))
+    for finding, _ in FINDINGS:
+        assert store.find_page(f"{tenant}-other", finding, 10, None, False).items == ()

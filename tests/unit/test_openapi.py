@@ -244,3 +244,18 @@ def test_links_connect_create_to_its_item_and_a_page_to_the_next(client):
 def test_patch_sends_merge_patch_first(client):
     content = served(client)["paths"]["/items/{id}"]["patch"]["requestBody"]["content"]
     assert next(iter(content)) == "application/merge-patch+json"
+
+
+def test_finding_parameters_are_the_services_rules(client, tenant):
+    from chalicelib.items.service import SORTS
+
+    document = json.loads(client.http.get("/openapi.json").body)
+    parameters = {p["name"]: p["schema"] for p in document["paths"]["/items"]["get"]["parameters"]}
+    assert parameters["sort"]["enum"] == list(SORTS)
+    assert "default" not in parameters["sort"]  # a client filling it in would send sort=id with q (a 400)
+    for name, longest in (("tag", 50), ("q", 100)):
+        assert (parameters[name]["minLength"], parameters[name]["maxLength"]) == (1, longest)
+        assert tenant.request("GET", f"/items?{name}={'x' * longest}").status_code == 200
+        assert tenant.request("GET", f"/items?{name}={'x' * (longest + 1)}").status_code == 400
+    for sort in SORTS:
+        assert tenant.request("GET", f"/items?sort={sort}").status_code == 200
