@@ -49,6 +49,7 @@ function paramsFromQuery(query) {
 }
 
 export function createItems({ api, attachments }) {
+  let searchTimer = 0; // a search being typed, sent 300 ms after the last key
   const list = {
     query: { ...DEFAULTS },
     key: null, // the query the pages below belong to
@@ -195,8 +196,8 @@ export function createItems({ api, attachments }) {
   // The controls show the query in the URL.
   function renderQuery() {
     const { q, tag, sort, order, limit } = list.query;
-    const search = $('#search');
-    if (document.activeElement !== search) search.value = q;
+    // Unless a search being typed is still to be sent: the URL (back button, a link) decides.
+    if (!searchTimer) $('#search').value = q;
     $('#order').value = order;
     $('#page-size').value = String(limit);
     $('#table-wrap').style.setProperty('--rows', String(limit));
@@ -746,12 +747,18 @@ export function createItems({ api, attachments }) {
     else closeEditor();
   }
 
-  let searchTimer = 0;
+  function searchFor(q) {
+    if (q === list.query.q) return;
+    // A new search reads A→Z from its first name; clearing it goes back to the newest items first.
+    const order = q ? (list.query.q ? list.query.order : 'asc') : DEFAULTS.order;
+    setQuery({ q, tag: '', sort: 'id', order });
+  }
+
   function searchSoon() {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => {
-      const q = $('#search').value.trim();
-      if (q !== list.query.q) setQuery({ q, tag: '', sort: 'id' });
+      searchTimer = 0;
+      searchFor($('#search').value.trim());
     }, 300);
   }
 
@@ -775,8 +782,8 @@ export function createItems({ api, attachments }) {
   $('#list-controls').addEventListener('submit', (event) => {
     event.preventDefault();
     clearTimeout(searchTimer);
-    const q = $('#search').value.trim();
-    if (q !== list.query.q) setQuery({ q, tag: '', sort: 'id' });
+    searchTimer = 0;
+    searchFor($('#search').value.trim());
   });
   $('#search').addEventListener('input', searchSoon);
   $('#order').addEventListener('change', (event) => setQuery({ order: event.target.value }));
