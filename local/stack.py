@@ -163,13 +163,21 @@ class LocalStack:
         # Operations page of the front end shows the same metrics instead (docs/LOCAL.md).
         logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)
 
-        self.emulator = Emulator(HOST, self.emulator_port, _log)
-        try:
-            self.emulator.start()
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PortBusy("EMULATOR_PORT", self.emulator_port) from None
-            raise
+        # A port picked here (EMULATOR_PORT unset) was free a moment ago; another process may take
+        # it before the emulator binds it, so a few more are tried. A port the user named is theirs.
+        tries = 1 if _port(self.environ, "EMULATOR_PORT", 0) else 5
+        for attempt in range(tries):
+            self.emulator = Emulator(HOST, self.emulator_port, _log)
+            try:
+                self.emulator.start()
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                if attempt == tries - 1:
+                    raise PortBusy("EMULATOR_PORT", self.emulator_port) from None
+                self.emulator_port = _free_port()
+                self.endpoint = f"http://{HOST}:{self.emulator_port}"
         self.runtime_env = {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "local",
