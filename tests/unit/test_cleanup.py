@@ -38,11 +38,17 @@ def s3():
 
 @pytest.fixture
 def later(monkeypatch):
-    """Move the service's clock forward."""
-    real_now = clock.now
+    """Stop the service's clock for the test; `shift(s)` sets it `s` seconds past where it stopped.
+
+    A stopped clock keeps the margins exact however slow the machine is: "one second later" cannot
+    become three because a request took two.
+    """
+    start = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: start)
 
     def shift(seconds: float) -> None:
-        monkeypatch.setattr(clock, "now", lambda: real_now() + timedelta(seconds=seconds))
+        moved = start + timedelta(seconds=seconds)
+        monkeypatch.setattr(clock, "now", lambda: moved)
 
     return shift
 
