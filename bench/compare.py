@@ -80,8 +80,12 @@ def _run(job: tuple[str, str], env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def measure(rounds: int, warm_requests: int, item_id: str, api_key: str, person: dict[str, str]) -> dict[str, Any]:
-    """``person``: ``BENCH_TOKEN`` (a person's access token of the peers' tenant) and the pool's variables."""
+def measure(rounds: int, warm_requests: int, item_id: str, api_key: str, person: dict[str, str], *,
+            warmup: bool = True) -> dict[str, Any]:
+    """``person``: ``BENCH_TOKEN`` (a person's access token of the peers' tenant) and the pool's variables.
+
+    ``warmup``: one unmeasured run of each (subject, action) before the measured rounds.
+    """
     env = {**os.environ, **person, "BENCH_TENANT": TENANT, "BENCH_ITEM": item_id, "BENCH_KEY": api_key,
            "BENCH_WARM": str(warm_requests),
            # Every subject logs as it would in production (the service's request line, Powertools' lines).
@@ -92,7 +96,7 @@ def measure(rounds: int, warm_requests: int, item_id: str, api_key: str, person:
     # the caller's environment says (a Lambda package is another matter: see docs/PERFORMANCE.md).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     jobs = COLD + WARM
-    for job in jobs:  # one unmeasured run each: bytecode caches written, files in the page cache
+    for job in jobs if warmup else ():  # one unmeasured run each: bytecode caches written, files in the page cache
         _run(job, env)
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {job: [] for job in jobs}
     started = time.monotonic()

@@ -65,13 +65,14 @@ class Sizes:
     limit_rows: int = 100_000
     peer_rounds: int = 15
     peer_warm_requests: int = 100
+    peer_warmup: bool = True  # one unmeasured run of each subject first (the smoke run only checks it runs)
 
 
 FULL = Sizes(cold_runs=15, warm_iterations=400, list_small=1_000, list_large=50_000, list_runs=30,
              cleanup_live=50_000, cleanup_expired=200, import_rows=100_000)
 SMOKE = Sizes(cold_runs=3, warm_iterations=30, list_small=30, list_large=300, list_runs=5,
               cleanup_live=300, cleanup_expired=20, import_rows=300, limit_rows=3_000,
-              peer_rounds=1, peer_warm_requests=5)
+              peer_rounds=1, peer_warm_requests=5, peer_warmup=False)
 
 
 def median(values: list[float]) -> float:
@@ -707,7 +708,8 @@ def peers(env: Environment, sizes: Sizes) -> dict[str, Any]:
     item = ItemService(get_settings()).create(compare.TENANT, {"name": "peer", "tags": ["bench"],
                                                                "data": {"n": 1, "price": "12.50"}})
     _key_id, key = apikeys.create(env.table, compare.TENANT)
-    result = compare.measure(sizes.peer_rounds, sizes.peer_warm_requests, item.id, key, person_token(env))
+    result = compare.measure(sizes.peer_rounds, sizes.peer_warm_requests, item.id, key, person_token(env),
+                             warmup=sizes.peer_warmup)
     print(compare.table(result), flush=True)
     return result
 
