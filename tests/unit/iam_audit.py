@@ -72,6 +72,19 @@ _state: dict[str, Any] = {"installed": False, "deselected": False, "collected": 
 AWAITING_FEATURES: dict[tuple[str, str, str], str] = {}
 
 
+# Tables a test made as copies of the stack's (``stand_in``): a call on a copy is recorded as the
+# same call on the table it copies, so the function's policy is still checked against that table.
+STAND_INS: dict[str, str] = {}
+
+
+def stand_in(copy: str, original: str | None) -> None:
+    """Record calls on table ``copy`` as calls on ``original`` (``None``: stop)."""
+    if original is None:
+        STAND_INS.pop(copy, None)
+    else:
+        STAND_INS[copy] = original
+
+
 def install() -> None:
     """Register the recorder for every botocore session created from now on."""
     if _state["installed"]:
@@ -170,6 +183,7 @@ _TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "Delete
 
 def _dynamodb(operation: str, params: Mapping[str, Any], region: str) -> list[tuple[str, str]]:
     def table(name: str) -> str:
+        name = STAND_INS.get(name, name)
         return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"
 
     if operation in ("TransactWriteItems", "TransactGetItems"):

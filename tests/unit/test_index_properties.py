@@ -31,6 +31,7 @@ from chalicelib.store import aws, layout
 from chalicelib.store import transactions as dynamo_batch
 from chalicelib.store.codec import from_item
 from chalicelib.util import clock
+from tests.unit import iam_audit
 
 # Each example is up to 14 writes, a cleanup run and a read of every index against the emulator, on a
 # table of its own: a third of the profile's examples (tests/conftest.py), 10 in `make test`, 33 thorough.
@@ -121,7 +122,8 @@ def _check(repository: ItemRepository, tenant: str) -> None:
 @pytest.fixture
 def own_table(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A table of this test's own, defined as the stack's: its cleanup runs and index reads see only
-    its items, not the rest of the session's (moto reads an index by walking the whole table)."""
+    its items, not the rest of the session's (moto reads an index by walking the whole table). The
+    IAM audit records its calls as calls on the stack's table."""
     client = aws.dynamodb()
     table = client.describe_table(TableName=os.environ["TABLE_NAME"])["Table"]
     name = f"{table['TableName']}-properties-{secrets.token_hex(3)}"
@@ -132,7 +134,9 @@ def own_table(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Any:
                                 for index in table["GlobalSecondaryIndexes"]],
     )
     monkeypatch.setenv("TABLE_NAME", name)
+    iam_audit.stand_in(name, table["TableName"])
     yield
+    iam_audit.stand_in(name, None)
     client.delete_table(TableName=name)
 
 
