@@ -733,8 +733,8 @@ def check_stage(stage: str, command: str) -> None:
 
 def check_frontend_origin(options: Options, cloudformation: Any) -> None:
     """Refuse an origin the app would refuse at import, before anything is changed."""
+    from chalicelib.config import cors
     from chalicelib.config.settings import PRODUCTION_STAGES, ConfigurationError
-    from chalicelib.web import cors
 
     origin = options.frontend_origin
     if origin is None:
