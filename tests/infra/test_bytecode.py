@@ -12,6 +12,8 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -121,3 +123,47 @@ def test_deploy_and_package_refuse_another_interpreter_before_changing_anything(
 def test_the_deploy_runtime_is_the_interpreter_running_the_suite():
     """The suite runs on the functions' Python, so the packages it builds carry bytecode Lambda uses."""
     assert deploy.RUNTIME == RUNTIME
+
+
+class FakePackager:
+    """Chalice's packager as ``ChaliceProject`` uses it: builds a zip, and names the one its deployer uploads."""
+
+    def __init__(self, built: Path, uploaded: Path) -> None:
+        self.built, self.uploaded = built, uploaded
+
+    def create_deployment_package(self, _project_dir: str, _python_version: str) -> str:
+        return str(self.built)
+
+    def deployment_package_filename(self, _project_dir: str, _python_version: str) -> str:
+        return str(self.uploaded)
+
+
+def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uploaded: Path | None = None) -> tuple[Any, Any, Path]:
+    built = sources_package(tmp_path / "built.zip")
+    project = deploy.ChaliceProject(tmp_path)
+    monkeypatch.setattr(deploy.ChaliceProject, "_packager", staticmethod(lambda _config: FakePackager(built, uploaded or built)))
+    monkeypatch.setattr(project.factory, "create_botocore_session", lambda: None)
+    monkeypatch.setattr(project.factory, "create_default_deployer",
+                        lambda **_kwargs: SimpleNamespace(deploy=lambda _config, chalice_stage_name: {"stage": chalice_stage_name}))
+    config = SimpleNamespace(automatic_layer=False, lambda_python_version=RUNTIME, project_dir=str(tmp_path))
+    return project, config, built
+
+
+def test_deploy_compiles_the_package_before_chalice_uploads_it(tmp_path, monkeypatch):
+    project, config, built = _project(tmp_path, monkeypatch)
+    assert project.deploy(config, "dev") == {"stage": "dev"}
+    assert bytecode.is_compiled(built)
+
+
+def test_a_deploy_that_uploaded_another_package_fails(tmp_path, monkeypatch):
+    project, config, _built = _project(tmp_path, monkeypatch, uploaded=tmp_path / "other.zip")
+    with pytest.raises(bytecode.BytecodeError, match="other than built.zip, maybe without bytecode; deploy again"):
+        project.deploy(config, "dev")
+
+
+def test_a_package_split_into_layers_is_refused(tmp_path, monkeypatch):
+    project, config, built = _project(tmp_path, monkeypatch)
+    config.automatic_layer = True
+    with pytest.raises(deploy.Refused, match="automatic_layer"):
+        project.deploy(config, "dev")
+    assert not bytecode.is_compiled(built)
