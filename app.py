@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response  # type: ignore[attr-defined]
 
 from chalicelib.auth import callers
+from chalicelib.config import cors as cors_policy
 from chalicelib.config.settings import cleanup_rate_minutes, get_settings, require
-from chalicelib.items.records import ItemRecord, listing_to_api, to_api
-from chalicelib.items.service import ItemService
 from chalicelib.store import aws
-from chalicelib.util import jsonutil, metrics, observability
-from chalicelib.web import conditional, ratelimit
-from chalicelib.web import cors as cors_policy
-from chalicelib.web import http as web
-from chalicelib.web.routes import routes
+from chalicelib.util import metrics, observability
+
+if TYPE_CHECKING:
+    from chalicelib.items.records import ItemRecord
+    from chalicelib.items.service import ItemService
+
+# Cold start: the authorizer function loads this module too (handler ``app.bearer_authorizer``) and
+# needs only the imports above. What only routes and their middlewares use (chalicelib.web,
+# chalicelib.items, ...) is imported inside the functions that use it; after the first request a
+# function-level import is a dict look-up. tests/unit/test_import_guard.py keeps it that way.
 
 app = Chalice(app_name="items", configure_logs=False)
 app.debug = False
@@ -30,8 +36,8 @@ cors = CORSConfig(
     expose_headers=["ETag", "Location", "X-Request-Id", "Idempotent-Replayed", "Retry-After"],
     max_age=600,
 )
-JSON_BODY = [web.JSON]
-PATCH_BODY = [web.JSON, web.MERGE_PATCH]
+JSON_BODY = ["application/json"]  # chalicelib.web.http's JSON and MERGE_PATCH, which only routes import
+PATCH_BODY = ["application/json", "application/merge-patch+json"]
 
 
 @app.authorizer(ttl_seconds=60)
@@ -54,12 +60,47 @@ def bearer_authorizer(auth_request: Any) -> AuthResponse:
     )
 
 
-route = routes(app, bearer_authorizer, cors)
+View = TypeVar("View", bound=Callable[..., Response])
+
+
+def route(path: str, *methods: str, public: bool = False, body: Sequence[str] | None = None) -> Callable[[View], View]:
+    """One route decorator: the authorizer (unless ``public``), CORS and the problem boundary on every route.
+
+    ``body`` lists the media types the route accepts (Chalice answers 415 to any other).
+    """
+    options: dict[str, Any] = {"methods": list(methods), "cors": cors}
+    if not public:
+        options["authorizer"] = bearer_authorizer
+    if body is not None:
+        options["content_types"] = list(body)
+
+    def register(view: View) -> View:
+        registered: View = app.route(path, **options)(_problem_boundary(view))
+        return registered
+
+    return register
+
+
+def _problem_boundary(view: View) -> View:
+    """``http.problem_boundary(view)``, built at the view's first call: no exception escapes as a bare 500."""
+    bounded: list[View] = []
+
+    @functools.wraps(view)
+    def call(*args: Any, **kwargs: Any) -> Response:
+        if not bounded:
+            from chalicelib.web.http import problem_boundary
+
+            bounded.append(problem_boundary(view))
+        return bounded[0](*args, **kwargs)
+
+    return call  # type: ignore[return-value]
 
 
 @app.middleware("http")
 def observe(request: Any, get_response: Any) -> Response:
     """One log line and one set of metrics per request (docs/OPERATIONS.md), written before it returns."""
+    from chalicelib.web import http as web
+
     started = time.perf_counter()
     request_id = web.new_request_id(request)
     route = (request.context or {}).get("resourcePath")
@@ -102,10 +143,15 @@ def _tenant() -> str:
 
 
 def _items() -> ItemService:
+    from chalicelib.items.service import ItemService
+
     return ItemService(get_settings())
 
 
 def _item_response(status: int, item: ItemRecord, headers: dict[str, str] | None = None) -> Response:
+    from chalicelib.items.records import to_api
+    from chalicelib.web import http as web
+
     return web.json_response(status, to_api(item), {"ETag": web.etag(item.version), **(headers or {})})
 
 
@@ -123,6 +169,9 @@ def limit_rate(request: Any, get_response: Any) -> Response:
 
     Registered after ``observe``, so it runs inside it: a 429 is logged and carries the usual headers.
     """
+    from chalicelib.web import http as web
+    from chalicelib.web import ratelimit
+
     refused = ratelimit.refusal(request.context, get_settings())
     if refused is None:
         admitted: Response = get_response(request)
@@ -135,11 +184,14 @@ def limit_rate(request: Any, get_response: Any) -> Response:
 
 @route("/health", "GET", public=True)
 def health() -> Response:
+    from chalicelib.web import http as web
+
     return web.json_response(200, {"status": "ok", "version": get_settings().app_version})
 
 
 @route("/openapi.json", "GET", public=True)
 def openapi() -> Response:
+    from chalicelib.web import http as web
     from chalicelib.web import openapi as openapi_doc  # pydantic schemas: only this route needs them
 
     return web.json_response(200, openapi_doc.document())
@@ -147,6 +199,9 @@ def openapi() -> Response:
 
 @route("/items", "POST", body=JSON_BODY)
 def create_item() -> Response:
+    from chalicelib.items.records import to_api
+    from chalicelib.web import http as web
+
     body = web.read_json_body(_request())
     return _idempotent_created(
         "POST /items",
@@ -158,11 +213,17 @@ def create_item() -> Response:
 
 @route("/items", "GET")
 def list_items() -> Response:
+    from chalicelib.items.records import listing_to_api
+    from chalicelib.web import http as web
+
     return web.json_response(200, listing_to_api(_items().list(_tenant(), web.query_params(_request()))))
 
 
 @route("/items/{item_id}", "GET")
 def get_item(item_id: str) -> Response:
+    from chalicelib.web import conditional
+    from chalicelib.web import http as web
+
     item = _items().get(_tenant(), item_id)
     if conditional.if_none_match_hits(_request().headers.get("if-none-match"), item.version):
         return Response(body="", status_code=304, headers={"ETag": web.etag(item.version)})
@@ -171,6 +232,9 @@ def get_item(item_id: str) -> Response:
 
 @route("/items/{item_id}", "PUT", body=JSON_BODY)
 def replace_item(item_id: str) -> Response:
+    from chalicelib.web import conditional
+    from chalicelib.web import http as web
+
     request = _request()
     body = web.read_json_body(request)
     precondition = conditional.parse_if_match(request.headers.get("if-match"))
@@ -179,6 +243,9 @@ def replace_item(item_id: str) -> Response:
 
 @route("/items/{item_id}", "PATCH", body=PATCH_BODY)
 def patch_item(item_id: str) -> Response:
+    from chalicelib.web import conditional
+    from chalicelib.web import http as web
+
     request = _request()
     body = web.read_json_body(request, accepted=(web.JSON, web.MERGE_PATCH))
     precondition = conditional.parse_if_match(request.headers.get("if-match"))
@@ -187,6 +254,8 @@ def patch_item(item_id: str) -> Response:
 
 @route("/items/{item_id}", "DELETE")
 def delete_item(item_id: str) -> Response:
+    from chalicelib.web import conditional
+
     precondition = conditional.parse_if_match(_request().headers.get("if-match"))
     _items().delete(_tenant(), item_id, precondition)
     return Response(body="", status_code=204)
@@ -200,6 +269,9 @@ def _idempotent_created(route: str, body: Any, create: Any, headers_of: Any) -> 
 
     With a key, the created record and the remembered response are written in one transaction.
     """
+    from chalicelib.util import jsonutil
+    from chalicelib.web import http as web
+
     request = app.current_request
     tenant = _tenant()
     key = web.idempotency_key(request)
@@ -245,6 +317,8 @@ def _imports() -> Any:
 
 @route("/items/{item_id}/attachments", "POST", body=JSON_BODY)
 def create_attachment(item_id: str) -> Response:
+    from chalicelib.web import http as web
+
     body = web.read_json_body(app.current_request)
 
     return _idempotent_created(
@@ -257,11 +331,15 @@ def create_attachment(item_id: str) -> Response:
 
 @route("/items/{item_id}/attachments", "GET")
 def list_attachments(item_id: str) -> Response:
+    from chalicelib.web import http as web
+
     return web.json_response(200, _attachments().list_for_item(_tenant(), item_id))
 
 
 @route("/items/{item_id}/attachments/{attachment_id}", "GET")
 def get_attachment(item_id: str, attachment_id: str) -> Response:
+    from chalicelib.web import http as web
+
     return web.json_response(200, _attachments().get(_tenant(), item_id, attachment_id))
 
 
@@ -273,6 +351,8 @@ def delete_attachment(item_id: str, attachment_id: str) -> Response:
 
 @route("/imports", "POST", body=JSON_BODY)
 def create_import() -> Response:
+    from chalicelib.web import http as web
+
     body = web.read_json_body(app.current_request)
 
     return _idempotent_created(
@@ -285,11 +365,15 @@ def create_import() -> Response:
 
 @route("/imports", "GET")
 def list_imports() -> Response:
+    from chalicelib.web import http as web
+
     return web.json_response(200, _imports().list_page(_tenant(), web.query_params(app.current_request)))
 
 
 @route("/imports/{import_id}", "GET")
 def get_import(import_id: str) -> Response:
+    from chalicelib.web import http as web
+
     return web.json_response(200, _imports().get(_tenant(), import_id))
 
 

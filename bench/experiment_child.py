@@ -69,8 +69,8 @@ def authorizer_only() -> Callable[..., Any]:
     from chalice import AuthResponse, Chalice  # type: ignore[attr-defined]
 
     from chalicelib.auth import apikeys, gateway
+    from chalicelib.config import cors as _cors  # noqa: F401  (app.py builds its CORS configuration at import)
     from chalicelib.config.settings import get_settings, require
-    from chalicelib.web import cors as _cors  # noqa: F401  (app.py builds its CORS configuration at import)
 
     app = Chalice(app_name="items", configure_logs=False)
 

@@ -647,7 +647,8 @@ def _registry_mb_per_million_ids(count: int) -> float:
 
 
 def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
-    """``chalice package`` of a copy of the project, with the per-function policies a deploy would write."""
+    """``chalice package`` of a copy of the project, with the per-function policies a deploy would write,
+    and its bytecode compiled in as ``make package`` and ``make deploy`` ship it (infra/bytecode.py)."""
     import shutil
 
     import app
@@ -673,6 +674,9 @@ def package(env: Environment, _sizes: Sizes) -> dict[str, Any]:
         if done.returncode:
             raise RuntimeError(f"chalice package failed:\n{done.stdout}\n{done.stderr}")
         zip_path = out / "deployment.zip"
+        from infra import bytecode
+
+        bytecode.compile_package(zip_path, deploy.RUNTIME)
         with zipfile.ZipFile(zip_path) as archive:
             names = archive.namelist()
         assert not any(name.startswith(("boto3/", "botocore/")) for name in names), "boto3 must not be packaged"

@@ -13,6 +13,7 @@
 4. ``policy.write_all``: .chalice/policy-<stage>-<function>.json, one per function, from the
    outputs and the app's functions, each named in the stage's ``lambda_functions``.
 5. Chalice's own deployer (what ``chalice deploy --stage`` runs): role, functions, API, events.
+   The deployment package it uploads carries its bytecode, compiled ahead (infra/bytecode.py).
 6. What Chalice cannot express: ``ReportBatchItemFailures`` on each SQS event source mapping
    (aws/chalice#2029), API Gateway's own answers as problem documents (infra/gateway_responses.py),
    stage-wide throttling, a retention period for every function's log group, and the events
@@ -47,11 +48,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import gateway_responses, policy, stack
+from infra import bytecode, gateway_responses, policy, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = ROOT / ".chalice" / "config.json"
 RESERVED_STAGES = frozenset({"local", "test"})  # the emulator's and the unit suite's
+# The functions' runtime (docs/DEPLOY.md). Chalice names the runtime after the interpreter that
+# deploys, and the package's bytecode only loads on the interpreter version that compiled it.
+RUNTIME = "python3.11"
 SECRET_VARIABLES = ("CURSOR_SECRETS",)
 # Stage settings taken from the operator's environment when set (otherwise the stage keeps its
 # previous value, or the application's default).
@@ -211,17 +215,50 @@ class ChaliceProject:
         return self.factory.create_config_obj(chalice_stage_name=stage, user_provided_params=params)
 
     def deploy(self, config: Any, stage: str) -> dict[str, Any]:
+        """Chalice's deployer, uploading the deployment package with its bytecode compiled ahead.
+
+        The package is built first and compiled in place, in Chalice's cache of packages
+        (.chalice/deployments, named after a hash of what goes in); the deployer then finds it there
+        and uploads it as it is.
+        """
         from chalice.utils import UI
 
+        built = self.build_package(config)
         session = self.factory.create_botocore_session()
         deployer = self.factory.create_default_deployer(session=session, config=config, ui=UI())
         deployed: dict[str, Any] = deployer.deploy(config, chalice_stage_name=stage)
+        if self._packager(config).deployment_package_filename(config.project_dir, config.lambda_python_version) != str(built):
+            raise bytecode.BytecodeError(f"the project changed while Chalice deployed it: the functions run a package "
+                                         f"other than {built.name}, maybe without bytecode; deploy again")
         return deployed
 
     def package(self, config: Any, stage: str, out_dir: Path, pkg_format: str = "terraform") -> None:
-        """What ``chalice package --pkg-format <format>`` builds: the deployment zip and the template."""
+        """What ``chalice package --pkg-format <format>`` builds, the deployment zip with its bytecode compiled."""
+        bytecode.check_interpreter(config.lambda_python_version)
         packager = self.factory.create_app_packager(config, self.factory.create_package_options(), pkg_format, "json", None)
         packager.package_app(config, str(out_dir), stage)
+        bytecode.compile_package(out_dir / "deployment.zip", config.lambda_python_version)
+
+    def build_package(self, config: Any) -> Path:
+        """Chalice's deployment package for ``config`` (built, or found in its cache), bytecode compiled in."""
+        if config.automatic_layer:
+            raise Refused('"automatic_layer" splits the package in two; infra/bytecode.py compiles one zip')
+        bytecode.check_interpreter(config.lambda_python_version)
+        built = Path(self._packager(config).create_deployment_package(config.project_dir, config.lambda_python_version))
+        bytecode.compile_package(built, config.lambda_python_version)
+        return built
+
+    @staticmethod
+    def _packager(config: Any) -> Any:
+        """The packager Chalice's build stage uses (``chalice.deploy.deployer.create_build_stage``)."""
+        from chalice.deploy.packager import DependencyBuilder, LambdaDeploymentPackager, PipRunner, SubprocessPip
+        from chalice.utils import UI, OSUtils
+
+        osutils = OSUtils()
+        builder = DependencyBuilder(osutils=osutils, pip_runner=PipRunner(pip=SubprocessPip(osutils=osutils), osutils=osutils),
+                                    architecture=config.lambda_architecture)
+        return LambdaDeploymentPackager(osutils=osutils, dependency_builder=builder, ui=UI(),
+                                        architecture=config.lambda_architecture)
 
     def delete(self, stage: str) -> None:
         from chalice.utils import UI
@@ -733,8 +770,8 @@ def check_stage(stage: str, command: str) -> None:
 
 def check_frontend_origin(options: Options, cloudformation: Any) -> None:
     """Refuse an origin the app would refuse at import, before anything is changed."""
+    from chalicelib.config import cors
     from chalicelib.config.settings import PRODUCTION_STAGES, ConfigurationError
-    from chalicelib.web import cors
 
     origin = options.frontend_origin
     if origin is None:
@@ -775,8 +812,20 @@ def aws_session(environ: MutableMapping[str, str]) -> Any:
     return session
 
 
+def check_interpreter(command: str) -> None:
+    """Deploy and package from the runtime's Python only: Chalice would name another runtime, and
+    the package's bytecode would not load on it (infra/bytecode.py)."""
+    if command == "destroy":
+        return
+    try:
+        bytecode.check_interpreter(RUNTIME)
+    except bytecode.BytecodeError as exc:
+        raise Refused(str(exc)) from None
+
+
 def run(command: str, stage: str, purge: bool, out: Path, environ: MutableMapping[str, str]) -> None:
     check_stage(stage, command)
+    check_interpreter(command)
     options = options_from_environment(stage, environ)
     session = aws_session(environ)
     clients = Clients.create(session)
@@ -820,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as exc:
         print(f"[deploy] error: {exc}", file=sys.stderr, flush=True)
         return 2
-    except (stack.StackFailed, ConfigurationError, policy.UnknownFunction) as exc:
+    except (stack.StackFailed, ConfigurationError, policy.UnknownFunction, bytecode.BytecodeError) as exc:
         print(f"[deploy] failed: {exc}", file=sys.stderr, flush=True)
         return 1
     except ClientError as exc:

@@ -10,6 +10,9 @@ process, with only ``AWS_REGION`` set, as docs/DEPLOY.md says.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -24,6 +27,7 @@ from typing import Any
 import pytest
 
 from bench.run import PACKAGE_BUDGET_BYTES
+from infra import deploy
 from tests.infra import emulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,6 +219,18 @@ def test_every_function_has_the_stages_environment(deployed, state):
         assert variables["CURSOR_SECRETS_PARAMETER"] == f"/items/{STAGE}/cursor-secrets"
         assert "CURSOR_SECRETS" not in variables
         assert function["timeout"] == TIMEOUTS.get(handler, 15), handler
+
+
+def test_every_function_runs_the_package_with_its_bytecode(deployed):
+    """The zip make deploy uploads is the compiled one (infra/bytecode.py), not Chalice's package of sources."""
+    from infra import bytecode
+
+    packages = {base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode(): path
+                for path in (deployed.project / ".chalice" / "deployments").glob("*.zip")}
+    for name in HANDLERS.values():
+        code = deployed.client("lambda").get_function(FunctionName=name)["Configuration"]["CodeSha256"]
+        assert code in packages, name
+        assert bytecode.is_compiled(packages[code]), name
 
 
 def test_every_function_has_its_own_role_and_policy(deployed, state):
@@ -450,6 +466,50 @@ def test_package_is_small_and_leaves_boto3_to_lambda(packaged):
         top_level = {name.split("/")[0] for name in archive.namelist()}
     assert {"app.py", "chalicelib", "pydantic", "aws_lambda_powertools", "cryptography"} <= top_level
     assert not top_level & {"boto3", "botocore", "s3transfer", "moto", "infra"}, "the Lambda runtime provides boto3"
+
+
+def _pyc_of(source: str) -> str:
+    """Where the runtime's Python looks for the bytecode of ``source`` (``a/b.py`` -> ``a/__pycache__/b.<tag>.pyc``)."""
+    directory, _, name = source.rpartition("/")
+    tag = "cpython-" + deploy.RUNTIME.removeprefix("python").replace(".", "")
+    return f"{directory}/__pycache__/{name[:-3]}.{tag}.pyc".lstrip("/")
+
+
+def test_package_ships_unchecked_hash_bytecode_for_the_app_and_its_dependencies(packaged):
+    """infra/bytecode.py: Lambda's /var/task is read-only, so bytecode not in the zip is compiled at every cold start."""
+    with zipfile.ZipFile(packaged["out"] / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        pycs = {name: archive.read(name) for name in names if name.endswith(".pyc")}
+    sources = sorted(name for name in names if name.endswith(".py"))
+    assert {"__pycache__/app.cpython-311.pyc", "chalicelib/auth/__pycache__/apikeys.cpython-311.pyc",
+            "chalice/__pycache__/app.cpython-311.pyc", "pydantic/__pycache__/main.cpython-311.pyc",
+            "aws_lambda_powertools/logging/__pycache__/logger.cpython-311.pyc"} <= set(pycs)
+    assert [source for source in sources if _pyc_of(source) not in pycs] == []
+    assert sorted(set(pycs) - {_pyc_of(source) for source in sources}) == [], "bytecode without its source"
+    # PEP 552: magic number, then flags 0b01 (hash-based, source not checked), the source's hash, the code.
+    assert {data[:4] for data in pycs.values()} == {importlib.util.MAGIC_NUMBER}
+    assert {int.from_bytes(data[4:8], "little") for data in pycs.values()} == {0b01}
+
+
+def test_the_packaged_app_runs_from_its_bytecode(packaged, tmp_path):
+    """Every source of the unpacked package replaced by text that does not compile, and still the
+    app and the POST path's pydantic models import: Python used the package's bytecode."""
+    task = tmp_path / "task"
+    with zipfile.ZipFile(packaged["out"] / "deployment.zip") as archive:
+        archive.extractall(task)
+    for source in task.rglob("*.py"):
+        source.write_text("this is not Python\n")
+    child = ("import sys; sys.dont_write_bytecode = True; sys.path.insert(0, sys.argv[1]); "
+             "import app, chalicelib.items.models, chalicelib.web.http, aws_lambda_powertools.logging; "
+             "print(sum(str(getattr(m, '__file__', '') or '').startswith(sys.argv[1]) for m in list(sys.modules.values())), "
+             "app.__file__.startswith(sys.argv[1]), sys.modules['pydantic'].__file__.startswith(sys.argv[1]))")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CORS_", "STAGE", "COVERAGE_"))}
+    done = subprocess.run([sys.executable, "-I", "-c", child, str(task)], capture_output=True, text=True, check=False,
+                          cwd=tmp_path, env={**environment, "STAGE": "dev", "AWS_DEFAULT_REGION": REGION}, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded, app_packaged, pydantic_packaged = done.stdout.split()
+    assert (app_packaged, pydantic_packaged) == ("True", "True")
+    assert int(loaded) > 100, "modules loaded from the package"  # 125 when written
 
 
 def test_package_traces_every_function(packaged):

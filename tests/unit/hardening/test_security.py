@@ -249,8 +249,8 @@ def test_public_responses_are_not_sniffed(client):
     ("dev", "javascript:alert(1)", None),
 ])
 def test_cors_origin_per_stage(stage, origin, allowed):
+    from chalicelib.config import cors
     from chalicelib.config.settings import ConfigurationError
-    from chalicelib.web import cors
 
     environ = {"STAGE": stage, "CORS_ALLOW_ORIGIN": origin}
     if allowed is None:
