@@ -12,7 +12,9 @@ floor within each round:
   nothing is cached between cold starts) and with bytecode compiled ahead (unchecked-hash);
 - ``lazyauth``: an authorizer app that imports only what the authorizer needs;
 - ``nodocs``: botocore without ``botocore.docs`` (stubbed before the import);
-- ``deferbuild``: every pydantic model with ``defer_build=True``.
+- ``deferbuild``: every pydantic model with ``defer_build=True`` (a question of the time when the
+  POST validated with the models; it now validates with pydantic-core alone, so this variant only
+  adds pydantic's import to it).
 """
 
 from __future__ import annotations

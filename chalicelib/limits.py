@@ -1,7 +1,7 @@
 """The contract's numeric and pattern limits, in one place.
 
-Kept apart from ``models.py`` so that read paths can use them without importing pydantic
-(Lambda cold start is import time; a GET never validates a body).
+Kept apart from ``rules.py`` and ``models.py`` so that read paths can use them without importing
+pydantic-core or pydantic (Lambda cold start is import time; a GET never validates a body).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from chalicelib.items.models import to_field_errors
+from chalicelib.items.rules import to_field_errors
 from chalicelib.problems import field_errors
 
 MAX_ATTACHMENTS_PER_ITEM = 20

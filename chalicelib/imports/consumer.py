@@ -40,9 +40,10 @@ from chalicelib.config.settings import Settings, require
 from chalicelib.imports import repository as imports
 from chalicelib.imports.parser import describe, unexpected
 from chalicelib.imports.records import ImportRecord
-from chalicelib.items.models import ItemCreate, to_field_errors
+from chalicelib.items.models import ItemCreate
 from chalicelib.items.records import ItemFields
 from chalicelib.items.repository import ItemRepository, is_live, record_of
+from chalicelib.items.rules import to_field_errors
 from chalicelib.limits import ID_PATTERN
 from chalicelib.store.transactions import refused_for_contents
 from chalicelib.util import clock, jsonutil, metrics

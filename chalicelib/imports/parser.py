@@ -27,7 +27,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.items.models import ItemCreate, to_field_errors
+from chalicelib.items.models import ItemCreate
+from chalicelib.items.rules import to_field_errors
 from chalicelib.util import clock, jsonutil
 from chalicelib.util.observability import logger
 

@@ -1,160 +1,40 @@
-"""Request and response models: every field rule of the contract lives here, once.
+"""Request and response models: the OpenAPI schemas, and the validation of imported rows.
 
-The same models validate requests, imported rows and patched results, and generate the OpenAPI
-schemas, so the documentation cannot drift from what the code accepts.
+The fields of the body models are the rules of ``rules.py`` (``Rule``), which also validate
+request bodies without pydantic, so the documentation cannot drift from what the code accepts.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+import copy
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.limits import ID_PATTERN, MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_TAG_LENGTH, MAX_TAGS
-from chalicelib.util import clock, jsonutil
+from chalicelib.items import rules
 
-READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
-
-# DynamoDB numbers: at most 38 significant digits, magnitude 1E-130 .. 9.99…E+125.
-_MAX_DIGITS = 38
-_MIN_ADJUSTED_EXPONENT = -130
-_MAX_ADJUSTED_EXPONENT = 125
-
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import core_schema as cs
 
 
-def _strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
+class Rule:
+    """A field's rule from ``rules.py``: the core schema pydantic uses for the annotated field."""
+
+    def __init__(self, schema: cs.CoreSchema) -> None:
+        self.schema = schema
+
+    def __get_pydantic_core_schema__(self, _source: Any, _handler: GetCoreSchemaHandler) -> cs.CoreSchema:
+        return copy.deepcopy(self.schema)  # pydantic may annotate it; the validators' copy stays as written
 
 
-def _dedupe(tags: list[str]) -> list[str]:
-    return list(dict.fromkeys(tags))
-
-
-def parse_timestamp(value: Any) -> Any:
-    """RFC 3339 with an explicit offset, normalised to UTC at millisecond precision."""
-    if value is None or isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise PydanticCustomError(
-            "timestamp", "must be an RFC 3339 timestamp with an offset, e.g. 2030-01-01T00:00:00Z"
-        )
-    try:
-        parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
-    except ValueError as exc:
-        raise PydanticCustomError("timestamp", "is not a valid date and time") from exc
-    try:
-        return clock.truncate(parsed.astimezone(UTC))
-    except OverflowError as exc:  # e.g. 9999-12-31T23:00:00-05:00 is in the year 10000 in UTC
-        raise PydanticCustomError("timestamp", "must fall within the years 0001 to 9999 in UTC") from exc
-
-
-def _in_future(value: datetime | None) -> datetime | None:
-    if value is not None and value <= clock.now():
-        raise PydanticCustomError("expired", "must be in the future")
-    return value
-
-
-def _pointer(path: tuple[str | int, ...]) -> str:
-    return jsonutil.pointer(*path)
-
-
-def _check_number(value: Decimal | int, path: tuple[str | int, ...]) -> Decimal | int:
-    # Decimal(int) is exact whatever the context; strip_zeros avoids the context's 28-digit rounding.
-    normal = jsonutil.strip_zeros(Decimal(value))
-    if not normal.is_finite():
-        raise PydanticCustomError(
-            "number", "must be a finite number", {"pointer": _pointer(("data", *path))}
-        )
-    if normal.is_zero():
-        return value
-    digits = len(normal.as_tuple().digits)
-    adjusted = normal.adjusted()
-    if digits > _MAX_DIGITS:
-        raise PydanticCustomError(
-            "number",
-            "has more than 38 significant digits",
-            {"pointer": _pointer(("data", *path))},
-        )
-    if adjusted < _MIN_ADJUSTED_EXPONENT or adjusted > _MAX_ADJUSTED_EXPONENT:
-        raise PydanticCustomError(
-            "number",
-            "is outside the storable range 1E-130 .. 9.99E+125",
-            {"pointer": _pointer(("data", *path))},
-        )
-    return value
-
-
-def check_json_value(value: Any, path: tuple[str | int, ...] = ()) -> int:
-    """Validate a JSON value for storage; return its nesting depth (containers count 1 each)."""
-    if isinstance(value, jsonutil.OutOfRangeNumber):
-        raise PydanticCustomError(
-            "number", "is outside the storable range 1E-130 .. 9.99E+125", {"pointer": _pointer(("data", *path))}
-        )
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return 0
-    if isinstance(value, (int, Decimal)):
-        _check_number(value, path)
-        return 0
-    if isinstance(value, dict):
-        depth = 0
-        for key, item in value.items():
-            depth = max(depth, check_json_value(item, (*path, key)))
-        return depth + 1
-    if isinstance(value, list):
-        depth = 0
-        for index, item in enumerate(value):
-            depth = max(depth, check_json_value(item, (*path, index)))
-        return depth + 1
-    raise PydanticCustomError(  # pragma: no cover - json.loads yields nothing else
-        "json", "is not a JSON value", {"pointer": _pointer(("data", *path))}
-    )
-
-
-def _check_data(data: dict[str, Any]) -> dict[str, Any]:
-    depth = check_json_value(data)
-    if depth > MAX_DATA_DEPTH:
-        raise PydanticCustomError("depth", f"must not be nested more than {MAX_DATA_DEPTH} levels deep")
-    if jsonutil.compact_size(data) > MAX_DATA_BYTES:
-        raise PydanticCustomError("size", f"must be at most {MAX_DATA_BYTES} bytes as compact JSON")
-    return data
-
-
-def _check_patch_data(data: dict[str, Any] | None) -> dict[str, Any] | None:
-    # Depth and size are checked on the merged result; here only the values themselves.
-    if data is not None:
-        check_json_value(data)
-    return data
-
-
-Name = Annotated[str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=200)]
-Description = Annotated[str | None, Field(max_length=4000)]
-Tag = Annotated[str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH)]
-Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_dedupe)]
-Data = Annotated[dict[str, Any], AfterValidator(_check_data)]
-Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
-FutureTimestamp = Annotated[datetime | None, BeforeValidator(parse_timestamp), AfterValidator(_in_future)]
-ItemId = Annotated[str, Field(pattern=ID_PATTERN)]
-
-
-def _not_null(value: Any) -> Any:
-    if value is None:
-        raise PydanticCustomError("string_type", "must be a string")
-    return value
+Name = Annotated[str, Rule(rules.NAME)]
+Description = Annotated[str | None, Rule(rules.DESCRIPTION)]
+Tags = Annotated[list[str], Rule(rules.TAGS)]
+Data = Annotated[dict[str, Any], Rule(rules.DATA)]
+FutureTimestamp = Annotated[datetime | None, Rule(rules.EXPIRES_AT)]
+ItemId = Annotated[str | None, Rule(rules.ITEM_ID)]
 
 
 def _present_or_absent(schema: dict[str, Any]) -> None:
@@ -187,7 +67,7 @@ class ItemReplace(_Strict):
 class ItemCreate(ItemReplace):
     """Body of ``POST /items``."""
 
-    id: ItemId | None = Field(default=None, description="Optional; a ULID is assigned when absent.")
+    id: ItemId = Field(default=None, description="Optional; a ULID is assigned when absent.")
 
 
 class ItemPatch(_Strict):
@@ -195,12 +75,12 @@ class ItemPatch(_Strict):
 
     # Absent leaves the name as it is; ``null`` cannot remove a required field (422), so the
     # schema says string, not nullable, and no default.
-    name: Annotated[Name | None, BeforeValidator(_not_null)] = Field(
+    name: Annotated[str | None, Rule(rules.PATCH_NAME)] = Field(
         default=None, description="1–200 characters after trimming; not nullable.", json_schema_extra=_present_or_absent
     )
     description: Description = Field(default=None, description="``null`` removes it.")
-    tags: Tags | None = Field(default=None, description="``null`` resets it to ``[]``.")
-    data: Annotated[dict[str, Any] | None, AfterValidator(_check_patch_data)] = Field(
+    tags: Annotated[list[str] | None, Rule(rules.PATCH_TAGS)] = Field(default=None, description="``null`` resets it to ``[]``.")
+    data: Annotated[dict[str, Any] | None, Rule(rules.PATCH_DATA)] = Field(
         default=None, description="Merged recursively (RFC 7396); ``null`` resets it to ``{}``."
     )
     expires_at: FutureTimestamp = Field(default=None, description="``null`` removes it.")
@@ -269,40 +149,3 @@ class ProblemDocument(BaseModel):
         default=None, description="For 400 and 422 about specific fields: JSON Pointers into the body, "
         "``/query/<name>`` or ``/header/<name>``."
     )
-
-
-def _message(error: Any) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    loc = error["loc"]
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is read-only" if loc and loc[-1] in READ_ONLY_FIELDS else "is not a known field"
-    if kind in ("string_too_short", "too_short") and ctx.get("min_length") == 1:
-        return "must not be blank"
-    if kind == "string_type":
-        return "must be a string"
-    if kind in ("dict_type", "model_type"):
-        return "must be a JSON object"
-    if kind == "list_type":
-        return "must be a list"
-    if kind == "too_long":
-        unit = "characters" if isinstance(error.get("input"), str) else "entries"
-        return f"must have at most {ctx.get('max_length')} {unit}"
-    if kind == "string_too_long":
-        return f"must be at most {ctx.get('max_length')} characters"
-    if kind == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern')}"
-    message: str = error["msg"]
-    return message[0].lower() + message[1:] if message else kind
-
-
-def to_field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:
-    """Pydantic errors as ``{"pointer", "detail"}`` with JSON Pointers into the body."""
-    result = []
-    for error in exc.errors(include_url=False):
-        ctx = error.get("ctx") or {}
-        pointer = ctx.get("pointer") or _pointer((*prefix, *error["loc"]))
-        result.append({"pointer": pointer, "detail": _message(error)})
-    return result

@@ -8,7 +8,7 @@ DynamoDB repository by default.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config.settings import Settings, require
 from chalicelib.items.records import (
@@ -33,11 +33,7 @@ from chalicelib.util import jsonutil, ulid
 from chalicelib.util.jsontypes import JsonObject, JsonValue
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-    from chalicelib.items.models import ItemCreate, ItemPatch, ItemReplace
-
-    Model = TypeVar("Model", bound=BaseModel)
+    from chalicelib.items.rules import Shape
 
 LISTING = "items"
 # Without If-Match a merged PATCH retries on a concurrent version change; each retry re-reads,
@@ -45,45 +41,29 @@ LISTING = "items"
 MERGE_ATTEMPTS = 8
 
 
-# pydantic is imported by the requests that validate a body, not by reads (cold start).
+# Validation (pydantic-core) is imported by the requests that carry a body, not by reads, and a write
+# imports no pydantic at all (cold start).
 
 
-def _validate(model: type[Model], body: object) -> Model:
-    from pydantic import ValidationError
+def _validate(shape: Shape, body: object) -> dict[str, Any]:
+    """The body's fields, normalised, defaults filled in; a 422 with the errors of every field."""
+    from pydantic_core import ValidationError
 
-    from chalicelib.items.models import to_field_errors
+    from chalicelib.items import rules
 
     try:
-        return model.model_validate(body)
+        return rules.validate(shape, body)
     except ValidationError as exc:
-        raise field_errors("validation-error", to_field_errors(exc)) from exc
+        raise field_errors("validation-error", rules.to_field_errors(exc)) from exc
 
 
-def _create_model(body: object) -> ItemCreate:
-    from chalicelib.items.models import ItemCreate
-
-    return _validate(ItemCreate, body)
-
-
-def _replace_model(body: object) -> ItemReplace:
-    from chalicelib.items.models import ItemReplace
-
-    return _validate(ItemReplace, body)
-
-
-def _patch_model(body: object) -> ItemPatch:
-    from chalicelib.items.models import ItemPatch
-
-    return _validate(ItemPatch, body)
-
-
-def _fields(model: ItemReplace) -> ItemFields:
+def _fields(body: dict[str, Any]) -> ItemFields:
     return ItemFields(
-        name=model.name,
-        description=model.description,
-        tags=tuple(model.tags),
-        data=model.data,
-        expires_at=model.expires_at,
+        name=body["name"],
+        description=body["description"],
+        tags=tuple(body["tags"]),
+        data=body["data"],
+        expires_at=body["expires_at"],
     )
 
 
@@ -111,8 +91,8 @@ class ItemService:
 
     def create(self, tenant: str, body: JsonValue, completion: Completion | None = None) -> ItemRecord:
         """Create an item; ``completion`` (see ``ItemStore.create``) rides in the same write."""
-        model = _create_model(body)
-        item_id = model.id or ulid.new()
+        model = _validate("ItemCreate", body)
+        item_id = model["id"] or ulid.new()
         try:
             record = self.repository.create(tenant, item_id, _fields(model), completion=completion)
         except ItemExists as exc:
@@ -121,7 +101,7 @@ class ItemService:
 
     def replace(self, tenant: str, item_id: str, body: JsonValue, precondition: Precondition) -> ItemRecord:
         _check_id(item_id)
-        model = _replace_model(body)
+        model = _validate("ItemReplace", body)
         try:
             return self.repository.replace(tenant, item_id, _fields(model), precondition)
         except ConditionFailed as exc:
@@ -144,7 +124,7 @@ class ItemService:
         _check_id(item_id)
         if not isinstance(body, dict):
             raise field_errors("validation-error", [{"pointer": "", "detail": "a merge patch must be a JSON object"}])
-        patch = _patch_model(body)
+        patch = _validate("ItemPatch", body)
         if "name" in body and body["name"] is None:
             raise field_errors("validation-error", [{"pointer": "/name", "detail": "is required and cannot be removed"}])
         data_patch = body.get("data")
@@ -167,14 +147,14 @@ class ItemService:
         return self._patch_merged(tenant, item_id, body, precondition, None)
 
     def _patch_in_place(
-        self, tenant: str, item_id: str, body: JsonObject, patch: ItemPatch, precondition: Precondition
+        self, tenant: str, item_id: str, body: JsonObject, patch: dict[str, Any], precondition: Precondition
     ) -> ItemRecord:
-        from chalicelib.items.models import check_json_value  # pydantic: writes only (cold start)
+        from chalicelib.items.rules import check_json_value  # writes only (cold start)
 
         top_level: dict[str, object] = {}
         for field in ("name", "description", "tags", "expires_at"):
             if field in body:
-                value = getattr(patch, field)
+                value = patch[field]
                 top_level[field] = [] if field == "tags" and value is None else value
         data_sets: JsonObject = {}
         data_removes: list[str] = []
@@ -184,7 +164,7 @@ class ItemService:
             top_level["data"] = {}
             top_level["data_size"] = 2
         elif isinstance(data_patch, dict):
-            patched = patch.data or {}
+            patched = patch["data"] or {}
             for key, value in patched.items():
                 if value is None:
                     data_removes.append(key)
@@ -220,7 +200,7 @@ class ItemService:
             if not _version_matches(current, precondition):
                 raise _precondition_failed(current)
             merged = merge_patch(writable(current), body)
-            model = _replace_model(merged)
+            model = _validate("ItemReplace", merged)
             expected = frozenset({current.version})
             try:
                 return self.repository.replace(tenant, item_id, _fields(model), expected, current)

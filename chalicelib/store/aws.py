@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -90,8 +91,30 @@ def _session() -> Any:
     return botocore.session.get_session()
 
 
+@contextmanager
+def _long_lived() -> Iterator[None]:
+    """The cyclic garbage collector paused inside the block, and what exists after it frozen.
+
+    Importing botocore and building a client allocate well over a hundred thousand objects (the
+    service model) that live as long as the process, as the modules do. Left to the collector, a
+    cold start pays for generation-2 collections that walk the whole heap for nothing: one such
+    pass cost a cold ``POST`` 25–50 ms of CPU here (the request's validation had brought it over
+    the threshold; docs/PERFORMANCE.md). Frozen objects are never walked again; refcounting still
+    frees them, only cycles among them stay (``reset`` unfreezes, for the tests' many clients).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def _client(service: str, config: Any = None) -> Any:
-    return _bounded(_session().create_client(service, config=config or _config()))
+    with _long_lived():
+        return _bounded(_session().create_client(service, config=config or _config()))
 
 
 @functools.cache
@@ -125,3 +148,4 @@ def reset() -> None:
     """Forget every cached client (tests start each moto mock with fresh clients)."""
     for getter in (_session, dynamodb, s3, sqs, ssm):
         getter.cache_clear()
+    gc.unfreeze()

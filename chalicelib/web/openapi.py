@@ -1,7 +1,7 @@
-"""The OpenAPI 3.1 description, generated from the models that validate requests.
+"""The OpenAPI 3.1 description, generated from the models made of the rules that validate requests.
 
 Paths and operations are declared here, schemas come from pydantic, so a rule changed in
-``models.py`` changes the document too. A test fails when a route of the app is missing here, and
+``rules.py`` (or a field in ``models.py``) changes the document too. A test fails when a route of the app is missing here, and
 tests/unit/test_openapi.py checks that each declared rule is the one the validators apply.
 The size maxima are stage settings (checked by the services, not the models): they are read from
 the stage's settings when the document is built.
