@@ -81,7 +81,7 @@ def problem_type(body: Any) -> str:
 def _request_line_formatter() -> type:
     """``LambdaPowertoolsFormatter`` with a fast path for the request line (built on first use:
     Powertools is imported by the first line logged, as before)."""
-    from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter, _get_context
+    from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
     reserved = frozenset(RESERVED_LOG_ATTRS)
     # The standard keys' templates, as Powertools' formatter fills them from a record.
@@ -95,7 +95,8 @@ def _request_line_formatter() -> type:
         """
 
         def format(self, record: logging.LogRecord) -> str:
-            if record.msg != REQUEST or record.args or record.exc_info or record.stack_info or _get_context().get():
+            if (record.msg != REQUEST or record.args or record.exc_info or record.stack_info
+                    or self.thread_safe_get_current_keys()):
                 return str(super().format(record))
             line: dict[str, Any] = {}
             for key, value in self.log_format.items():
@@ -109,8 +110,8 @@ def _request_line_formatter() -> type:
                     line[key] = f"{record.funcName}:{record.lineno}"
                 else:
                     line[key] = self.formatTime(record)
-            line["message"] = record.msg
             line.update({k: v for k, v in record.__dict__.items() if k not in reserved})
+            line["message"] = record.msg
             for key in ("exception", "exception_name", "exception_notes"):
                 line[key] = line.get(key)
             if self.serialize_stacktrace:
