@@ -12,7 +12,7 @@ from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response  # type: i
 
 from chalicelib.auth import callers
 from chalicelib.config import cors as cors_policy
-from chalicelib.config.settings import cleanup_rate_minutes, get_settings, require
+from chalicelib.config.settings import cleanup_rate_minutes, for_invocation, get_settings, require
 from chalicelib.store import aws
 from chalicelib.util import metrics, observability
 
@@ -157,8 +157,11 @@ def _item_response(status: int, item: ItemRecord, headers: dict[str, str] | None
 
 @app.middleware("http")
 def bound_time(request: Any, get_response: Any) -> Response:
-    """AWS calls stop being tried before the invocation would time out (see ``aws.deadline``)."""
-    with aws.deadline(request.lambda_context):
+    """AWS calls stop being tried before the invocation would time out (see ``aws.deadline``).
+
+    The stage's settings are read once here, for the whole invocation (``settings.for_invocation``).
+    """
+    with aws.deadline(request.lambda_context), for_invocation():
         response: Response = get_response(request)
         return response
 

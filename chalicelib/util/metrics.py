@@ -46,8 +46,9 @@ class Family:
     units: dict[str, str]
     dimension_sets: tuple[tuple[str, ...], ...]
 
-    @property
+    @functools.cached_property
     def dimensions(self) -> frozenset[str]:
+        """The dimension names ``record`` takes (computed once: every recorded value checks them)."""
         return frozenset(d for dims in self.dimension_sets for d in dims if d != SERVICE_DIMENSION)
 
 
@@ -89,12 +90,14 @@ _pending: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, list[floa
 _families: dict[str, Family] = {family.name: family for family in FAMILIES}
 _lock = threading.Lock()
 MAX_VALUES = 100  # EMF: at most 100 values per metric in one line
+# ``json.dumps(..., separators=(",", ":"))`` builds an encoder per call; one is enough.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def record(family: Family, values: dict[str, float], **dimensions: str) -> None:
     """Buffer ``values`` (metric name -> value) under ``dimensions``; written by ``flush()``."""
-    unknown = set(values) - set(family.units)
-    if unknown or set(dimensions) != family.dimensions:
+    unknown = values.keys() - family.units.keys()
+    if unknown or dimensions.keys() != family.dimensions:
         raise ValueError(f"{family.name}: metrics {sorted(unknown)} or dimensions {sorted(dimensions)} not declared")
     key = (namespace(), family.name, tuple(sorted(dimensions.items())))
     with _lock:
@@ -138,7 +141,7 @@ def flush() -> None:
         return
     stamp = int(time.time() * 1000)
     lines = [
-        json.dumps(emf_document(_families[family], dict(dimensions), values, stamp, space), separators=(",", ":"))
+        _COMPACT.encode(emf_document(_families[family], dict(dimensions), values, stamp, space))
         for (space, family, dimensions), values in pending
     ]
     sys.stdout.write("\n".join(lines) + "\n")
